@@ -1,0 +1,95 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "southbridge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "southbridge", targets: ["southbridge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd",
+                       providers: [.apt(["libsystemd-dev"])]),
+
+        .target(name: "Federation", dependencies: ["COpenSSL"]),
+        .target(name: "Outbox", dependencies: [
+            "CSQLite", "Federation",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Resolver", dependencies: [
+            "Federation",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .target(name: "Transport", dependencies: [
+            "COpenSSL", "Federation", "Resolver",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Sender", dependencies: [
+            "Federation", "Outbox", "Transport", "Resolver",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .target(name: "Ingest", dependencies: [
+            "Federation", "Outbox", "Sender",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .target(name: "Systemd", dependencies: [
+            "CSystemd",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "SouthbridgeDaemon", dependencies: [
+            "Federation", "Outbox", "Resolver", "Transport", "Sender", "Ingest", "Systemd",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // Real fake homeservers and a throwaway CA, shared by the demo, tests and benchmarks.
+        .target(name: "SouthbridgeSwarm", dependencies: [
+            "COpenSSL", "Federation", "Transport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "southbridge", dependencies: [
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Transport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "FederationTests", dependencies: ["Federation"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Federation"]),
+        .testTarget(name: "TransportTests", dependencies: [
+            "Transport", "SouthbridgeSwarm", "Federation",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox"]),
+        .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)
