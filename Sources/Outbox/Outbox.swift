@@ -1,0 +1,192 @@
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The daemon's only storage: one SQLite file holding every accepted PDU until each of its destinations has it.
+///
+/// Guarantees:
+/// - `accept` returns only after the batch is committed with `synchronous=FULL` in WAL mode, i.e. fsync'd;
+///   a txn id is stored once and a repeat gets the first receipt back.
+/// - All SQLite work, reads included, runs on one dedicated writer thread, never on the caller's (NIO event loops,
+///   Swift concurrency tasks); callers suspend on a continuation and the thread never waits on them. Running reads
+///   on the same thread keeps one connection and needs no locking; reads are short and indexed.
+/// - Writes queued while a commit runs form the next group: one `BEGIN IMMEDIATE … COMMIT`, so many concurrent
+///   ingest requests cost one fsync. Each write has its own savepoint, so one failing write fails alone.
+/// - Stream orderings increase strictly and are never reused, even after pruning.
+public final class Outbox: Sendable {
+    public let path: String
+    public let limits: OutboxLimits
+    private let writer: OutboxWriter
+
+    /// Opens the database at `path`, creating the file (not its directory) and migrating the schema.
+    ///
+    /// - Parameter now: the clock for `received_ts`, in ms since the epoch; tests inject their own.
+    public init(
+        path: String,
+        logger: Logger,
+        limits: OutboxLimits = OutboxLimits(),
+        now: @escaping @Sendable () -> Int64 = Outbox.wallClockMilliseconds
+    ) throws(OutboxError) {
+        var logger = logger
+        logger[metadataKey: "outbox"] = "\(path)"
+        self.path = path
+        self.limits = limits
+        self.writer = try OutboxWriter(path: path, limits: limits, logger: logger, now: now)
+    }
+
+    deinit {
+        writer.close()
+    }
+
+    /// The highest stream ordering committed so far (0 for an empty outbox).
+    public var maxStreamOrdering: Int64 {
+        writer.committedStreamOrdering.load(ordering: .acquiring)
+    }
+
+    /// SQLite transactions committed by group commit since open; far fewer than writes under concurrency.
+    public var committedTransactionCount: Int {
+        writer.committedTransactions.load(ordering: .relaxed)
+    }
+
+    /// Stores `batch` durably and returns its stream orderings; a txn id accepted before gets its first receipt,
+    /// marked `isReplay`, and stores nothing. An invalid batch is refused before it reaches the writer.
+    public func accept(_ batch: IngestBatch) async throws(OutboxError) -> IngestReceipt {
+        try batch.validate(limits: limits)
+        return try await submit(.write(bytes: batch.canonicalJSONBytes)) { store throws(SQLiteError) in
+            try store.accept(batch)
+        }
+    }
+
+    /// Up to `limit` PDUs owed to `destination` with a stream ordering above `streamOrdering`, in stream order.
+    public func pendingPDUs(for destination: String, after streamOrdering: Int64, limit: Int) async throws(OutboxError)
+        -> [StoredPDU]
+    {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.pendingPDUs(for: destination, after: streamOrdering, limit: max(0, limit))
+        }
+    }
+
+    /// The destination's delivery state, or nil when no PDU was ever accepted for it and nothing recorded.
+    public func destination(_ name: String) async throws(OutboxError) -> DestinationRecord? {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.destination(name)
+        }
+    }
+
+    /// Every destination with PDUs beyond its last successful stream ordering, sorted by name; page with `after`
+    /// (the last name of the previous page) and `limit`.
+    public func destinationsWithPendingPDUs(after: String = "", limit: Int = Int.max) async throws(OutboxError)
+        -> [DestinationRecord]
+    {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.destinationsWithPendingPDUs(after: after, limit: max(0, limit))
+        }
+    }
+
+    /// Records that every PDU for `destination` up to `streamOrdering` was delivered. The mark only moves forward;
+    /// the destination's backoff and failure count are cleared.
+    public func recordDelivered(destination: String, upTo streamOrdering: Int64) async throws(OutboxError) {
+        let maximum = maxStreamOrdering
+        guard streamOrdering <= maximum else {
+            throw .streamOrderingBeyondMaximum(destination: destination, streamOrdering: streamOrdering, maximum: maximum)
+        }
+        try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+            try store.recordDelivered(destination: destination, upTo: streamOrdering)
+        }
+    }
+
+    /// Records a failed attempt: the time it failed and the backoff chosen by the retry policy.
+    public func recordFailure(destination: String, retryLastTS: Int64, retryIntervalMS: Int64) async throws(OutboxError) {
+        try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+            try store.recordFailure(destination: destination, retryLastTS: retryLastTS, retryIntervalMS: retryIntervalMS)
+        }
+    }
+
+    /// Clears the destination's backoff (the admin API's `DELETE …/backoff`); false when the destination is unknown.
+    @discardableResult
+    public func resetBackoff(destination: String) async throws(OutboxError) -> Bool {
+        try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+            try store.resetBackoff(destination: destination)
+        }
+    }
+
+    /// Deletes `pdu_destinations` rows every destination is past, then the PDUs no destination still needs, and,
+    /// when `cutoff` is given, the ingest txn ids received before it (ms). Works in steps of
+    /// `limits.pruneStepRows`, each its own short write, so ingest is never held up for long. Returns rows deleted.
+    public func prune(ingestTransactionsReceivedBefore cutoff: Int64? = nil) async throws(OutboxError) -> Int {
+        let step = max(1, limits.pruneStepRows)
+        var deleted = 0
+        while true {
+            let rows = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                try store.pruneDeliveredPDUDestinations(limit: step)
+            }
+            deleted += rows
+            if rows < step { break }
+        }
+        var cursor: Int64? = 0
+        while let after = cursor {
+            let (rows, next) = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                try store.pruneUnneededPDUs(after: after, limit: step)
+            }
+            deleted += rows
+            cursor = next
+        }
+        if let cutoff {
+            while true {
+                let rows = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                    try store.pruneIngestTransactions(receivedBefore: cutoff, limit: step)
+                }
+                deleted += rows
+                if rows < step { break }
+            }
+        }
+        return deleted
+    }
+
+    /// How many rows each table holds.
+    public func rowCounts() async throws(OutboxError) -> OutboxRowCounts {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.rowCounts()
+        }
+    }
+
+    /// A round trip through the writer thread that touches nothing; the watchdog uses it to see the writer answers.
+    public func probe() async throws(OutboxError) {
+        try await submit(.read) { _ throws(SQLiteError) in }
+    }
+
+    /// Finishes the work already queued, stops the writer thread and closes the database; later calls fail with
+    /// `OutboxError.closed`. Blocks until the queued work is done, so call it at shutdown, not on an event loop.
+    public func close() {
+        writer.close()
+    }
+
+    /// Milliseconds since the Unix epoch from the system's real-time clock.
+    @Sendable
+    public static func wallClockMilliseconds() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1_000 + Int64(time.tv_nsec) / 1_000_000
+    }
+
+    private func submit<T: Sendable>(
+        _ kind: WriterJob.Kind,
+        _ body: @escaping @Sendable (OutboxStore) throws(SQLiteError) -> T
+    ) async throws(OutboxError) -> T {
+        let writer = self.writer
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, OutboxError>, Never>) in
+            writer.enqueue(WriterJob(
+                kind: kind,
+                perform: { store throws(SQLiteError) in
+                    let value = try body(store)
+                    return { continuation.resume(returning: .success(value)) }
+                },
+                fail: { error in continuation.resume(returning: .failure(error)) }))
+        }
+        return try result.get()
+    }
+}

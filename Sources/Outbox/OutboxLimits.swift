@@ -1,0 +1,46 @@
+/// The Outbox's bounds: what one batch may hold, how writes are grouped, and how much may wait for the writer.
+///
+/// Defaults follow the Matrix limits (65 536-byte PDUs, 255-byte identifiers) and a small SD card's taste for
+/// few large writes. The daemon's `Configuration` fills this in; tests shrink it.
+public struct OutboxLimits: Sendable, Equatable {
+    /// Largest canonical JSON accepted for one PDU.
+    public var maxPDUBytes: Int
+    /// Most PDUs in one ingest batch.
+    public var maxPDUsPerBatch: Int
+    /// Most canonical JSON bytes in one ingest batch.
+    public var maxBatchBytes: Int
+    /// Longest txn id, room id, event id or destination, in UTF-8 bytes.
+    public var maxIdentifierBytes: Int
+    /// Most writes (ingest batches and destination updates) committed in one SQLite transaction.
+    public var maxGroupWrites: Int
+    /// Most canonical JSON bytes committed in one SQLite transaction (a larger single batch is committed alone).
+    public var maxGroupBytes: Int
+    /// Most canonical JSON bytes waiting for the writer; beyond it `accept` fails with `overloaded`.
+    public var maxQueuedBytes: Int
+    /// Rows one prune step may delete or scan, so pruning never holds the writer for long.
+    public var pruneStepRows: Int
+    /// How long SQLite waits for a lock held by another connection (e.g. an operator's `sqlite3` shell).
+    public var busyTimeoutMS: Int32
+
+    public init(
+        maxPDUBytes: Int = 65_536,
+        maxPDUsPerBatch: Int = 1_000,
+        maxBatchBytes: Int = 8 << 20,
+        maxIdentifierBytes: Int = 255,
+        maxGroupWrites: Int = 256,
+        maxGroupBytes: Int = 8 << 20,
+        maxQueuedBytes: Int = 64 << 20,
+        pruneStepRows: Int = 1_000,
+        busyTimeoutMS: Int32 = 5_000
+    ) {
+        self.maxPDUBytes = maxPDUBytes
+        self.maxPDUsPerBatch = maxPDUsPerBatch
+        self.maxBatchBytes = maxBatchBytes
+        self.maxIdentifierBytes = maxIdentifierBytes
+        self.maxGroupWrites = maxGroupWrites
+        self.maxGroupBytes = maxGroupBytes
+        self.maxQueuedBytes = maxQueuedBytes
+        self.pruneStepRows = pruneStepRows
+        self.busyTimeoutMS = busyTimeoutMS
+    }
+}

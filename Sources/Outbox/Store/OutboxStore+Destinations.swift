@@ -1,0 +1,115 @@
+extension OutboxStore {
+    /// PDUs still owed to `destination` after `streamOrdering`, oldest first.
+    func pendingPDUs(for destination: String, after streamOrdering: Int64, limit: Int) throws(SQLiteError) -> [StoredPDU] {
+        let query = try database.statement("""
+            SELECT p.stream_ordering, p.room_id, p.event_id, p.canonical_json
+            FROM pdu_destinations AS pd JOIN pdus AS p ON p.stream_ordering = pd.stream_ordering
+            WHERE pd.destination = ?1 AND pd.stream_ordering > ?2
+            ORDER BY pd.stream_ordering
+            LIMIT ?3
+            """)
+        try query.bind(destination, at: 1)
+        try query.bind(streamOrdering, at: 2)
+        try query.bind(Int64(limit), at: 3)
+        return try query.rows { row in
+            StoredPDU(
+                streamOrdering: row.int64(at: 0),
+                roomID: row.text(at: 1),
+                eventID: row.optionalText(at: 2),
+                canonicalJSON: row.blob(at: 3))
+        }
+    }
+
+    func destination(_ name: String) throws(SQLiteError) -> DestinationRecord? {
+        let query = try database.statement("""
+            SELECT destination, last_successful_stream_ordering, retry_last_ts, retry_interval_ms, failure_count
+            FROM destinations WHERE destination = ?1
+            """)
+        try query.bind(name, at: 1)
+        return try query.firstRow(Self.destinationRecord)
+    }
+
+    /// Destinations with `pdu_destinations` rows beyond their last successful stream ordering, by name, after
+    /// `after` (exclusive). Every such destination has a `destinations` row: ingest creates it (foreign key).
+    func destinationsWithPendingPDUs(after: String, limit: Int) throws(SQLiteError) -> [DestinationRecord] {
+        let query = try database.statement("""
+            SELECT d.destination, d.last_successful_stream_ordering, d.retry_last_ts, d.retry_interval_ms,
+                   d.failure_count
+            FROM destinations AS d
+            WHERE d.destination > ?1 AND EXISTS (
+                SELECT 1 FROM pdu_destinations AS pd
+                WHERE pd.destination = d.destination AND pd.stream_ordering > d.last_successful_stream_ordering)
+            ORDER BY d.destination
+            LIMIT ?2
+            """)
+        try query.bind(after, at: 1)
+        try query.bind(Int64(limit), at: 2)
+        return try query.rows(Self.destinationRecord)
+    }
+
+    /// Moves the destination's delivered mark forward (never back) and clears its backoff.
+    func recordDelivered(destination: String, upTo streamOrdering: Int64) throws(SQLiteError) {
+        let upsert = try database.statement("""
+            INSERT INTO destinations (destination, last_successful_stream_ordering) VALUES (?1, ?2)
+            ON CONFLICT (destination) DO UPDATE SET
+                last_successful_stream_ordering =
+                    max(last_successful_stream_ordering, excluded.last_successful_stream_ordering),
+                retry_last_ts = NULL,
+                retry_interval_ms = 0,
+                failure_count = 0
+            """)
+        try upsert.bind(destination, at: 1)
+        try upsert.bind(streamOrdering, at: 2)
+        try upsert.run()
+    }
+
+    func recordFailure(destination: String, retryLastTS: Int64, retryIntervalMS: Int64) throws(SQLiteError) {
+        let upsert = try database.statement("""
+            INSERT INTO destinations (destination, retry_last_ts, retry_interval_ms, failure_count) VALUES (?1, ?2, ?3, 1)
+            ON CONFLICT (destination) DO UPDATE SET
+                retry_last_ts = excluded.retry_last_ts,
+                retry_interval_ms = excluded.retry_interval_ms,
+                failure_count = failure_count + 1
+            """)
+        try upsert.bind(destination, at: 1)
+        try upsert.bind(retryLastTS, at: 2)
+        try upsert.bind(retryIntervalMS, at: 3)
+        try upsert.run()
+    }
+
+    /// Clears the destination's backoff; false when the destination is unknown.
+    func resetBackoff(destination: String) throws(SQLiteError) -> Bool {
+        let update = try database.statement("""
+            UPDATE destinations SET retry_last_ts = NULL, retry_interval_ms = 0, failure_count = 0
+            WHERE destination = ?1
+            """)
+        try update.bind(destination, at: 1)
+        try update.run()
+        return database.changes > 0
+    }
+
+    func rowCounts() throws(SQLiteError) -> OutboxRowCounts {
+        let query = try database.statement("""
+            SELECT (SELECT count(*) FROM pdus), (SELECT count(*) FROM pdu_destinations),
+                   (SELECT count(*) FROM destination_rooms), (SELECT count(*) FROM destinations),
+                   (SELECT count(*) FROM ingest_transactions)
+            """)
+        return try query.firstRow { row in
+            OutboxRowCounts(
+                pdus: Int(row.int64(at: 0)),
+                pduDestinations: Int(row.int64(at: 1)),
+                destinationRooms: Int(row.int64(at: 2)),
+                destinations: Int(row.int64(at: 3)),
+                ingestTransactions: Int(row.int64(at: 4)))
+        } ?? OutboxRowCounts(pdus: 0, pduDestinations: 0, destinationRooms: 0, destinations: 0, ingestTransactions: 0)
+    }
+
+    private static func destinationRecord(_ row: SQLiteStatement) -> DestinationRecord {
+        DestinationRecord(
+            name: row.text(at: 0),
+            lastSuccessfulStreamOrdering: row.int64(at: 1),
+            retryLastTS: row.optionalInt64(at: 2),
+            retryIntervalMS: row.int64(at: 3),
+            failureCount: row.int64(at: 4))
+    }
+}

@@ -1,0 +1,157 @@
+import CSQLite
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Every SQL statement the Outbox runs, over one open connection; owned and used by the writer thread only.
+///
+/// `allocatedStreamOrdering` is the highest stream ordering handed out, including by the transaction in progress;
+/// stream orderings are allocated here, one past it, so a batch's PDUs get consecutive values and none is ever
+/// reused (the `pdus` table is AUTOINCREMENT, whose `sqlite_sequence` row survives pruning).
+final class OutboxStore {
+    let path: String
+    let database: SQLiteDatabase
+    private let now: @Sendable () -> Int64
+    private(set) var allocatedStreamOrdering: Int64 = 0
+
+    private init(path: String, database: SQLiteDatabase, now: @escaping @Sendable () -> Int64) {
+        self.path = path
+        self.database = database
+        self.now = now
+    }
+
+    /// Opens or creates the database at `path`, configures durability and brings the schema up to date.
+    static func open(
+        path: String,
+        limits: OutboxLimits,
+        now: @escaping @Sendable () -> Int64
+    ) throws(OutboxError) -> OutboxStore {
+        let directory = parentDirectory(of: path)
+        guard isDirectory(directory) else {
+            throw .missingDirectory(path: path, directory: directory)
+        }
+        let database: SQLiteDatabase
+        do throws(SQLiteError) {
+            database = try SQLiteDatabase(path: path)
+            try database.setBusyTimeout(milliseconds: limits.busyTimeoutMS)
+            // Room ids, event ids and row headers fit comfortably in the extra 4 KiB.
+            try database.setMaximumValueLength(Int32(clamping: limits.maxPDUBytes + 4_096))
+        } catch {
+            throw .openFailed(path: path, error)
+        }
+        let journalMode: String
+        do throws(SQLiteError) {
+            journalMode = try database.statement("PRAGMA journal_mode = WAL").firstRow { $0.text(at: 0) } ?? ""
+            // FULL: a commit returns only after the WAL is fsync'd, so an acknowledged batch survives power loss.
+            try database.execute("PRAGMA synchronous = FULL")
+            try database.execute("PRAGMA foreign_keys = ON")
+            // Keep the WAL from staying large on the SD card after a burst.
+            try database.execute("PRAGMA journal_size_limit = 67108864")
+        } catch {
+            database.close()
+            throw .openFailed(path: path, error)
+        }
+        guard journalMode.lowercased() == "wal" else {
+            database.close()
+            throw .walUnavailable(path: path, journalMode: journalMode)
+        }
+        do throws(OutboxSchemaError) {
+            _ = try OutboxSchema.migrate(database)
+        } catch {
+            database.close()
+            switch error {
+            case let .storage(sqliteError):
+                throw .openFailed(path: path, sqliteError)
+            case let .tooNew(found, supported):
+                throw .schemaTooNew(path: path, found: found, supported: supported)
+            case let .migrationFailed(version, sqliteError):
+                throw .migrationFailed(path: path, version: version, sqliteError)
+            }
+        }
+        let store = OutboxStore(path: path, database: database, now: now)
+        do throws(SQLiteError) {
+            try store.reloadAllocatedStreamOrdering()
+        } catch {
+            database.close()
+            throw .openFailed(path: path, error)
+        }
+        return store
+    }
+
+    func close() {
+        database.close()
+    }
+
+    /// Reads the highest stream ordering ever handed out from what is committed.
+    func reloadAllocatedStreamOrdering() throws(SQLiteError) {
+        allocatedStreamOrdering = try database.statement("""
+            SELECT max(
+                coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'pdus'), 0),
+                coalesce((SELECT max(stream_ordering) FROM pdus), 0),
+                coalesce((SELECT max(stream_ordering) FROM ingest_transactions), 0))
+            """).firstRow { $0.int64(at: 0) } ?? 0
+    }
+
+    var isInTransaction: Bool {
+        guard let connection = database.connection else { return false }
+        return sqlite3_get_autocommit(connection) == 0
+    }
+
+    /// Starts a write transaction, taking the write lock now rather than at the first write.
+    func beginImmediate() throws(SQLiteError) {
+        try database.statement("BEGIN IMMEDIATE").run()
+    }
+
+    func commit() throws(SQLiteError) {
+        try database.statement("COMMIT").run()
+    }
+
+    /// Abandons the transaction in progress and forgets the stream orderings it allocated.
+    func rollback() {
+        if isInTransaction {
+            try? database.statement("ROLLBACK").run()
+        }
+        try? reloadAllocatedStreamOrdering()
+    }
+
+    /// Runs `body` under a savepoint: if it throws, what it wrote (and the stream orderings it took) are undone
+    /// while the surrounding transaction goes on.
+    func withSavepoint<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        let allocatedBefore = allocatedStreamOrdering
+        try database.statement("SAVEPOINT outbox_write").run()
+        do throws(SQLiteError) {
+            let result = try body()
+            try database.statement("RELEASE outbox_write").run()
+            return result
+        } catch {
+            try? database.statement("ROLLBACK TO outbox_write").run()
+            try? database.statement("RELEASE outbox_write").run()
+            allocatedStreamOrdering = allocatedBefore
+            throw error
+        }
+    }
+
+    /// Current wall-clock or injected time in ms, for `received_ts`.
+    var currentTimestamp: Int64 { now() }
+
+    /// Hands out the next stream ordering.
+    func allocateStreamOrdering() -> Int64 {
+        allocatedStreamOrdering += 1
+        return allocatedStreamOrdering
+    }
+
+    private static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let parent = String(path[..<slash])
+        return parent.isEmpty ? "/" : parent
+    }
+
+    private static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return false }
+        return (info.st_mode & S_IFMT) == S_IFDIR
+    }
+}

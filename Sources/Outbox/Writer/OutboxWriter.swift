@@ -1,0 +1,229 @@
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The Outbox's one thread: it opens the database, owns the connection, and runs every job in rounds of one group
+/// commit followed by the reads that were waiting.
+///
+/// Callers only take the lock to append a job and never wait on the thread (except `close`, which waits for it to
+/// finish); the thread never waits on a caller, it answers by resuming continuations.
+final class OutboxWriter: @unchecked Sendable {
+    private enum State {
+        case starting
+        case running
+        case closing
+        case stopped
+    }
+
+    let path: String
+    let limits: OutboxLimits
+    let logger: Logger
+    private let now: @Sendable () -> Int64
+
+    /// Transactions committed by group commit since open.
+    let committedTransactions = Atomic<Int>(0)
+    /// The highest stream ordering that is committed.
+    let committedStreamOrdering = Atomic<Int64>(0)
+
+    private let lock = ConditionLock()
+    // Guarded by `lock`.
+    private var queue = WriterQueue()
+    private var state = State.starting
+    private var openError: OutboxError?
+    private var thread: pthread_t?
+
+    /// Starts the thread, which opens the database; returns once it is open and migrated, or throws why not.
+    init(path: String, limits: OutboxLimits, logger: Logger, now: @escaping @Sendable () -> Int64) throws(OutboxError) {
+        self.path = path
+        self.limits = limits
+        self.logger = logger
+        self.now = now
+        let code = Self.startThread(for: self)
+        guard code == 0 else {
+            throw .writerThreadFailed(code: code)
+        }
+        lock.lock()
+        while state == .starting {
+            lock.wait()
+        }
+        let error = openError
+        lock.unlock()
+        if let error {
+            throw error
+        }
+    }
+
+    /// Queues `job`, or fails it at once when the writer is closed or its queue is full. A write that alone exceeds
+    /// the queue bound is still taken when nothing else waits, so no valid batch is refused forever.
+    func enqueue(_ job: WriterJob) {
+        lock.lock()
+        guard state == .running else {
+            lock.unlock()
+            job.fail(.closed(path: path))
+            return
+        }
+        if case let .write(bytes) = job.kind, queue.queuedBytes > 0, queue.queuedBytes + bytes > limits.maxQueuedBytes {
+            let queuedBytes = queue.queuedBytes
+            lock.unlock()
+            job.fail(.overloaded(queuedBytes: queuedBytes, limit: limits.maxQueuedBytes))
+            return
+        }
+        queue.append(job)
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Stops accepting jobs, lets the thread finish every queued one, and waits until it has closed the database.
+    func close() {
+        lock.lock()
+        if state == .running {
+            state = .closing
+            lock.broadcast()
+        }
+        // The writer thread cannot wait for itself; it stops after the job that got here.
+        if let thread, pthread_equal(thread, pthread_self()) != 0 {
+            lock.unlock()
+            return
+        }
+        while state != .stopped {
+            lock.wait()
+        }
+        lock.unlock()
+    }
+
+    private static func startThread(for writer: OutboxWriter) -> Int32 {
+        let context = Unmanaged.passRetained(writer).toOpaque()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let code = withUnsafeTemporaryAllocation(of: pthread_t.self, capacity: 1) { handle in
+            pthread_create(handle.baseAddress!, &attributes, { context in
+                let writer = Unmanaged<OutboxWriter>.fromOpaque(context!).takeRetainedValue()
+                writer.run()
+                return nil
+            }, context)
+        }
+        if code != 0 {
+            Unmanaged<OutboxWriter>.fromOpaque(context).release()
+        }
+        return code
+    }
+
+    private func run() {
+        lock.lock()
+        thread = pthread_self()
+        lock.unlock()
+
+        let store: OutboxStore
+        do throws(OutboxError) {
+            store = try OutboxStore.open(path: path, limits: limits, now: now)
+        } catch {
+            lock.lock()
+            openError = error
+            state = .stopped
+            lock.broadcast()
+            lock.unlock()
+            return
+        }
+        committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
+        logger.info("outbox opened", metadata: ["stream_ordering": "\(store.allocatedStreamOrdering)"])
+
+        lock.lock()
+        state = .running
+        lock.broadcast()
+        while true {
+            while queue.isEmpty && state == .running {
+                lock.wait()
+            }
+            if queue.isEmpty {
+                break
+            }
+            let round = queue.takeRound(maxGroupWrites: limits.maxGroupWrites, maxGroupBytes: limits.maxGroupBytes)
+            lock.unlock()
+            if !round.writes.isEmpty {
+                commitGroup(round.writes, store: store)
+            }
+            for job in round.reads {
+                read(job, store: store)
+            }
+            lock.lock()
+        }
+        lock.unlock()
+
+        store.close()
+        logger.info("outbox closed", metadata: ["stream_ordering": "\(store.allocatedStreamOrdering)"])
+        lock.lock()
+        state = .stopped
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Runs `writes` in one transaction, each under its own savepoint, and answers them after COMMIT. A write that
+    /// fails is rolled back alone and answered with its error; if COMMIT fails, every write of the group is.
+    private func commitGroup(_ writes: [WriterJob], store: OutboxStore) {
+        do throws(SQLiteError) {
+            try store.beginImmediate()
+        } catch {
+            logger.error("outbox group commit could not begin", metadata: ["error": "\(error)"])
+            for job in writes {
+                job.fail(.storage(path: path, error))
+            }
+            return
+        }
+        var completions: [(job: WriterJob, completion: WriterJob.Completion)] = []
+        completions.reserveCapacity(writes.count)
+        for (index, job) in writes.enumerated() {
+            do throws(SQLiteError) {
+                let completion = try store.withSavepoint { () throws(SQLiteError) in try job.perform(store) }
+                completions.append((job, completion))
+            } catch {
+                logger.warning("outbox write failed and was rolled back", metadata: ["error": "\(error)"])
+                job.fail(.storage(path: path, error))
+                if !store.isInTransaction {
+                    // SQLite gave up the whole transaction (I/O error, disk full): nothing of the group survives.
+                    store.rollback()
+                    for entry in completions {
+                        entry.job.fail(.storage(path: path, error))
+                    }
+                    for later in writes[(index + 1)...] {
+                        later.fail(.storage(path: path, error))
+                    }
+                    return
+                }
+            }
+        }
+        do throws(SQLiteError) {
+            try store.commit()
+        } catch {
+            logger.error("outbox group commit failed", metadata: ["error": "\(error)", "writes": "\(writes.count)"])
+            store.rollback()
+            for entry in completions {
+                entry.job.fail(.storage(path: path, error))
+            }
+            return
+        }
+        committedTransactions.add(1, ordering: .relaxed)
+        committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
+        logger.debug("outbox group committed", metadata: [
+            "writes": "\(writes.count)", "stream_ordering": "\(store.allocatedStreamOrdering)",
+        ])
+        for entry in completions {
+            entry.completion()
+        }
+    }
+
+    private func read(_ job: WriterJob, store: OutboxStore) {
+        do throws(SQLiteError) {
+            let completion = try job.perform(store)
+            completion()
+        } catch {
+            job.fail(.storage(path: path, error))
+        }
+    }
+}

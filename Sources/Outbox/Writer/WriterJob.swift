@@ -1,0 +1,19 @@
+/// One request for the writer thread: the SQL work to do and how to answer the caller.
+///
+/// `perform` runs on the writer thread. A write runs inside the current group's transaction under its own
+/// savepoint; the completion it returns is called only after COMMIT, so a caller is answered once its write is
+/// durable. Exactly one of the completion or `fail` is called for every job.
+struct WriterJob: Sendable {
+    enum Kind: Sendable, Equatable {
+        /// Runs outside any transaction, after the round's group commit.
+        case read
+        /// Joins the next group commit; `bytes` counts toward the group and queue byte bounds.
+        case write(bytes: Int)
+    }
+
+    typealias Completion = @Sendable () -> Void
+
+    let kind: Kind
+    let perform: @Sendable (OutboxStore) throws(SQLiteError) -> Completion
+    let fail: @Sendable (OutboxError) -> Void
+}

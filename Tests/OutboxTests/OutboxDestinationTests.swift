@@ -1,0 +1,118 @@
+import Testing
+@testable import Outbox
+
+@Suite struct OutboxDestinationTests {
+    @Test func recordDeliveredOnlyMovesForwardAndClearsBackoff() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory)
+            defer { outbox.close() }
+            _ = try await outbox.accept(IngestBatch(txnID: "t", pdus: (1...4).map {
+                pdu(room: "!r:hs.example", serial: $0, destinations: ["a.example"])
+            }))
+            try await outbox.recordFailure(destination: "a.example", retryLastTS: 5_000, retryIntervalMS: 600_000)
+            try await outbox.recordFailure(destination: "a.example", retryLastTS: 6_000, retryIntervalMS: 1_200_000)
+            #expect(try await outbox.destination("a.example") == DestinationRecord(
+                name: "a.example", lastSuccessfulStreamOrdering: 0, retryLastTS: 6_000, retryIntervalMS: 1_200_000,
+                failureCount: 2))
+
+            try await outbox.recordDelivered(destination: "a.example", upTo: 3)
+            #expect(try await outbox.destination("a.example") == DestinationRecord(
+                name: "a.example", lastSuccessfulStreamOrdering: 3))
+            try await outbox.recordDelivered(destination: "a.example", upTo: 2)
+            #expect(try await outbox.destination("a.example")?.lastSuccessfulStreamOrdering == 3)
+            try await outbox.recordDelivered(destination: "a.example", upTo: 4)
+            #expect(try await outbox.destination("a.example")?.lastSuccessfulStreamOrdering == 4)
+
+            await #expect(throws: OutboxError.streamOrderingBeyondMaximum(
+                destination: "a.example", streamOrdering: 5, maximum: 4)) {
+                try await outbox.recordDelivered(destination: "a.example", upTo: 5)
+            }
+            #expect(try await outbox.destination("a.example")?.lastSuccessfulStreamOrdering == 4)
+        }
+    }
+
+    @Test func resetBackoffClearsRetryStateButKeepsTheDeliveredMark() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory)
+            defer { outbox.close() }
+            _ = try await outbox.accept(IngestBatch(txnID: "t", pdus: [
+                pdu(room: "!r:hs.example", serial: 1, destinations: ["a.example"]),
+            ]))
+            try await outbox.recordDelivered(destination: "a.example", upTo: 1)
+            try await outbox.recordFailure(destination: "a.example", retryLastTS: 9_000, retryIntervalMS: 60_000)
+            #expect(try await outbox.resetBackoff(destination: "a.example"))
+            #expect(try await outbox.destination("a.example") == DestinationRecord(
+                name: "a.example", lastSuccessfulStreamOrdering: 1))
+            #expect(try await outbox.resetBackoff(destination: "unknown.example") == false)
+            #expect(try await outbox.destination("unknown.example") == nil)
+        }
+    }
+
+    @Test func destinationsWithPendingPDUsListsOnlyThoseBehind() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory)
+            defer { outbox.close() }
+            _ = try await outbox.accept(IngestBatch(txnID: "t", pdus: [
+                pdu(room: "!r:hs.example", serial: 1, destinations: ["a.example", "b.example", "c.example"]),
+                pdu(room: "!r:hs.example", serial: 2, destinations: ["b.example", "d.example"]),
+            ]))
+            try await outbox.recordFailure(destination: "never-sent.example", retryLastTS: 1, retryIntervalMS: 2)
+            try await outbox.recordDelivered(destination: "a.example", upTo: 1)
+            try await outbox.recordDelivered(destination: "b.example", upTo: 1)
+            try await outbox.recordFailure(destination: "d.example", retryLastTS: 7_000, retryIntervalMS: 30_000)
+
+            let pending = try await outbox.destinationsWithPendingPDUs()
+            #expect(pending == [
+                DestinationRecord(name: "b.example", lastSuccessfulStreamOrdering: 1),
+                DestinationRecord(name: "c.example"),
+                DestinationRecord(name: "d.example", retryLastTS: 7_000, retryIntervalMS: 30_000, failureCount: 1),
+            ])
+            #expect(try await outbox.destinationsWithPendingPDUs(limit: 2).map(\.name) == ["b.example", "c.example"])
+            #expect(try await outbox.destinationsWithPendingPDUs(after: "c.example", limit: 2).map(\.name) == ["d.example"])
+
+            try await outbox.recordDelivered(destination: "b.example", upTo: 2)
+            try await outbox.recordDelivered(destination: "c.example", upTo: 2)
+            try await outbox.recordDelivered(destination: "d.example", upTo: 2)
+            #expect(try await outbox.destinationsWithPendingPDUs().isEmpty)
+        }
+    }
+
+    @Test func pruneDeletesWhatEveryDestinationIsPast() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = TestClock(10_000)
+            let outbox = try openOutbox(in: directory, limits: OutboxLimits(pruneStepRows: 2), clock: clock)
+            defer { outbox.close() }
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: (1...5).map {
+                pdu(room: "!r:hs.example", serial: $0, destinations: ["a.example", "b.example"])
+            }))
+            clock.set(20_000)
+            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [
+                pdu(room: "!r:hs.example", serial: 6, destinations: ["a.example"]),
+            ]))
+            #expect(try await outbox.prune() == 0)
+
+            try await outbox.recordDelivered(destination: "a.example", upTo: 6)
+            try await outbox.recordDelivered(destination: "b.example", upTo: 3)
+            // a: 6 rows, b: 3 rows of pdu_destinations; then PDUs 1-3 and 6 are needed by nobody.
+            #expect(try await outbox.prune() == 9 + 4)
+            #expect(try await outbox.rowCounts() == OutboxRowCounts(
+                pdus: 2, pduDestinations: 2, destinationRooms: 2, destinations: 2, ingestTransactions: 2))
+            let remaining = try await outbox.pendingPDUs(for: "b.example", after: 3, limit: 10)
+            #expect(remaining.map(\.streamOrdering) == [4, 5])
+            #expect(remaining.map(\.canonicalJSON) == [
+                pdu(room: "!r:hs.example", serial: 4, destinations: []).canonicalJSON,
+                pdu(room: "!r:hs.example", serial: 5, destinations: []).canonicalJSON,
+            ])
+
+            try await outbox.recordDelivered(destination: "b.example", upTo: 5)
+            #expect(try await outbox.prune(ingestTransactionsReceivedBefore: 15_000) == 2 + 2 + 1)
+            #expect(try await outbox.rowCounts() == OutboxRowCounts(
+                pdus: 0, pduDestinations: 0, destinationRooms: 2, destinations: 2, ingestTransactions: 1))
+            let next = try await outbox.accept(IngestBatch(txnID: "t3", pdus: [
+                pdu(room: "!r:hs.example", serial: 7, destinations: ["a.example"]),
+            ]))
+            #expect(next.perPDU == [7])
+            #expect(try await outbox.accept(IngestBatch(txnID: "t2", pdus: [])).isReplay)
+        }
+    }
+}
