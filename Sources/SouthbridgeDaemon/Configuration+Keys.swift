@@ -1,0 +1,118 @@
+import Resolver
+
+extension ConfigurationKey {
+    /// Every key of the configuration file, in the order `renderTOML()` writes them.
+    /// Defaults are not here: they are the initial values of `Configuration`'s properties.
+    static let all: [ConfigurationKey] = [
+        ConfigurationKey(
+            "server", "name", \.server.name, required: true,
+            summary: "This homeserver's server name, the origin of every federation request.",
+            decode: { (value, path) throws(KeyProblems) in
+                let name = try string(value, path)
+                if let reason = Configuration.validateServerName(name) {
+                    throw KeyProblems(line: value.line, path: path,
+                                      message: "\(Configuration.quoted(name)) is not a valid server name: \(reason)")
+                }
+                return name
+            },
+            encode: { Configuration.quoted($0) }),
+        .absolutePath("server", "signing_key_path", \.server.signingKeyPath,
+                      summary: "The Synapse-format Ed25519 signing key file that signs every request."),
+        .milliseconds("server", "stop_timeout_ms", \.server.stopTimeout, 0...600_000,
+                      summary: "How long a graceful stop waits for in-flight work, in milliseconds."),
+
+        .absolutePath("storage", "path", \.storage.path,
+                      summary: "The outbox SQLite database, which keeps every accepted unit until it is delivered."),
+
+        ConfigurationKey(
+            "ingest", "listen", \.ingest.listen,
+            summary: "Where the homeserver hands over work: \"host:port\", \"[ipv6]:port\" or \"unix:/absolute/path\".",
+            decode: { (value, path) throws(KeyProblems) in try listenAddress(value, path) },
+            encode: { Configuration.quoted($0.description) }),
+        .absolutePath("ingest", "token_file", \.ingest.tokenFile,
+                      summary: "The file holding the bearer token the homeserver must present."),
+        .integer("ingest", "max_body_bytes", \.ingest.maxBodyBytes, 1024...268_435_456,
+                 summary: "The largest ingest request body accepted, in bytes."),
+
+        ConfigurationKey(
+            "replication", "listen", \.replication.listen,
+            summary: "Where followers and `southbridge tail` connect, in the form of ingest.listen; \"\" disables it.",
+            decode: { (value, path) throws(KeyProblems) -> Configuration.ListenAddress? in
+                if case .string("") = value.kind { return nil }
+                return try listenAddress(value, path)
+            },
+            encode: { Configuration.quoted($0?.description ?? "") }),
+
+        ConfigurationKey(
+            "tls", "ca_file", \.tls.caFile,
+            summary: "A PEM file of CA certificates trusted for remote servers; \"\" uses the system trust store.",
+            decode: { (value, path) throws(KeyProblems) -> String? in
+                if case .string("") = value.kind { return nil }
+                return try absolutePath(value, path)
+            },
+            encode: { Configuration.quoted($0 ?? "") }),
+
+        ConfigurationKey(
+            "network", "ip_range_allowlist", \.network.ipRangeAllowlist,
+            summary: "CIDR ranges exempt from the built-in blocklist of private and reserved addresses.",
+            decode: { (value, path) throws(KeyProblems) in
+                try stringArray(value, path) { (text) throws(IPRangeError) in try IPRange(parsing: text) }
+            },
+            encode: { "[" + $0.map { Configuration.quoted($0.description) }.joined(separator: ", ") + "]" }),
+
+        ConfigurationKey(
+            "resolver", "nameservers", \.resolver.nameservers,
+            summary: "DNS servers to ask, as \"ip:port\" or \"[ipv6]:port\"; [] uses those in /etc/resolv.conf.",
+            decode: { (value, path) throws(KeyProblems) in
+                try stringArray(value, path) { (text) throws(Configuration.ValueError) in
+                    try Configuration.Nameserver(parsing: text)
+                }
+            },
+            encode: { "[" + $0.map { Configuration.quoted($0.description) }.joined(separator: ", ") + "]" }),
+
+        .integer("limits", "max_connections", \.limits.maxConnections, 1...65535,
+                 summary: "The most open connections to remote servers at once."),
+        .integer("limits", "max_tls_handshakes", \.limits.maxTLSHandshakes, 1...1024,
+                 summary: "The most TLS handshakes in progress at once; at most limits.max_connections."),
+        .integer("limits", "max_pdus_per_transaction", \.limits.maxPDUsPerTransaction, 1...50,
+                 summary: "The most PDUs in one federation transaction; the spec allows 50."),
+
+        .milliseconds("transport", "connect_timeout_ms", \.transport.connectTimeout, 100...600_000,
+                      summary: "How long a TCP connect may take, in milliseconds."),
+        .milliseconds("transport", "tls_handshake_timeout_ms", \.transport.tlsHandshakeTimeout, 100...600_000,
+                      summary: "How long a TLS handshake may take, in milliseconds."),
+        .milliseconds("transport", "request_timeout_ms", \.transport.requestTimeout, 100...3_600_000,
+                      summary: "How long a request may wait for its whole response, in milliseconds."),
+        .integer("transport", "max_response_bytes", \.transport.maxResponseBytes, 1024...67_108_864,
+                 summary: "The largest response body read from a remote server, in bytes."),
+
+        .milliseconds("sender", "retry_initial_ms", \.sender.retryInitialInterval, 1...86_400_000,
+                      summary: "The first wait before retrying an unreachable destination, in milliseconds."),
+        .integer("sender", "retry_multiplier", \.sender.retryMultiplier, 1...10,
+                 summary: "The factor each further wait before a retry is multiplied by."),
+        .milliseconds("sender", "retry_max_ms", \.sender.retryMaxInterval, 1...31_536_000_000,
+                      summary: "The longest wait between retries, in milliseconds; at least sender.retry_initial_ms."),
+
+        ConfigurationKey(
+            "log", "level", \.log.level,
+            summary: "The least severe level logged: trace, debug, info, notice, warning, error or critical.",
+            decode: { (value, path) throws(KeyProblems) in
+                let level = try string(value, path)
+                guard Configuration.LogSettings.levels.contains(level) else {
+                    throw KeyProblems(line: value.line, path: path,
+                                      message: "must be one of \(Configuration.LogSettings.levels.joined(separator: ", ")), got \(Configuration.quoted(level))")
+                }
+                return level
+            },
+            encode: { Configuration.quoted($0) }),
+    ]
+
+    private static func listenAddress(_ value: TOMLValue, _ path: String) throws(KeyProblems) -> Configuration.ListenAddress {
+        let text = try string(value, path)
+        do throws(Configuration.ValueError) {
+            return try Configuration.ListenAddress(parsing: text)
+        } catch {
+            throw KeyProblems(line: value.line, path: path, message: error.description)
+        }
+    }
+}

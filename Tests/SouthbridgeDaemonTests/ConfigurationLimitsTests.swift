@@ -1,0 +1,69 @@
+import Testing
+@testable import SouthbridgeDaemon
+
+/// A ranged integer key, the keys it must be consistent with, and where its value lands.
+struct ConfigurationLimit: Sendable, CustomTestStringConvertible {
+    let path: String
+    let range: ClosedRange<Int>
+    /// Settings that keep cross-key checks quiet for every value tried.
+    let companions: [(path: String, literal: String)]
+    let field: @Sendable (Configuration) -> Int
+
+    init(_ path: String, _ range: ClosedRange<Int>, companions: [(path: String, literal: String)] = [],
+         field: @escaping @Sendable (Configuration) -> Int) {
+        self.path = path
+        self.range = range
+        self.companions = companions
+        self.field = field
+    }
+
+    init(_ path: String, _ range: ClosedRange<Int>, companions: [(path: String, literal: String)] = [],
+         duration: @escaping @Sendable (Configuration) -> Duration) {
+        self.init(path, range, companions: companions) { ConfigurationKey.milliseconds(duration($0)) }
+    }
+
+    var testDescription: String { "\(path) \(range)" }
+}
+
+struct ConfigurationLimitsTests {
+    static let limits: [ConfigurationLimit] = [
+        ConfigurationLimit("server.stop_timeout_ms", 0...600_000, duration: \.server.stopTimeout),
+        ConfigurationLimit("ingest.max_body_bytes", 1024...268_435_456, field: \.ingest.maxBodyBytes),
+        ConfigurationLimit("limits.max_connections", 1...65535,
+                           companions: [("limits.max_tls_handshakes", "1")], field: \.limits.maxConnections),
+        ConfigurationLimit("limits.max_tls_handshakes", 1...1024,
+                           companions: [("limits.max_connections", "65535")], field: \.limits.maxTLSHandshakes),
+        ConfigurationLimit("limits.max_pdus_per_transaction", 1...50, field: \.limits.maxPDUsPerTransaction),
+        ConfigurationLimit("transport.connect_timeout_ms", 100...600_000, duration: \.transport.connectTimeout),
+        ConfigurationLimit("transport.tls_handshake_timeout_ms", 100...600_000, duration: \.transport.tlsHandshakeTimeout),
+        ConfigurationLimit("transport.request_timeout_ms", 100...3_600_000, duration: \.transport.requestTimeout),
+        ConfigurationLimit("transport.max_response_bytes", 1024...67_108_864, field: \.transport.maxResponseBytes),
+        ConfigurationLimit("sender.retry_initial_ms", 1...86_400_000, duration: \.sender.retryInitialInterval),
+        ConfigurationLimit("sender.retry_multiplier", 1...10, field: \.sender.retryMultiplier),
+        ConfigurationLimit("sender.retry_max_ms", 1...31_536_000_000,
+                           companions: [("sender.retry_initial_ms", "1")], duration: \.sender.retryMaxInterval),
+    ]
+
+    @Test(arguments: limits)
+    func acceptsBothBoundsAndRejectsBeyondThem(limit: ConfigurationLimit) throws {
+        for value in [limit.range.lowerBound, limit.range.upperBound] {
+            let (text, _) = configurationDocument(limit.companions + [(limit.path, String(value))])
+            let configuration = try Configuration.parse(text, source: "test.toml")
+            #expect(limit.field(configuration) == value)
+        }
+        for value in [limit.range.lowerBound - 1, limit.range.upperBound + 1] {
+            let (text, lines) = configurationDocument(limit.companions + [(limit.path, String(value))])
+            #expect(configurationProblems(text) == """
+                line \(lines[limit.path]!): \(limit.path): must be between \(limit.range.lowerBound) and \
+                \(limit.range.upperBound), got \(value)
+                """)
+        }
+    }
+
+    @Test func everyIntegerKeyHasARangeTest() {
+        let tested = Set(Self.limits.map(\.path))
+        let configuration = Configuration.withDefaults(serverName: "example.org")
+        let integerKeys = ConfigurationKey.all.filter { Int($0.render(configuration)) != nil }.map(\.path)
+        #expect(Set(integerKeys) == tested)
+    }
+}

@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Testing
+@testable import SouthbridgeDaemon
+
+/// A directory under /tmp that is removed, with the files written into it, when the test ends.
+final class TemporaryDirectory {
+    let path: String
+    private var files: [String] = []
+
+    init() throws {
+        var template = Array("/tmp/southbridge-config-XXXXXX".utf8CString)
+        let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        path = String(cString: try #require(created))
+    }
+
+    /// Writes the bytes to a new file in the directory and returns its path.
+    func createFile(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let filePath = "\(path)/\(name)"
+        let descriptor = open(filePath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        try #require(written == bytes.count)
+        files.append(filePath)
+        return filePath
+    }
+
+    deinit {
+        for file in files {
+            unlink(file)
+        }
+        rmdir(path)
+    }
+}
+
+/// The text of a file, read whole.
+func readText(_ path: String) throws -> String {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    try #require(descriptor >= 0, "cannot open \(path)")
+    defer { close(descriptor) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        try #require(count >= 0)
+        if count == 0 { break }
+        bytes += buffer[..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// etc/southbridge/southbridge.toml in this checkout.
+let shippedConfigurationPath = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+    + "/etc/southbridge/southbridge.toml"
+
+struct ConfigurationLoadingTests {
+    @Test func loadsAFile() throws {
+        let directory = try TemporaryDirectory()
+        var expected = Configuration.withDefaults(serverName: "matrix.example.net")
+        expected.limits.maxConnections = 12
+        let path = try directory.createFile("southbridge.toml", Array(expected.renderTOML().utf8))
+        #expect(try Configuration.load(path: path) == expected)
+    }
+
+    @Test func reportsProblemsOfALoadedFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.createFile("bad.toml", Array("[server]\nname = \"example.org\"\n[limits]\nmax_connections = \"64\"\n".utf8))
+        #expect(throws: ConfigurationError(source: path, problems: [
+            ConfigurationError.Problem(line: 4, keyPath: "limits.max_connections", message: "expected an integer, got a string"),
+        ])) {
+            try Configuration.load(path: path)
+        }
+    }
+
+    @Test func missingFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = "\(directory.path)/absent.toml"
+        #expect(throws: ConfigurationError(source: path, problems: [
+            ConfigurationError.Problem(line: nil, keyPath: "", message: "cannot read \(path): No such file or directory"),
+        ])) {
+            try Configuration.load(path: path)
+        }
+    }
+
+    @Test func directoryInsteadOfFile() throws {
+        let directory = try TemporaryDirectory()
+        #expect(throws: ConfigurationError(source: directory.path, problems: [
+            ConfigurationError.Problem(line: nil, keyPath: "", message: "cannot read \(directory.path): Is a directory"),
+        ])) {
+            try Configuration.load(path: directory.path)
+        }
+    }
+
+    @Test func fileThatIsNotUTF8() throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.createFile("latin1.toml", Array("[server]\nname = \"caf".utf8) + [0xE9] + Array("\"\n".utf8))
+        #expect(throws: ConfigurationError(source: path, problems: [
+            ConfigurationError.Problem(line: nil, keyPath: "", message: "\(path) is not valid UTF-8"),
+        ])) {
+            try Configuration.load(path: path)
+        }
+    }
+
+    @Test func oversizedFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.createFile("huge.toml", [UInt8](repeating: UInt8(ascii: "#"), count: Configuration.maximumFileSize + 1))
+        #expect(throws: ConfigurationError(source: path, problems: [
+            ConfigurationError.Problem(line: nil, keyPath: "",
+                                       message: "cannot read \(path): the file is larger than \(Configuration.maximumFileSize) bytes"),
+        ])) {
+            try Configuration.load(path: path)
+        }
+    }
+
+    @Test func shippedFileLoads() throws {
+        #expect(try Configuration.load(path: shippedConfigurationPath) == Configuration.withDefaults(serverName: "example.org"))
+    }
+
+    /// Lines of the shipped file, with `#key = value` lines uncommented when `key` belongs to the
+    /// table they stand in; returns the text and the key paths found, in order.
+    private func uncommentedShippedFile() throws -> (text: String, keys: [String], explained: [String]) {
+        let knownKeys = Set(ConfigurationKey.all.map(\.path))
+        var table = ""
+        var keys: [String] = []
+        var explained: [String] = []
+        var previous = ""
+        var lines: [String] = []
+        for rawLine in try readText(shippedConfigurationPath).split(separator: "\n", omittingEmptySubsequences: false) {
+            var line = String(rawLine)
+            if line.hasPrefix("[") {
+                table = String(line.dropFirst().dropLast())
+            } else if let equals = line.firstRange(of: " = ") {
+                let key = line[..<equals.lowerBound].drop { $0 == "#" }
+                if knownKeys.contains("\(table).\(key)") {
+                    line = String(line.drop { $0 == "#" })
+                    keys.append("\(table).\(key)")
+                    if previous.hasPrefix("# ") {
+                        explained.append("\(table).\(key)")
+                    }
+                }
+            }
+            previous = line
+            lines.append(line)
+        }
+        return (lines.joined(separator: "\n"), keys, explained)
+    }
+
+    @Test func shippedFileListsEveryKeyOnceWithAnExplanation() throws {
+        let (_, keys, explained) = try uncommentedShippedFile()
+        #expect(keys == ConfigurationKey.all.map(\.path))
+        #expect(explained == keys)
+    }
+
+    @Test func shippedFileShowsTheTrueDefaults() throws {
+        let (text, _, _) = try uncommentedShippedFile()
+        #expect(try Configuration.parse(text, source: "uncommented") == Configuration.withDefaults(serverName: "example.org"))
+    }
+}
