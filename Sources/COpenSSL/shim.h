@@ -23,6 +23,9 @@ static inline long southbridge_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int v
 static inline long southbridge_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) {
     return SSL_CTX_set_session_cache_mode(ctx, mode);
 }
+static inline long southbridge_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
+    return SSL_CTX_set_mode(ctx, mode);
+}
 static inline long southbridge_BIO_get_mem_data(BIO *bio, char **data) {
     return BIO_get_mem_data(bio, data);
 }

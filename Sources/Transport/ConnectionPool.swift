@@ -1,0 +1,179 @@
+import Logging
+import NIOCore
+import Resolver
+
+/// The only place that opens outbound connections, with hard caps on how many exist.
+///
+/// Guarantees: never more than `maxConnections` open (idle ones included), never more
+/// than `maxTLSHandshakes` connections being set up at once, at most one idle connection
+/// kept per destination. A request that finds a cap reached waits in line (first come,
+/// first served); when it needs a slot held by an idle connection of another destination,
+/// the least recently used idle connection is closed to make room.
+public actor ConnectionPool {
+    /// The caps and timeouts, all from configuration.
+    public struct Limits: Sendable {
+        public var maxConnections: Int
+        public var maxTLSHandshakes: Int
+        public var connectTimeout: TimeAmount
+        public var tlsHandshakeTimeout: TimeAmount
+        public var idleTimeout: TimeAmount
+
+        public init(maxConnections: Int, maxTLSHandshakes: Int, connectTimeout: TimeAmount,
+                    tlsHandshakeTimeout: TimeAmount, idleTimeout: TimeAmount = .seconds(120)) {
+            self.maxConnections = maxConnections
+            self.maxTLSHandshakes = maxTLSHandshakes
+            self.connectTimeout = connectTimeout
+            self.tlsHandshakeTimeout = tlsHandshakeTimeout
+            self.idleTimeout = idleTimeout
+        }
+    }
+
+    /// A snapshot for metrics and tests.
+    public struct Counts: Sendable, Equatable {
+        public var open: Int
+        public var idle: Int
+        public var handshaking: Int
+        public var waiting: Int
+        public var peakOpen: Int
+        public var peakHandshaking: Int
+        public var handshakesCompleted: Int
+    }
+
+    private struct IdleConnection {
+        var connection: HTTPClientConnection
+        var since: NIODeadline
+    }
+
+    private let limits: Limits
+    private let tlsContext: TLSContext
+    private let group: any EventLoopGroup
+    private let logger: Logger
+
+    private var open = 0
+    private var handshaking = 0
+    private var idle: [String: IdleConnection] = [:]
+    private var slotWaiters: [CheckedContinuation<Void, Never>] = []
+    private var handshakeWaiters: [CheckedContinuation<Void, Never>] = []
+    private var peakOpen = 0
+    private var peakHandshaking = 0
+    private var handshakesCompleted = 0
+
+    public init(limits: Limits, tlsContext: TLSContext, group: any EventLoopGroup, logger: Logger) {
+        self.limits = limits
+        self.tlsContext = tlsContext
+        self.group = group
+        self.logger = logger
+    }
+
+    public var counts: Counts {
+        Counts(open: open, idle: idle.count, handshaking: handshaking,
+               waiting: slotWaiters.count + handshakeWaiters.count,
+               peakOpen: peakOpen, peakHandshaking: peakHandshaking, handshakesCompleted: handshakesCompleted)
+    }
+
+    /// A connection to `address`, reused when an idle one is kept, opened within the caps otherwise.
+    /// Give it back with `release(_:for:)` once the response has been read.
+    public func lease(for address: ResolvedFederationAddress) async throws -> HTTPClientConnection {
+        let key = address.destination.description
+        closeExpiredIdleConnections()
+        if let kept = idle.removeValue(forKey: key) {
+            if kept.connection.isReusable { return kept.connection }
+            await discard(kept.connection)
+        }
+        await acquireSlot()
+        while handshaking >= limits.maxTLSHandshakes {
+            await withCheckedContinuation { handshakeWaiters.append($0) }
+        }
+        handshaking += 1
+        peakHandshaking = max(peakHandshaking, handshaking)
+        defer {
+            handshaking -= 1
+            if !handshakeWaiters.isEmpty { handshakeWaiters.removeFirst().resume() }
+        }
+        do {
+            let connection = try await connect(to: address)
+            handshakesCompleted += 1
+            return connection
+        } catch {
+            releaseSlot()
+            throw error
+        }
+    }
+
+    /// Takes a connection back: kept for reuse if its last exchange ended cleanly, closed otherwise.
+    public func release(_ connection: HTTPClientConnection, for address: ResolvedFederationAddress) async {
+        let key = address.destination.description
+        guard connection.isReusable, idle[key] == nil else {
+            await discard(connection)
+            return
+        }
+        idle[key] = IdleConnection(connection: connection, since: .now())
+        // A waiter may now take this slot by closing the idle connection.
+        if !slotWaiters.isEmpty { slotWaiters.removeFirst().resume() }
+    }
+
+    /// Closes every idle connection; used at shutdown.
+    public func closeIdleConnections() async {
+        let all = idle.values.map(\.connection)
+        idle.removeAll()
+        for connection in all { await discard(connection) }
+    }
+
+    private func acquireSlot() async {
+        while open >= limits.maxConnections {
+            if let victim = idle.min(by: { $0.value.since < $1.value.since }) {
+                idle.removeValue(forKey: victim.key)
+                open -= 1
+                let connection = victim.value.connection
+                Task { await connection.close() }
+                break
+            }
+            await withCheckedContinuation { slotWaiters.append($0) }
+        }
+        open += 1
+        peakOpen = max(peakOpen, open)
+    }
+
+    private func releaseSlot() {
+        open -= 1
+        if !slotWaiters.isEmpty { slotWaiters.removeFirst().resume() }
+    }
+
+    private func discard(_ connection: HTTPClientConnection) async {
+        releaseSlot()
+        await connection.close()
+    }
+
+    private func closeExpiredIdleConnections() {
+        let cutoff = NIODeadline.now() - limits.idleTimeout
+        for (key, kept) in idle where kept.since < cutoff || !kept.connection.isReusable {
+            idle.removeValue(forKey: key)
+            releaseSlot()
+            let connection = kept.connection
+            Task { await connection.close() }
+        }
+    }
+
+    /// Tries each resolved address in order; the error of the last one is reported.
+    private func connect(to address: ResolvedFederationAddress) async throws -> HTTPClientConnection {
+        let peer: TLSPeer = switch address.certificateName {
+        case .hostname(let name): .hostname(name)
+        case .ipAddress(let ip): .ipAddress(ip)
+        }
+        var lastError: (any Error)?
+        for endpoint in address.endpoints {
+            do {
+                let socketAddress = try SocketAddress(ipAddress: endpoint.ipAddress, port: endpoint.port)
+                return try await HTTPClientConnection.connect(
+                    to: socketAddress, peer: peer, tlsContext: tlsContext, on: group,
+                    connectTimeout: limits.connectTimeout, handshakeTimeout: limits.tlsHandshakeTimeout)
+            } catch {
+                logger.debug("connection attempt failed", metadata: [
+                    "destination": "\(address.destination)", "address": "\(endpoint)", "error": "\(error)",
+                ])
+                lastError = error
+            }
+        }
+        throw lastError ?? ResolutionError.noAddresses(host: address.destination.description, reason: "no addresses to try")
+    }
+}

@@ -1,0 +1,82 @@
+import Federation
+import Logging
+import NIOCore
+import Resolver
+
+/// One signed federation request: method, raw request target and optional canonical JSON body.
+public struct FederationRequest: Sendable {
+    public var method: String
+    /// The path and query exactly as they go on the request line and into X-Matrix `uri`.
+    public var target: String
+    /// Canonical JSON; `nil` for requests without a body.
+    public var body: [UInt8]?
+
+    public init(method: String, target: String, body: [UInt8]?) {
+        self.method = method
+        self.target = target
+        self.body = body
+    }
+}
+
+/// Why a federation request got no answer; each case names the destination.
+public struct FederationRequestError: Error, Sendable, CustomStringConvertible {
+    public var destination: String
+    public var reason: String
+
+    public var description: String { "\(destination): \(reason)" }
+}
+
+/// Sends signed requests to other homeservers: resolves the destination, leases a
+/// connection from the `ConnectionPool`, signs with X-Matrix and reads the answer.
+///
+/// Any HTTP status comes back as a response; only a request that got no complete answer
+/// (resolution, connection, TLS, timeout, oversized or malformed response) throws.
+public struct FederationClient: Sendable {
+    private let origin: String
+    private let signingKey: SigningKey
+    private let resolver: FederationResolver
+    private let pool: ConnectionPool
+    private let requestTimeout: TimeAmount
+    private let maxResponseBytes: Int
+
+    public init(origin: String, signingKey: SigningKey, resolver: FederationResolver, pool: ConnectionPool,
+                requestTimeout: TimeAmount, maxResponseBytes: Int) {
+        self.origin = origin
+        self.signingKey = signingKey
+        self.resolver = resolver
+        self.pool = pool
+        self.requestTimeout = requestTimeout
+        self.maxResponseBytes = maxResponseBytes
+    }
+
+    public func send(_ request: FederationRequest, to destination: ServerName) async throws(FederationRequestError) -> HTTPClientResponse {
+        let address: ResolvedFederationAddress
+        do {
+            address = try await resolver.resolve(destination)
+        } catch {
+            throw FederationRequestError(destination: destination.description, reason: error.description)
+        }
+        let authorization = XMatrixAuthorization.header(
+            method: request.method, uri: request.target, origin: origin,
+            destination: destination.description, content: request.body, key: signingKey)
+        var headers: [(name: String, value: String)] = [
+            ("Host", address.hostHeader), ("Authorization", authorization), ("User-Agent", "southbridge"),
+        ]
+        if request.body != nil { headers.append(("Content-Type", "application/json")) }
+        let httpRequest = HTTPClientRequest(method: request.method, target: request.target,
+                                            headers: headers, body: request.body ?? [])
+        do {
+            let connection = try await pool.lease(for: address)
+            do {
+                let response = try await connection.execute(httpRequest, timeout: requestTimeout, maxResponseBytes: maxResponseBytes)
+                await pool.release(connection, for: address)
+                return response
+            } catch {
+                await pool.release(connection, for: address)
+                throw error
+            }
+        } catch {
+            throw FederationRequestError(destination: destination.description, reason: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,453 @@
+import COpenSSL
+import NIOCore
+
+/// A SwiftNIO channel handler that runs TLS over the channel with the system OpenSSL.
+///
+/// Ciphertext travels between the channel and OpenSSL through two memory BIOs: bytes read
+/// from the socket are written into one, records OpenSSL produces are drained from the other
+/// into a single buffer per flush. Plaintext writes made before the handshake finishes are
+/// held back and sent once the peer is verified; a `TLSHandshakeCompleted` user event marks
+/// that moment. A client verifies the server's certificate against its `TLSContext`'s trust
+/// and the `TLSPeer` name or address; any failure is fired as a `TLSError` and the channel
+/// is closed. Closing sends close_notify; a close_notify from the peer is answered and closes
+/// the channel; a TCP close without one is reported as `TLSError.uncleanShutdown`.
+/// The `SSL` object is freed when the handler leaves the pipeline.
+public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        case idle
+        case handshaking
+        case active
+        case closed
+    }
+
+    private enum Mode {
+        case client(TLSPeer)
+        case server
+    }
+
+    private enum ReadOutcome {
+        case needMoreInput
+        case closeNotify
+        case failed(TLSError)
+    }
+
+    private struct PendingWrite {
+        var data: ByteBuffer
+        var promise: EventLoopPromise<Void>?
+    }
+
+    /// Room reserved for each `SSL_read`: one full TLS record of plaintext.
+    private static let plaintextChunk = 16 * 1024
+
+    private let tlsContext: TLSContext
+    private let mode: Mode
+    private var ssl: OpaquePointer?
+    /// Ciphertext from the network, read by OpenSSL; owned by `ssl`.
+    private let networkInput: OpaquePointer
+    /// Records produced by OpenSSL, to be sent; owned by `ssl`.
+    private let networkOutput: OpaquePointer
+    private var state: State = .idle
+    private var pendingWrites = CircularBuffer<PendingWrite>(initialCapacity: 4)
+    private var flushRequested = false
+    private var plaintext: ByteBuffer?
+
+    /// A client handler that verifies the server as `peer` with `clientContext`'s trust, resuming
+    /// a cached session for that peer when there is one.
+    public convenience init(clientContext: TLSContext, peer: TLSPeer) throws(TLSError) {
+        precondition(clientContext.role == .client, "OpenSSLHandler(clientContext:) needs a TLSContext.client(...)")
+        try self.init(context: clientContext, mode: .client(peer))
+    }
+
+    /// A server handler presenting `serverContext`'s certificate chain.
+    public convenience init(serverContext: TLSContext) throws(TLSError) {
+        precondition(serverContext.role == .server, "OpenSSLHandler(serverContext:) needs a TLSContext.server(...)")
+        try self.init(context: serverContext, mode: .server)
+    }
+
+    private init(context: TLSContext, mode: Mode) throws(TLSError) {
+        ERR_clear_error()
+        guard let ssl = SSL_new(context.sslContext) else {
+            throw .setupFailed(operation: "SSL_new", reason: OpenSSLErrorQueue.drainedReason(or: "out of memory"))
+        }
+        guard let input = BIO_new(BIO_s_mem()), let output = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            throw .setupFailed(operation: "BIO_new", reason: OpenSSLErrorQueue.drainedReason(or: "out of memory"))
+        }
+        SSL_set_bio(ssl, input, output)
+        do throws(TLSError) {
+            switch mode {
+            case .client(let peer):
+                SSL_set_connect_state(ssl)
+                try Self.configureVerification(of: ssl, for: peer)
+                if let session = context.sessionStore?.session(for: peer.sessionCacheKey) {
+                    SSL_set_session(ssl, session)
+                    SSL_SESSION_free(session)
+                }
+            case .server:
+                SSL_set_accept_state(ssl)
+            }
+        } catch {
+            SSL_free(ssl)
+            throw error
+        }
+        self.tlsContext = context
+        self.mode = mode
+        self.ssl = ssl
+        self.networkInput = input
+        self.networkOutput = output
+        // Unretained: the handler owns the SSL, so it outlives every callback OpenSSL makes for it.
+        SSL_set_ex_data(ssl, openSSLHandlerExDataIndex, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit {
+        if let ssl {
+            SSL_free(ssl)
+        }
+    }
+
+    private static func configureVerification(of ssl: OpaquePointer, for peer: TLSPeer) throws(TLSError) {
+        switch peer {
+        case .hostname(let name):
+            guard !name.isEmpty, southbridge_SSL_set_tlsext_host_name(ssl, name) == 1 else {
+                throw .invalidPeer(
+                    peer: name, reason: OpenSSLErrorQueue.drainedReason(or: "not usable as a TLS server name"))
+            }
+            SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
+            guard SSL_set1_host(ssl, name) == 1 else {
+                throw .invalidPeer(peer: name, reason: OpenSSLErrorQueue.drainedReason(or: "not usable as a host name"))
+            }
+        case .ipAddress(let address):
+            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), address) == 1 else {
+                ERR_clear_error()
+                throw .invalidPeer(peer: address, reason: "not an IPv4 or IPv6 address")
+            }
+        }
+    }
+
+    private var peerName: String {
+        switch mode {
+        case .client(let peer): return peer.description
+        case .server: return "client"
+        }
+    }
+
+    /// Called by OpenSSL (through the context's new-session callback) whenever the server hands
+    /// out a resumable session, including TLS 1.3 tickets that arrive after the handshake.
+    fileprivate func didReceiveSession(_ session: OpaquePointer) {
+        guard case .client(let peer) = mode else { return }
+        tlsContext.sessionStore?.insert(session, for: peer.sessionCacheKey)
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        plaintext = context.channel.allocator.buffer(capacity: Self.plaintextChunk)
+        if context.channel.isActive {
+            startHandshake(context: context)
+        }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        state = .closed
+        failPendingWrites(ChannelError.ioOnClosedChannel)
+        if let ssl {
+            SSL_free(ssl)
+            self.ssl = nil
+        }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        startHandshake(context: context)
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        let previous = state
+        state = .closed
+        switch previous {
+        case .handshaking:
+            let error = TLSError.handshakeFailed(peer: peerName, reason: "the connection closed during the handshake")
+            failPendingWrites(error)
+            context.fireErrorCaught(error)
+        case .active:
+            let error = TLSError.uncleanShutdown(peer: peerName)
+            failPendingWrites(error)
+            context.fireErrorCaught(error)
+        case .idle, .closed:
+            failPendingWrites(ChannelError.ioOnClosedChannel)
+        }
+        context.fireChannelInactive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard state != .closed else { return }
+        let ciphertext = unwrapInboundIn(data)
+        ciphertext.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = BIO_write(networkInput, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
+                // A memory BIO takes everything unless allocation fails.
+                guard written > 0 else { break }
+                offset += Int(written)
+            }
+        }
+        switch state {
+        case .idle:
+            startHandshake(context: context)
+        case .handshaking:
+            advanceHandshake(context: context)
+        case .active:
+            readPlaintext(context: context)
+        case .closed:
+            break
+        }
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard state != .closed else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        pendingWrites.append(PendingWrite(data: unwrapOutboundIn(data), promise: promise))
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        switch state {
+        case .active:
+            encryptPendingWrites(context: context)
+        case .idle, .handshaking:
+            flushRequested = true
+        case .closed:
+            break
+        }
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        switch mode {
+        case .input:
+            context.close(mode: mode, promise: promise)
+            return
+        case .output:
+            // Half-closing would need close_notify without ending reads; no caller needs that.
+            promise?.fail(ChannelError.operationUnsupported)
+            return
+        case .all:
+            break
+        }
+        let previous = state
+        state = .closed
+        failPendingWrites(ChannelError.ioOnClosedChannel)
+        if previous == .active, let ssl {
+            ERR_clear_error()
+            // Sends close_notify without waiting for the peer's: the socket closes right after.
+            SSL_shutdown(ssl)
+            ERR_clear_error()
+            sendNetworkOutput(context: context, promise: nil)
+        }
+        context.close(mode: mode, promise: promise)
+    }
+
+    private func startHandshake(context: ChannelHandlerContext) {
+        guard state == .idle else { return }
+        state = .handshaking
+        advanceHandshake(context: context)
+    }
+
+    private func advanceHandshake(context: ChannelHandlerContext) {
+        guard let ssl else { return }
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 {
+            state = .active
+            sendNetworkOutput(context: context, promise: nil)
+            context.fireUserInboundEventTriggered(handshakeCompleted(ssl))
+            guard state == .active else { return }
+            if flushRequested {
+                encryptPendingWrites(context: context)
+            }
+            // Application data may have arrived in the same read as the last handshake message.
+            readPlaintext(context: context)
+            return
+        }
+        let sslError = SSL_get_error(ssl, result)
+        if sslError == SSL_ERROR_WANT_READ || sslError == SSL_ERROR_WANT_WRITE {
+            sendNetworkOutput(context: context, promise: nil)
+            return
+        }
+        let failure = handshakeFailure(ssl: ssl, sslError: sslError)
+        // The alert tells the peer why; send it before closing.
+        sendNetworkOutput(context: context, promise: nil)
+        fail(context: context, error: failure)
+    }
+
+    private func handshakeCompleted(_ ssl: OpaquePointer) -> TLSHandshakeCompleted {
+        var selected: UnsafePointer<UInt8>?
+        var selectedLength: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &selected, &selectedLength)
+        let negotiatedProtocol = selected.map {
+            String(decoding: UnsafeBufferPointer(start: $0, count: Int(selectedLength)), as: UTF8.self)
+        }
+        return TLSHandshakeCompleted(
+            negotiatedProtocol: negotiatedProtocol,
+            sessionReused: SSL_session_reused(ssl) == 1,
+            protocolVersion: String(cString: SSL_get_version(ssl)))
+    }
+
+    private func handshakeFailure(ssl: OpaquePointer, sslError: Int32) -> TLSError {
+        if case .client = mode {
+            let verifyResult = SSL_get_verify_result(ssl)
+            if verifyResult != X509_V_OK {
+                ERR_clear_error()
+                return .certificateVerificationFailed(
+                    peer: peerName, reason: String(cString: X509_verify_cert_error_string(verifyResult)))
+            }
+        }
+        return .handshakeFailed(peer: peerName, reason: OpenSSLErrorQueue.drainedReason(or: Self.describe(sslError)))
+    }
+
+    private func readPlaintext(context: ChannelHandlerContext) {
+        guard let ssl else { return }
+        var buffer = plaintext ?? context.channel.allocator.buffer(capacity: Self.plaintextChunk)
+        plaintext = nil
+        // Reuses the storage unless a handler downstream still holds the previous read.
+        buffer.clear()
+        var outcome = ReadOutcome.needMoreInput
+        reading: while true {
+            ERR_clear_error()
+            var result: Int32 = 0
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.plaintextChunk) { space in
+                result = SSL_read(ssl, space.baseAddress, Int32(clamping: space.count))
+                return result > 0 ? Int(result) : 0
+            }
+            if result > 0 { continue }
+            let sslError = SSL_get_error(ssl, result)
+            switch sslError {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                outcome = .needMoreInput
+            case SSL_ERROR_ZERO_RETURN:
+                outcome = .closeNotify
+            default:
+                outcome = .failed(
+                    .protocolFailure(peer: peerName, reason: OpenSSLErrorQueue.drainedReason(or: Self.describe(sslError))))
+            }
+            break reading
+        }
+        // Post-handshake messages (key updates, alerts) can leave records to send.
+        if BIO_ctrl_pending(networkOutput) > 0 {
+            sendNetworkOutput(context: context, promise: nil)
+        }
+        if buffer.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(buffer))
+        }
+        plaintext = buffer
+        switch outcome {
+        case .needMoreInput:
+            break
+        case .closeNotify:
+            answerCloseNotify(context: context)
+        case .failed(let error):
+            fail(context: context, error: error)
+        }
+    }
+
+    private func answerCloseNotify(context: ChannelHandlerContext) {
+        guard state == .active, let ssl else { return }
+        state = .closed
+        ERR_clear_error()
+        SSL_shutdown(ssl)
+        ERR_clear_error()
+        sendNetworkOutput(context: context, promise: nil)
+        failPendingWrites(ChannelError.outputClosed)
+        context.close(promise: nil)
+    }
+
+    private func encryptPendingWrites(context: ChannelHandlerContext) {
+        flushRequested = false
+        guard let ssl, !pendingWrites.isEmpty else { return }
+        // One promise completes when the coalesced ciphertext is written and cascades to the others.
+        var combined: EventLoopPromise<Void>?
+        while let write = pendingWrites.popFirst() {
+            var data = write.data
+            while data.readableBytes > 0 {
+                ERR_clear_error()
+                let written = data.withUnsafeReadableBytes { bytes in
+                    SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
+                }
+                guard written > 0 else {
+                    let error = TLSError.protocolFailure(
+                        peer: peerName,
+                        reason: OpenSSLErrorQueue.drainedReason(or: Self.describe(SSL_get_error(ssl, written))))
+                    write.promise?.fail(error)
+                    combined?.fail(error)
+                    fail(context: context, error: error)
+                    return
+                }
+                data.moveReaderIndex(forwardBy: Int(written))
+            }
+            if let promise = write.promise {
+                if let combined {
+                    combined.futureResult.cascade(to: promise)
+                } else {
+                    combined = promise
+                }
+            }
+        }
+        sendNetworkOutput(context: context, promise: combined)
+    }
+
+    /// Moves every record OpenSSL has queued into one buffer and writes and flushes it.
+    private func sendNetworkOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        var pending = Int(BIO_ctrl_pending(networkOutput))
+        guard pending > 0 else {
+            promise?.succeed()
+            return
+        }
+        var records = context.channel.allocator.buffer(capacity: pending)
+        while pending > 0 {
+            let read = records.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { space in
+                Int(max(0, BIO_read(networkOutput, space.baseAddress, Int32(clamping: space.count))))
+            }
+            guard read > 0 else { break }
+            pending = Int(BIO_ctrl_pending(networkOutput))
+        }
+        context.writeAndFlush(wrapOutboundOut(records), promise: promise)
+    }
+
+    private func fail(context: ChannelHandlerContext, error: TLSError) {
+        guard state != .closed else { return }
+        state = .closed
+        failPendingWrites(error)
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+
+    private func failPendingWrites(_ error: any Error) {
+        flushRequested = false
+        while let write = pendingWrites.popFirst() {
+            write.promise?.fail(error)
+        }
+    }
+
+    private static func describe(_ sslError: Int32) -> String {
+        switch sslError {
+        case SSL_ERROR_SYSCALL: return "the connection ended unexpectedly"
+        case SSL_ERROR_ZERO_RETURN: return "the peer closed the TLS session"
+        case SSL_ERROR_SSL: return "protocol error"
+        default: return "OpenSSL error \(sslError)"
+        }
+    }
+}
+
+/// The ex_data slot of every `SSL` created by `OpenSSLHandler`, holding an unretained pointer to its handler.
+let openSSLHandlerExDataIndex: Int32 = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, nil, nil, nil, nil)
+
+/// `SSL_CTX_sess_set_new_cb` target: hands each new client session to the handler that owns the connection.
+/// Returns 0, so OpenSSL keeps its own reference and the store takes one of its own.
+func openSSLHandlerNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePointer?) -> Int32 {
+    guard let ssl, let session, let handler = SSL_get_ex_data(ssl, openSSLHandlerExDataIndex) else { return 0 }
+    Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue().didReceiveSession(session)
+    return 0
+}
