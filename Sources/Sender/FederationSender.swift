@@ -1,0 +1,281 @@
+import Federation
+import Logging
+import Outbox
+import Transport
+
+/// Delivers every accepted PDU to every destination, in stream order, one transaction in
+/// flight per destination.
+///
+/// PDUs are read from the Outbox in batches of at most `maxPDUsPerTransaction`, so a
+/// destination holds at most one transaction in memory however far behind it is. A failed
+/// transaction is retried with the same txnId and body after the `RetryPolicy` interval,
+/// by a timer: a quiet destination is retried without waiting for new traffic. Progress
+/// (`last_successful_stream_ordering`) and retry state live in the Outbox, so a restart
+/// resumes where delivery stopped.
+public actor FederationSender {
+    /// Totals since start, for `/metrics` and the demo.
+    public struct Metrics: Sendable {
+        public var transactionsSent = 0
+        public var transactionsFailed = 0
+        public var pdusDelivered = 0
+        public var activeDestinations = 0
+        public var destinationsInBackoff = 0
+    }
+
+    private struct PendingTransaction {
+        var txnID: String
+        var body: [UInt8]
+        var pduCount: Int
+        var lastStreamOrdering: Int64
+    }
+
+    private struct DestinationState {
+        var running = false
+        var wakeRequested = false
+        var lastSuccessfulStreamOrdering: Int64?
+        var retryLastTS: Int64 = 0
+        var retryIntervalMS: Int64 = 0
+        var inFlight: PendingTransaction?
+        var retryTimer: Task<Void, Never>?
+    }
+
+    private let origin: String
+    private let outbox: Outbox
+    private let client: FederationClient
+    private let retryPolicy: RetryPolicy
+    private let maxPDUsPerTransaction: Int
+    private let logger: Logger
+
+    private var destinations: [String: DestinationState] = [:]
+    private var nextTxnID: Int64
+    private var stopping = false
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    private var metrics = Metrics()
+    private var random = SystemRandomNumberGenerator()
+
+    public init(origin: String, outbox: Outbox, client: FederationClient, retryPolicy: RetryPolicy,
+                maxPDUsPerTransaction: Int, logger: Logger) {
+        self.origin = origin
+        self.outbox = outbox
+        self.client = client
+        self.retryPolicy = retryPolicy
+        self.maxPDUsPerTransaction = maxPDUsPerTransaction
+        self.logger = logger
+        // Unique across restarts without storing a counter, as Synapse does.
+        self.nextTxnID = WallClock.nowMS()
+    }
+
+    public var currentMetrics: Metrics {
+        var snapshot = metrics
+        snapshot.activeDestinations = destinations.values.filter(\.running).count
+        snapshot.destinationsInBackoff = destinations.values.filter { $0.retryIntervalMS > 0 }.count
+        return snapshot
+    }
+
+    /// Wakes every destination the Outbox still owes PDUs to; called once at start-up.
+    public func resumeOutstandingDestinations() async throws {
+        let outstanding = try await outbox.destinationsWithPendingPDUs()
+        if !outstanding.isEmpty {
+            logger.info("resuming delivery to destinations with outstanding PDUs", metadata: ["count": "\(outstanding.count)"])
+        }
+        for record in outstanding {
+            var state = destinations[record.name, default: DestinationState()]
+            state.lastSuccessfulStreamOrdering = record.lastSuccessfulStreamOrdering
+            state.retryLastTS = record.retryLastTS ?? 0
+            state.retryIntervalMS = record.retryIntervalMS
+            destinations[record.name] = state
+            wake(record.name)
+        }
+    }
+
+    /// New PDUs were committed for these destinations.
+    public func notifyNewPDUs(for names: Set<String>) {
+        for name in names { wake(name) }
+    }
+
+    /// Stops starting transactions and waits until the ones in flight have finished.
+    public func shutdown() async {
+        stopping = true
+        for name in destinations.keys {
+            destinations[name]?.retryTimer?.cancel()
+            destinations[name]?.retryTimer = nil
+        }
+        while destinations.values.contains(where: \.running) {
+            await withCheckedContinuation { idleWaiters.append($0) }
+        }
+    }
+
+    /// Answers once the actor has run a job: the watchdog's health probe.
+    public func probe() {}
+
+    private func wake(_ name: String) {
+        guard !stopping else { return }
+        var state = destinations[name, default: DestinationState()]
+        state.wakeRequested = true
+        if !state.running {
+            state.running = true
+            Task { await self.transmissionLoop(name) }
+        }
+        destinations[name] = state
+    }
+
+    private func transmissionLoop(_ name: String) async {
+        var log = logger
+        log[metadataKey: "destination"] = "\(name)"
+        while !stopping {
+            destinations[name]?.wakeRequested = false
+            if let remaining = remainingBackoffMS(name) {
+                scheduleRetry(name, afterMS: remaining)
+                break
+            }
+            guard let transaction = await nextTransaction(name, logger: log) else {
+                if let remaining = remainingBackoffMS(name) {
+                    scheduleRetry(name, afterMS: remaining)
+                    break
+                }
+                if destinations[name]?.wakeRequested == true { continue }
+                break
+            }
+            if await deliver(transaction, to: name, logger: log) == false { break }
+        }
+        finishLoop(name)
+    }
+
+    private func finishLoop(_ name: String) {
+        guard var state = destinations[name] else { return }
+        state.running = false
+        if state.inFlight == nil, state.retryIntervalMS == 0, !state.wakeRequested {
+            // Nothing owed: forget the destination until new PDUs arrive; the Outbox remembers its progress.
+            destinations.removeValue(forKey: name)
+        } else {
+            destinations[name] = state
+            if state.wakeRequested, state.retryTimer == nil, !stopping { wake(name) }
+        }
+        if !destinations.values.contains(where: \.running) {
+            let waiters = idleWaiters
+            idleWaiters.removeAll()
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    private func remainingBackoffMS(_ name: String) -> Int64? {
+        guard let state = destinations[name], state.retryIntervalMS > 0 else { return nil }
+        let remaining = state.retryLastTS + state.retryIntervalMS - WallClock.nowMS()
+        return remaining > 0 ? remaining : nil
+    }
+
+    private func scheduleRetry(_ name: String, afterMS delay: Int64) {
+        destinations[name]?.retryTimer?.cancel()
+        destinations[name]?.retryTimer = Task {
+            try? await Task.sleep(for: .milliseconds(delay))
+            guard !Task.isCancelled else { return }
+            self.retryTimerFired(name)
+        }
+    }
+
+    private func retryTimerFired(_ name: String) {
+        destinations[name]?.retryTimer = nil
+        wake(name)
+    }
+
+    /// The transaction to send: the one that failed last time, unchanged, or a new one
+    /// built from the next PDUs after the last successful stream ordering.
+    private func nextTransaction(_ name: String, logger: Logger) async -> PendingTransaction? {
+        if let pending = destinations[name]?.inFlight { return pending }
+        do {
+            let after: Int64
+            if let known = destinations[name]?.lastSuccessfulStreamOrdering {
+                after = known
+            } else {
+                let record = try await outbox.destination(name)
+                after = record?.lastSuccessfulStreamOrdering ?? 0
+                destinations[name]?.lastSuccessfulStreamOrdering = after
+                destinations[name]?.retryLastTS = record?.retryLastTS ?? 0
+                destinations[name]?.retryIntervalMS = record?.retryIntervalMS ?? 0
+                if remainingBackoffMS(name) != nil { return nil }
+            }
+            let pdus = try await outbox.pendingPDUs(for: name, after: after, limit: maxPDUsPerTransaction)
+            guard let last = pdus.last else { return nil }
+            let txnID = String(nextTxnID)
+            nextTxnID += 1
+            let body = TransactionBody.encode(origin: origin, originServerTS: WallClock.nowMS(),
+                                              pdus: pdus.map(\.canonicalJSON), edus: [])
+            let transaction = PendingTransaction(txnID: txnID, body: body, pduCount: pdus.count,
+                                                 lastStreamOrdering: last.streamOrdering)
+            destinations[name]?.inFlight = transaction
+            return transaction
+        } catch {
+            logger.error("could not read outstanding PDUs from the outbox", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Sends one transaction; returns whether the destination may go on to the next one.
+    private func deliver(_ transaction: PendingTransaction, to name: String, logger: Logger) async -> Bool {
+        var log = logger
+        log[metadataKey: "txn_id"] = "\(transaction.txnID)"
+        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
+                                        body: transaction.body)
+        let failure: String
+        do {
+            let destination = try ServerName(name)
+            let response = try await client.send(request, to: destination)
+            if response.statusCode == 200 {
+                logPDUErrors(response.bodyBytes, logger: log)
+                await recordSuccess(transaction, to: name, logger: log)
+                return true
+            }
+            failure = "HTTP \(response.statusCode): \(String(decoding: response.bodyBytes.prefix(200), as: UTF8.self))"
+        } catch {
+            failure = "\(error)"
+        }
+        await recordFailure(name, reason: failure, logger: log)
+        return false
+    }
+
+    private func recordSuccess(_ transaction: PendingTransaction, to name: String, logger: Logger) async {
+        metrics.transactionsSent += 1
+        metrics.pdusDelivered += transaction.pduCount
+        let wasBackingOff = (destinations[name]?.retryIntervalMS ?? 0) > 0
+        destinations[name]?.inFlight = nil
+        destinations[name]?.lastSuccessfulStreamOrdering = transaction.lastStreamOrdering
+        destinations[name]?.retryIntervalMS = 0
+        destinations[name]?.retryLastTS = 0
+        do {
+            try await outbox.recordDelivered(destination: name, upTo: transaction.lastStreamOrdering)
+        } catch {
+            logger.error("could not record delivery in the outbox", metadata: ["error": "\(error)"])
+        }
+        if wasBackingOff { logger.info("destination is reachable again") }
+        logger.debug("transaction delivered", metadata: [
+            "pdus": "\(transaction.pduCount)", "stream_ordering": "\(transaction.lastStreamOrdering)",
+        ])
+    }
+
+    private func recordFailure(_ name: String, reason: String, logger: Logger) async {
+        metrics.transactionsFailed += 1
+        let previous = destinations[name]?.retryIntervalMS ?? 0
+        let interval = retryPolicy.interval(after: previous, using: &random)
+        let now = WallClock.nowMS()
+        destinations[name]?.retryIntervalMS = interval
+        destinations[name]?.retryLastTS = now
+        logger.warning("transaction failed, will retry", metadata: ["error": "\(reason)", "retry_in_ms": "\(interval)"])
+        do {
+            try await outbox.recordFailure(destination: name, retryLastTS: now, retryIntervalMS: interval)
+        } catch {
+            logger.error("could not record the failure in the outbox", metadata: ["error": "\(error)"])
+        }
+        scheduleRetry(name, afterMS: interval)
+    }
+
+    /// A 200 may still carry per-PDU errors; they are logged and never block the queue.
+    private nonisolated func logPDUErrors(_ body: [UInt8], logger: Logger) {
+        guard let response = try? JSONValue.parse(body), case .object(let fields) = response,
+              case .object(let results)? = fields["pdus"] else { return }
+        for (eventID, result) in results {
+            if case .object(let entry) = result, case .string(let message)? = entry["error"] {
+                logger.warning("destination rejected a PDU", metadata: ["event_id": "\(eventID)", "error": "\(message)"])
+            }
+        }
+    }
+}
