@@ -1,0 +1,45 @@
+import Ingest
+import Logging
+import NIOCore
+import NIOPosix
+import Outbox
+import SouthbridgeSwarm
+import Testing
+
+@Suite("ingest listener over a real socket")
+struct IngestServerTests {
+    @Test("a body over ingest.max_body_bytes gets 413 and stores nothing; smaller ones are served on the same socket path")
+    func enforcesMaxBodyBytes() async throws {
+        let directory = try TemporaryDirectory(prefix: "southbridge-ingest-server")
+        defer { directory.remove() }
+        let outbox = try Outbox(path: directory.path + "/outbox.sqlite3", logger: Logger(label: "test"))
+        defer { outbox.close() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let api = IngestAPI(outbox: outbox, bearerToken: "secret", ownServerName: "self.example", logger: Logger(label: "test"),
+                            metricsText: { "" }, newPDUsAccepted: { _ in })
+        let socketPath = directory.path + "/ingest.sock"
+        let server = try await IngestServer.bind(unixPath: socketPath, api: api, maxBodyBytes: 2048, group: group)
+
+        let small = #"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#
+        let client = try await IngestClient.connect(unixPath: socketPath, token: "secret", group: group)
+        let accepted = try await client.send(txnID: "small", body: Array(small.utf8))
+        #expect(accepted.status == 200)
+        // Keep-alive: a second request on the same connection.
+        let health = try await client.request(method: .GET, target: "/health", authorized: false)
+        #expect(health.status == 200)
+        await client.close()
+
+        let padding = String(repeating: "a", count: 4096)
+        let large = #"{"pdus":[{"pdu":{"room_id":"!r:x","body":"\#(padding)"},"destinations":["a.example"]}]}"#
+        let second = try await IngestClient.connect(unixPath: socketPath, token: "secret", group: group)
+        let refused = try await second.send(txnID: "large", body: Array(large.utf8))
+        #expect(refused.status == 413)
+        #expect(refused.json?["errcode"]?.stringValue == "M_TOO_LARGE")
+        await second.close()
+
+        let stored = try await outbox.pendingPDUs(for: "a.example", after: 0, limit: 10)
+        #expect(stored.count == 1)
+        await server.close()
+        try await group.shutdownGracefully()
+    }
+}

@@ -1,0 +1,70 @@
+import Federation
+@testable import Ingest
+import Testing
+
+@Suite("PUT /send body validation")
+struct SendRequestParserTests {
+    let parser = SendRequestParser(ownServerName: "self.example")
+
+    private func parse(_ json: String) throws(IngestError) -> [IncomingPDUSummary] {
+        try parser.parse(txnID: "t", body: Array(json.utf8)).pdus.map {
+            IncomingPDUSummary(roomID: $0.roomID, eventID: $0.eventID, destinations: $0.destinations,
+                               canonical: String(decoding: $0.canonicalJSON, as: UTF8.self))
+        }
+    }
+
+    @Test func acceptsAndCanonicalises() throws {
+        let pdus = try parse(#"{"pdus":[{"pdu":{"room_id":"!r:x","type":"m","b":1,"a":"é"},"destinations":["a.example","b.example:8448"]}]}"#)
+        #expect(pdus == [IncomingPDUSummary(roomID: "!r:x", eventID: nil, destinations: ["a.example", "b.example:8448"],
+                                            canonical: #"{"a":"é","b":1,"room_id":"!r:x","type":"m"}"#)])
+    }
+
+    @Test func ownNameAndDuplicatesAreDropped() throws {
+        let pdus = try parse(#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example","self.example","a.example"]}]}"#)
+        #expect(pdus.first?.destinations == ["a.example"])
+    }
+
+    @Test func eventIDBesideThePDUNamesIt() throws {
+        let pdus = try parse(#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":[],"event_id":"$abc"}]}"#)
+        #expect(pdus.first?.eventID == "$abc")
+    }
+
+    @Test("bad bodies are refused with an error naming the field", arguments: [
+        (#"nope"#, "M_NOT_JSON", "request body:"),
+        (#"[]"#, "M_BAD_JSON", "request body: must be a JSON object"),
+        (#"{"pdus":{}}"#, "M_BAD_JSON", "pdus: must be an array"),
+        (#"{"pdus":[],"extra":1}"#, "M_BAD_JSON", "extra: unknown field"),
+        (#"{"pdus":[{"destinations":[]}]}"#, "M_BAD_JSON", "pdus[0].pdu: required field is missing"),
+        (#"{"pdus":[{"pdu":{},"destinations":[]}]}"#, "M_BAD_JSON", "pdus[0].pdu.room_id: required string is missing"),
+        (#"{"pdus":[{"pdu":{"room_id":"!r:x"}}]}"#, "M_BAD_JSON", "pdus[0].destinations: required field is missing"),
+        (#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["ok.example","exa_mple.org"]}]}"#, "M_BAD_JSON",
+         "pdus[0].destinations[1]: \"exa_mple.org\" is not a valid server name"),
+        (#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":[7]}]}"#, "M_BAD_JSON", "pdus[0].destinations[0]: must be a string"),
+        (#"{"pdus":[{"pdu":{"room_id":"!r:x","f":1.5},"destinations":[]}]}"#, "M_NOT_JSON", "request body:"),
+        (#"{"edus":[{"edu_type":"m.typing","content":{}}]}"#, "M_UNRECOGNIZED", "edus:"),
+    ])
+    func rejects(body: String, errcode: String, prefix: String) {
+        #expect {
+            _ = try parse(body)
+        } throws: { error in
+            guard let error = error as? IngestError else { return false }
+            return error.errcode == errcode && error.error.hasPrefix(prefix)
+        }
+    }
+
+    @Test func oversizedPDUIsRefused() {
+        let big = String(repeating: "x", count: SendRequestParser.maxPDUBytes)
+        #expect {
+            _ = try parse(#"{"pdus":[{"pdu":{"room_id":"!r:x","body":"\#(big)"},"destinations":[]}]}"#)
+        } throws: { error in
+            (error as? IngestError)?.status == 413
+        }
+    }
+}
+
+struct IncomingPDUSummary: Equatable {
+    var roomID: String
+    var eventID: String?
+    var destinations: [String]
+    var canonical: String
+}
