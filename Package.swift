@@ -44,7 +44,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "Ingest", dependencies: [
-            "Federation", "Outbox", "Sender",
+            "Federation", "Outbox",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -58,23 +58,29 @@ let package = Package(
         .target(name: "SouthbridgeDaemon", dependencies: [
             "Federation", "Outbox", "Resolver", "Transport", "Sender", "Ingest", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Real fake homeservers and a throwaway CA, shared by the demo, tests and benchmarks.
         .target(name: "SouthbridgeSwarm", dependencies: [
-            "COpenSSL", "Federation", "Transport",
+            "COpenSSL", "Federation", "Transport", "Resolver", "SouthbridgeDaemon",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .executableTarget(name: "southbridge", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Transport",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Transport", "Resolver", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .executableTarget(name: "southbridge-benchmark", dependencies: [
+            "SouthbridgeSwarm", "SouthbridgeDaemon",
         ]),
 
         .testTarget(name: "FederationTests", dependencies: ["Federation"]),
@@ -84,9 +90,12 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Outbox", "Federation", "SouthbridgeSwarm",
+                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox"]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd", "Resolver",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

@@ -5,18 +5,9 @@ import Darwin
 #endif
 import Testing
 @testable import SouthbridgeDaemon
+import SouthbridgeSwarm
 
-/// A directory under /tmp that is removed, with the files written into it, when the test ends.
-final class TemporaryDirectory {
-    let path: String
-    private var files: [String] = []
-
-    init() throws {
-        var template = Array("/tmp/southbridge-config-XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        path = String(cString: try #require(created))
-    }
-
+extension TemporaryDirectory {
     /// Writes the bytes to a new file in the directory and returns its path.
     func createFile(_ name: String, _ bytes: [UInt8]) throws -> String {
         let filePath = "\(path)/\(name)"
@@ -25,15 +16,7 @@ final class TemporaryDirectory {
         defer { close(descriptor) }
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         try #require(written == bytes.count)
-        files.append(filePath)
         return filePath
-    }
-
-    deinit {
-        for file in files {
-            unlink(file)
-        }
-        rmdir(path)
     }
 }
 
@@ -59,7 +42,8 @@ let shippedConfigurationPath = "/" + #filePath.split(separator: "/").dropLast(3)
 
 struct ConfigurationLoadingTests {
     @Test func loadsAFile() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "southbridge-config")
+        defer { directory.remove() }
         var expected = Configuration.withDefaults(serverName: "matrix.example.net")
         expected.limits.maxConnections = 12
         let path = try directory.createFile("southbridge.toml", Array(expected.renderTOML().utf8))
@@ -67,7 +51,8 @@ struct ConfigurationLoadingTests {
     }
 
     @Test func reportsProblemsOfALoadedFile() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "southbridge-config")
+        defer { directory.remove() }
         let path = try directory.createFile("bad.toml", Array("[server]\nname = \"example.org\"\n[limits]\nmax_connections = \"64\"\n".utf8))
         #expect(throws: ConfigurationError(source: path, problems: [
             ConfigurationError.Problem(line: 4, keyPath: "limits.max_connections", message: "expected an integer, got a string"),
@@ -77,7 +62,8 @@ struct ConfigurationLoadingTests {
     }
 
     @Test func missingFile() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "southbridge-config")
+        defer { directory.remove() }
         let path = "\(directory.path)/absent.toml"
         #expect(throws: ConfigurationError(source: path, problems: [
             ConfigurationError.Problem(line: nil, keyPath: "", message: "cannot read \(path): No such file or directory"),
@@ -87,7 +73,8 @@ struct ConfigurationLoadingTests {
     }
 
     @Test func directoryInsteadOfFile() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "southbridge-config")
+        defer { directory.remove() }
         #expect(throws: ConfigurationError(source: directory.path, problems: [
             ConfigurationError.Problem(line: nil, keyPath: "", message: "cannot read \(directory.path): Is a directory"),
         ])) {
@@ -96,7 +83,8 @@ struct ConfigurationLoadingTests {
     }
 
     @Test func fileThatIsNotUTF8() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "southbridge-config")
+        defer { directory.remove() }
         let path = try directory.createFile("latin1.toml", Array("[server]\nname = \"caf".utf8) + [0xE9] + Array("\"\n".utf8))
         #expect(throws: ConfigurationError(source: path, problems: [
             ConfigurationError.Problem(line: nil, keyPath: "", message: "\(path) is not valid UTF-8"),
@@ -106,7 +94,8 @@ struct ConfigurationLoadingTests {
     }
 
     @Test func oversizedFile() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "southbridge-config")
+        defer { directory.remove() }
         let path = try directory.createFile("huge.toml", [UInt8](repeating: UInt8(ascii: "#"), count: Configuration.maximumFileSize + 1))
         #expect(throws: ConfigurationError(source: path, problems: [
             ConfigurationError.Problem(line: nil, keyPath: "",

@@ -1,0 +1,212 @@
+import Federation
+import Glibc
+import Ingest
+import Logging
+import NIOCore
+import NIOPosix
+import Outbox
+import Resolver
+import Sender
+import ServiceLifecycle
+import Systemd
+import Transport
+
+/// Why the daemon could not start; each case names the setting or file at fault.
+public struct DaemonStartError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A southbridge instance: storage open, listeners bound, sender wired.
+///
+/// `start` does everything that can fail on bad configuration before systemd is told
+/// `READY=1`; `run` then serves until SIGTERM/SIGINT or `stop()`, and shuts down in order:
+/// watchdog, ingest listener, sender (in-flight transactions finish), outbox.
+public final class Daemon: Sendable {
+    public let configuration: Configuration
+    /// Where the ingest API listens (with the real port when the config asked for port 0).
+    public let ingestEndpoint: Configuration.ListenAddress
+    public let sender: FederationSender
+    public let pool: ConnectionPool
+
+    private let group: MultiThreadedEventLoopGroup
+    private let threadPool: NIOThreadPool
+    private let outbox: Outbox
+    private let serviceGroup: ServiceGroup
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+
+    private init(configuration: Configuration, ingestEndpoint: Configuration.ListenAddress, sender: FederationSender,
+                 pool: ConnectionPool, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool,
+                 outbox: Outbox, serviceGroup: ServiceGroup, notifier: SystemdNotifier, logger: Logger) {
+        self.configuration = configuration
+        self.ingestEndpoint = ingestEndpoint
+        self.sender = sender
+        self.pool = pool
+        self.group = group
+        self.threadPool = threadPool
+        self.outbox = outbox
+        self.serviceGroup = serviceGroup
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    public static func start(configuration: Configuration, logger: Logger,
+                             handleSignals: Bool = true) async throws -> Daemon {
+        let signingKey: SigningKey
+        do {
+            signingKey = try SigningKeyFile.read(path: configuration.server.signingKeyPath)
+        } catch {
+            throw DaemonStartError("server.signing_key_path: \(error)")
+        }
+        try refuseUnsupportedSettings(configuration)
+        let token = try readToken(path: configuration.ingest.tokenFile)
+        let tlsContext: TLSContext
+        do {
+            tlsContext = try TLSContext.client(caFile: configuration.tls.caFile)
+        } catch {
+            throw DaemonStartError("tls.ca_file: \(error)")
+        }
+        let outbox: Outbox
+        do {
+            outbox = try Outbox(path: configuration.storage.path, logger: logger)
+        } catch {
+            throw DaemonStartError("storage.path: \(error)")
+        }
+
+        // Two event loops are plenty on a Pi; TLS and HTTP work is small per connection.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+
+        let resolver = FederationResolver(threadPool: threadPool, ipRangeAllowlist: configuration.network.ipRangeAllowlist)
+        let pool = ConnectionPool(
+            limits: .init(
+                maxConnections: configuration.limits.maxConnections,
+                maxTLSHandshakes: configuration.limits.maxTLSHandshakes,
+                connectTimeout: TimeAmount(configuration.transport.connectTimeout),
+                tlsHandshakeTimeout: TimeAmount(configuration.transport.tlsHandshakeTimeout)),
+            tlsContext: tlsContext, group: group, logger: logger)
+        let client = FederationClient(
+            origin: configuration.server.name, signingKey: signingKey, resolver: resolver, pool: pool,
+            requestTimeout: TimeAmount(configuration.transport.requestTimeout),
+            maxResponseBytes: configuration.transport.maxResponseBytes)
+        let sender = FederationSender(
+            origin: configuration.server.name, outbox: outbox, client: client,
+            retryPolicy: RetryPolicy(
+                initialIntervalMS: configuration.sender.retryInitialInterval.milliseconds,
+                multiplier: Int64(configuration.sender.retryMultiplier),
+                maxIntervalMS: configuration.sender.retryMaxInterval.milliseconds),
+            maxPDUsPerTransaction: configuration.limits.maxPDUsPerTransaction, logger: logger)
+
+        let api = IngestAPI(
+            outbox: outbox, bearerToken: token, ownServerName: configuration.server.name, logger: logger,
+            metricsText: { await MetricsText.render(sender: sender, pool: pool) },
+            newPDUsAccepted: { await sender.notifyNewPDUs(for: $0) })
+        let server: IngestServer
+        let ingestEndpoint: Configuration.ListenAddress
+        do {
+            switch configuration.ingest.listen {
+            case .tcp(let host, let port):
+                server = try await IngestServer.bind(host: host, port: port, api: api,
+                                                     maxBodyBytes: configuration.ingest.maxBodyBytes, group: group)
+                ingestEndpoint = .tcp(host: host, port: server.boundPort ?? port)
+            case .unix(let path):
+                server = try await IngestServer.bind(unixPath: path, api: api,
+                                                     maxBodyBytes: configuration.ingest.maxBodyBytes, group: group)
+                ingestEndpoint = .unix(path: path)
+            }
+        } catch {
+            outbox.close()
+            try? await group.shutdownGracefully()
+            try? await threadPool.shutdownGracefully()
+            throw DaemonStartError("ingest.listen: cannot listen on \(configuration.ingest.listen): \(error)")
+        }
+
+        let notifier = SystemdNotifier()
+        let probe = HealthProbe.daemon(group: group, outbox: outbox, sender: sender)
+        let statusLine: @Sendable () async -> String = { await MetricsText.statusLine(sender: sender, pool: pool) }
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: OutboxService(outbox: outbox, logger: logger), serviceName: "outbox"),
+                .init(service: SenderService(sender: sender, pool: pool,
+                                             stopTimeout: configuration.server.stopTimeout, logger: logger),
+                      serviceName: "sender"),
+                .init(service: IngestService(server: server), serviceName: "ingest"),
+                .init(service: WatchdogService(notifier: notifier, probe: probe, statusLine: statusLine, logger: logger),
+                      serviceName: "watchdog"),
+            ],
+            gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
+            logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.server.stopTimeout + .seconds(5)
+        let daemon = Daemon(
+            configuration: configuration, ingestEndpoint: ingestEndpoint, sender: sender, pool: pool,
+            group: group, threadPool: threadPool, outbox: outbox,
+            serviceGroup: ServiceGroup(configuration: groupConfiguration), notifier: notifier, logger: logger)
+        logger.info("southbridge started", metadata: [
+            "server_name": "\(configuration.server.name)", "ingest": "\(ingestEndpoint)",
+            "storage": "\(configuration.storage.path)",
+        ])
+        return daemon
+    }
+
+    /// Serves until a stop signal or `stop()`; returns after an orderly shutdown.
+    public func run() async throws {
+        notifier.ready(status: "listening on \(ingestEndpoint)")
+        defer { logger.info("southbridge stopped") }
+        try await serviceGroup.run()
+        try? await group.shutdownGracefully()
+        try? await threadPool.shutdownGracefully()
+    }
+
+    /// Begins the same orderly shutdown as SIGTERM.
+    public func stop() async {
+        await serviceGroup.triggerGracefulShutdown()
+    }
+
+    /// Settings whose machinery comes in a later version: refused loudly rather than ignored.
+    private static func refuseUnsupportedSettings(_ configuration: Configuration) throws {
+        if let listen = configuration.replication.listen {
+            throw DaemonStartError("replication.listen: the replication endpoint is not available in this version; set it to \"\" (got \"\(listen)\")")
+        }
+        if !configuration.resolver.nameservers.isEmpty {
+            throw DaemonStartError("resolver.nameservers: custom nameservers are not available in this version; leave it empty to use /etc/resolv.conf")
+        }
+    }
+
+    private static func readToken(path: String) throws -> String {
+        guard let file = fopen(path, "r") else {
+            throw DaemonStartError("ingest.token_file: cannot read \"\(path)\": \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, file)
+            if count <= 0 { break }
+            bytes.append(contentsOf: buffer[0..<count])
+        }
+        let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
+        guard !token.isEmpty else { throw DaemonStartError("ingest.token_file: \"\(path)\" is empty") }
+        guard token.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+            throw DaemonStartError("ingest.token_file: the token in \"\(path)\" must be printable ASCII without spaces")
+        }
+        return token
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, the unit of every stored interval.
+    var milliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        return String(scalars[first...last])
+    }
+}

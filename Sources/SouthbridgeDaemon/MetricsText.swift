@@ -1,0 +1,30 @@
+import Sender
+import Transport
+
+/// The numbers an admin looks at, as Prometheus text for `/metrics` and one line for `STATUS=`.
+enum MetricsText {
+    static func render(sender: FederationSender, pool: ConnectionPool) async -> String {
+        let metrics = await sender.currentMetrics
+        let counts = await pool.counts
+        let rows: [(String, String, Int)] = [
+            ("southbridge_transactions_sent_total", "counter", metrics.transactionsSent),
+            ("southbridge_transactions_failed_total", "counter", metrics.transactionsFailed),
+            ("southbridge_pdus_delivered_total", "counter", metrics.pdusDelivered),
+            ("southbridge_destinations_active", "gauge", metrics.activeDestinations),
+            ("southbridge_destinations_in_backoff", "gauge", metrics.destinationsInBackoff),
+            ("southbridge_connections_open", "gauge", counts.open),
+            ("southbridge_connections_idle", "gauge", counts.idle),
+            ("southbridge_tls_handshakes_in_progress", "gauge", counts.handshaking),
+            ("southbridge_connection_waiters", "gauge", counts.waiting),
+            ("southbridge_tls_handshakes_total", "counter", counts.handshakesCompleted),
+        ]
+        return rows.map { "# TYPE \($0.0) \($0.1)\n\($0.0) \($0.2)\n" }.joined()
+    }
+
+    static func statusLine(sender: FederationSender, pool: ConnectionPool) async -> String {
+        let metrics = await sender.currentMetrics
+        let counts = await pool.counts
+        return "\(metrics.pdusDelivered) PDUs delivered; \(metrics.activeDestinations) destinations sending, "
+            + "\(metrics.destinationsInBackoff) backing off; \(counts.open) connections open"
+    }
+}

@@ -1,0 +1,136 @@
+import Glibc
+
+/// A program started by a test or benchmark (southbridge itself, `openssl s_server`,
+/// dnsmasq, nginx), with its output going to a log file for when something fails.
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let logPath: String
+    private var exitStatus: Int32?
+
+    /// Starts `executable` with `arguments`; `environment` entries are added to this process's own.
+    public init(executable: String, arguments: [String], environment: [String: String] = [:], logPath: String) throws {
+        var environmentEntries: [String] = []
+        var current = environ
+        while let entry = current.pointee {
+            let text = String(cString: entry)
+            let key = String(text.prefix { $0 != "=" })
+            if environment[key] == nil { environmentEntries.append(text) }
+            current += 1
+        }
+        environmentEntries += environment.map { "\($0.key)=\($0.value)" }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environmentEntries.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var child: pid_t = 0
+        let status = posix_spawn(&child, executable, &actions, nil, argv, envp)
+        guard status == 0 else {
+            throw FileSupportError("cannot start \(executable): \(String(cString: strerror(status)))")
+        }
+        pid = child
+        self.logPath = logPath
+    }
+
+    public func signal(_ signal: Int32) {
+        if exitStatus == nil { kill(pid, signal) }
+    }
+
+    /// Waits up to `timeout` for the process to end; returns its exit code, or nil if it is
+    /// still running (or was killed by a signal, then -signal).
+    public func waitForExit(timeout: Duration) async -> Int32? {
+        if let exitStatus { return exitStatus }
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : -(status & 0x7f)
+                exitStatus = code
+                return code
+            }
+            guard ContinuousClock.now < deadline else { return nil }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Kills the process if it still runs and reaps it.
+    public func terminate() async {
+        signal(SIGKILL)
+        _ = await waitForExit(timeout: .seconds(5))
+    }
+
+    /// What the process printed so far.
+    public func output() -> String {
+        guard let file = fopen(logPath, "r") else { return "" }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, file)
+            if count <= 0 { break }
+            bytes.append(contentsOf: buffer[0..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// A unix datagram socket standing in for systemd's `NOTIFY_SOCKET`: collects every
+/// `sd_notify` message a child sends.
+public final class NotifySocket: @unchecked Sendable {
+    public let path: String
+    private let fd: Int32
+    private var received: [String] = []
+
+    public init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw FileSupportError("cannot create a datagram socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw FileSupportError("socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard status == 0 else { throw FileSupportError("cannot bind \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// Every message received so far, oldest first.
+    public func messages() -> [String] {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received.append(String(decoding: buffer[0..<count], as: UTF8.self))
+        }
+        return received
+    }
+
+    /// Waits until a message containing `text` arrives; returns whether it did in time.
+    public func waitFor(_ text: String, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if messages().contains(where: { $0.contains(text) }) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+}

@@ -1,0 +1,134 @@
+import Federation
+import Glibc
+import NIOCore
+import NIOPosix
+import Resolver
+import SouthbridgeDaemon
+
+/// The real `southbridge` binary run as a child with a config in a temporary directory,
+/// a swarm of fake homeservers, and a notify socket standing in for systemd: what the
+/// end-to-end tests and the benchmarks drive.
+public final class DaemonProcess: @unchecked Sendable {
+    public static let serverName = "origin.southbridge.localhost"
+
+    public let directory: TemporaryDirectory
+    public let key: SigningKey
+    public let token = "test-token-0123456789"
+    public let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    public let swarm: Swarm
+    public let configPath: String
+    public let ingestSocketPath: String
+    public private(set) var process: ChildProcess?
+    public private(set) var notifySocket: NotifySocket?
+    private var starts = 0
+
+    public init(destinations: Int, adjust: (inout Configuration) -> Void = { _ in }) async throws {
+        directory = try TemporaryDirectory(prefix: "southbridge-test")
+        key = try SigningKey.generate(version: "test")
+        try SigningKeyFile.write(key, path: directory.path + "/signing.key")
+        try writeFile(directory.path + "/ingest.token", token + "\n")
+        swarm = try await Swarm.start(count: destinations, origin: Self.serverName, originKey: key.verifyKey, group: group)
+        try swarm.certificateAuthority.writeCACertificate(to: directory.path + "/ca.pem")
+        ingestSocketPath = directory.path + "/ingest.sock"
+
+        var configuration = Configuration.withDefaults(serverName: Self.serverName)
+        configuration.server.signingKeyPath = directory.path + "/signing.key"
+        configuration.storage.path = directory.path + "/outbox.sqlite3"
+        configuration.ingest.listen = .unix(path: ingestSocketPath)
+        configuration.ingest.tokenFile = directory.path + "/ingest.token"
+        configuration.replication.listen = nil
+        configuration.tls.caFile = directory.path + "/ca.pem"
+        configuration.network.ipRangeAllowlist = [try IPRange(parsing: "127.0.0.0/8")]
+        configuration.sender.retryInitialInterval = .milliseconds(200)
+        configuration.sender.retryMaxInterval = .milliseconds(1000)
+        configuration.log.level = "info"
+        adjust(&configuration)
+        configPath = directory.path + "/southbridge.toml"
+        try writeFile(configPath, configuration.renderTOML())
+    }
+
+    /// `southbridge` in the same build directory as the running test or benchmark executable.
+    public static var binaryPath: String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let exe = String(decoding: buffer[0..<max(0, length)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return directory + "/southbridge"
+    }
+
+    /// Starts the binary and waits for READY=1.
+    public func start(environment: [String: String] = [:]) async throws {
+        starts += 1
+        let notify = try NotifySocket(path: directory.path + "/notify-\(starts).sock")
+        notifySocket = notify
+        let child = try ChildProcess(
+            executable: Self.binaryPath, arguments: ["run", "--config", configPath],
+            environment: environment.merging(["NOTIFY_SOCKET": notify.path]) { $1 },
+            logPath: directory.path + "/southbridge-\(starts).log")
+        process = child
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !notify.messages().contains(where: { $0.contains("READY=1") }) {
+            if let code = await child.waitForExit(timeout: .zero) {
+                throw FixtureError("southbridge exited with \(code) before READY=1; it printed:\n\(child.output())")
+            }
+            guard ContinuousClock.now < deadline else {
+                await child.terminate()
+                throw FixtureError("southbridge did not send READY=1 within 20 s; it printed:\n\(child.output())")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    public func client() async throws -> IngestClient {
+        try await IngestClient.connect(unixPath: ingestSocketPath, token: token, group: group)
+    }
+
+    /// An ingest body with PDUs numbered `range`, each for every destination given.
+    public static func ingestBody(_ range: Range<Int>, destinations: [String], room: String = "!room:origin.southbridge.localhost") -> [UInt8] {
+        let pdus: [JSONValue] = range.map { index in
+            .object([
+                "pdu": .object([
+                    "type": .string("m.room.message"),
+                    "room_id": .string(room),
+                    "sender": .string("@alice:\(serverName)"),
+                    "origin_server_ts": .integer(1_700_000_000_000 + Int64(index)),
+                    "depth": .integer(Int64(index + 1)),
+                    "content": .object(["body": .string("message \(index)"), "n": .integer(Int64(index))]),
+                ]),
+                "destinations": .array(destinations.map { .string($0) }),
+            ])
+        }
+        return CanonicalJSON.encode(.object(["pdus": .array(pdus)]))
+    }
+
+    /// Waits until `condition` holds, polling.
+    public static func eventually(timeout: Duration, _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return condition()
+    }
+
+    public func tearDown() async {
+        if let process { await process.terminate() }
+        await swarm.stop()
+        try? await group.shutdownGracefully()
+        directory.remove()
+    }
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The numbers `n` (see `DaemonProcess.ingestBody`) of the PDUs a server received.
+public func pduNumbers(_ server: SwarmServer) -> [Int] {
+    server.receivedPDUs.compactMap { pdu in
+        guard case .object(let event) = pdu, case .object(let content)? = event["content"],
+              case .integer(let number)? = content["n"] else { return nil }
+        return Int(number)
+    }
+}

@@ -1,0 +1,128 @@
+import Federation
+import Glibc
+import SouthbridgeSwarm
+import Testing
+
+@Suite("southbridge binary, end to end")
+struct EndToEndTests {
+    @Test("PDUs submitted over ingest reach every swarm server, signed, in order")
+    func deliversToEveryDestination() async throws {
+        let fixture = try await DaemonProcess(destinations: 5)
+        defer { Task { await fixture.tearDown() } }
+        try await fixture.start()
+        let client = try await fixture.client()
+        for batch in 0..<4 {
+            let body = DaemonProcess.ingestBody(batch * 30..<(batch + 1) * 30, destinations: fixture.swarm.serverNames)
+            let response = try await client.send(txnID: "batch-\(batch)", body: body)
+            #expect(response.status == 200, "\(String(decoding: response.body, as: UTF8.self))")
+        }
+        await client.close()
+        let allArrived = await DaemonProcess.eventually(timeout: .seconds(30)) {
+            fixture.swarm.servers.allSatisfy { $0.receivedPDUCount >= 120 }
+        }
+        #expect(allArrived, "southbridge printed:\n\(fixture.process?.output() ?? "")")
+        for server in fixture.swarm.servers {
+            #expect(pduNumbers(server) == Array(0..<120), "\(server.serverName) got PDUs out of order or twice")
+        }
+        #expect(fixture.swarm.rejectedSignatureCount == 0)
+
+        fixture.process?.signal(SIGTERM)
+        #expect(await fixture.notifySocket?.waitFor("STOPPING=1", timeout: .seconds(10)) == true)
+        #expect(await fixture.process?.waitForExit(timeout: .seconds(20)) == 0)
+    }
+
+    @Test("a crash mid-stream loses nothing that was acknowledged")
+    func restartLosesNothingAcknowledged() async throws {
+        let fixture = try await DaemonProcess(destinations: 4)
+        defer { Task { await fixture.tearDown() } }
+        // Two destinations are down while PDUs are accepted, so delivery is mid-way at the crash.
+        let down = Array(fixture.swarm.servers.prefix(2))
+        for server in down { server.fail(next: 1_000_000, with: .fail(status: 503)) }
+        try await fixture.start()
+        let client = try await fixture.client()
+        var acknowledged = 0
+        for batch in 0..<5 {
+            let body = DaemonProcess.ingestBody(batch * 40..<(batch + 1) * 40, destinations: fixture.swarm.serverNames)
+            let response = try await client.send(txnID: "crash-\(batch)", body: body)
+            if response.status == 200 { acknowledged = (batch + 1) * 40 }
+        }
+        await client.close()
+        #expect(acknowledged == 200)
+
+        fixture.process?.signal(SIGKILL)
+        _ = await fixture.process?.waitForExit(timeout: .seconds(10))
+        for server in down { server.fail(next: 0, with: .accept) }
+        try await fixture.start()
+
+        let allArrived = await DaemonProcess.eventually(timeout: .seconds(60)) {
+            fixture.swarm.servers.allSatisfy { Set(pduNumbers($0)).count >= acknowledged }
+        }
+        #expect(allArrived, "southbridge printed:\n\(fixture.process?.output() ?? "")")
+        for server in fixture.swarm.servers {
+            #expect(Set(pduNumbers(server)) == Set(0..<acknowledged), "\(server.serverName) is missing PDUs")
+        }
+        #expect(fixture.swarm.rejectedSignatureCount == 0)
+    }
+
+    @Test("a repeated ingest txnId returns the first answer and delivers once")
+    func repeatedIngestTransaction() async throws {
+        let fixture = try await DaemonProcess(destinations: 1)
+        defer { Task { await fixture.tearDown() } }
+        try await fixture.start()
+        let client = try await fixture.client()
+        let body = DaemonProcess.ingestBody(0..<3, destinations: fixture.swarm.serverNames)
+        let first = try await client.send(txnID: "same", body: body)
+        let second = try await client.send(txnID: "same", body: body)
+        #expect(first.status == 200)
+        #expect(second.body == first.body)
+        await client.close()
+        #expect(await DaemonProcess.eventually(timeout: .seconds(20)) { fixture.swarm.servers[0].receivedPDUCount >= 3 })
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(pduNumbers(fixture.swarm.servers[0]) == [0, 1, 2])
+    }
+
+    @Test("a failed transaction is retried with the same txnId and body")
+    func retriesSameTransaction() async throws {
+        let fixture = try await DaemonProcess(destinations: 1)
+        defer { Task { await fixture.tearDown() } }
+        let server = fixture.swarm.servers[0]
+        server.fail(next: 2, with: .fail(status: 500))
+        try await fixture.start()
+        let client = try await fixture.client()
+        _ = try await client.send(txnID: "retry", body: DaemonProcess.ingestBody(0..<5, destinations: [server.serverName]))
+        await client.close()
+        #expect(await DaemonProcess.eventually(timeout: .seconds(20)) { server.receivedPDUCount >= 5 })
+        #expect(server.transactionCount == 1)
+        let attempts = server.transactionAttempts
+        #expect(attempts.count == 3)
+        #expect(Set(attempts.map(\.txnID)).count == 1, "a retry used another txnId")
+        #expect(Set(attempts.map(\.body)).count == 1, "a retry changed the body")
+    }
+}
+
+@Suite("southbridge binary, configured limits")
+struct ConfiguredLimitsTests {
+    @Test("limits.max_pdus_per_transaction caps every transaction")
+    func maxPDUsPerTransaction() async throws {
+        let fixture = try await DaemonProcess(destinations: 2) { $0.limits.maxPDUsPerTransaction = 7 }
+        defer { Task { await fixture.tearDown() } }
+        try await fixture.start()
+        let client = try await fixture.client()
+        _ = try await client.send(txnID: "many", body: DaemonProcess.ingestBody(0..<40, destinations: fixture.swarm.serverNames))
+        await client.close()
+        #expect(await DaemonProcess.eventually(timeout: .seconds(20)) { fixture.swarm.servers.allSatisfy { $0.receivedPDUCount >= 40 } })
+        for server in fixture.swarm.servers {
+            let sizes = server.transactionAttempts.map { (try? JSONValue.parse($0.body))?["pdus"]?.arrayValue?.count ?? -1 }
+            #expect(sizes.allSatisfy { (1...7).contains($0) }, "transaction sizes \(sizes)")
+            #expect(pduNumbers(server) == Array(0..<40))
+        }
+    }
+
+    @Test("settings this version cannot honour stop the start with a message naming the key")
+    func refusesUnsupportedSettings() async throws {
+        let fixture = try await DaemonProcess(destinations: 1) { $0.replication.listen = .tcp(host: "127.0.0.1", port: 9093) }
+        defer { Task { await fixture.tearDown() } }
+        await #expect(throws: (any Error).self) { try await fixture.start() }
+        #expect(fixture.process?.output().contains("replication.listen:") == true)
+    }
+}

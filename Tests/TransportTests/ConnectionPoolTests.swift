@@ -1,0 +1,94 @@
+import Federation
+import Logging
+import NIOCore
+import NIOPosix
+import Resolver
+import SouthbridgeSwarm
+import Testing
+import Transport
+
+@Suite("ConnectionPool caps against real TLS servers")
+struct ConnectionPoolTests {
+    private func withSwarm(
+        servers: Int, maxConnections: Int, maxTLSHandshakes: Int,
+        _ body: (ConnectionPool, [ResolvedFederationAddress]) async throws -> Void
+    ) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let key = try SigningKey.generate(version: "pool")
+        let swarm = try await Swarm.start(count: servers, origin: "origin.example", originKey: key.verifyKey, group: group)
+        let directory = try TemporaryDirectory(prefix: "southbridge-pool")
+        try swarm.certificateAuthority.writeCACertificate(to: directory.path + "/ca.pem")
+        let pool = ConnectionPool(
+            limits: .init(maxConnections: maxConnections, maxTLSHandshakes: maxTLSHandshakes,
+                          connectTimeout: .seconds(5), tlsHandshakeTimeout: .seconds(5)),
+            tlsContext: try TLSContext.client(caFile: directory.path + "/ca.pem"), group: group, logger: Logger(label: "test"))
+        let addresses = try swarm.servers.map { server in
+            ResolvedFederationAddress(destination: try ServerName(server.serverName), hostHeader: server.serverName,
+                                      certificateName: .ipAddress("127.0.0.1"),
+                                      endpoints: [.init(ipAddress: "127.0.0.1", port: server.port)])
+        }
+        try await body(pool, addresses)
+        await pool.closeIdleConnections()
+        await swarm.stop()
+        directory.remove()
+        try await group.shutdownGracefully()
+    }
+
+    /// One key-server GET through a leased connection, then the connection goes back.
+    private func fetchKeys(_ pool: ConnectionPool, _ address: ResolvedFederationAddress) async throws -> Int {
+        let connection = try await pool.lease(for: address)
+        let response = try await connection.execute(
+            HTTPClientRequest(method: "GET", target: "/_matrix/key/v2/server", headers: [("Host", address.hostHeader)]),
+            timeout: .seconds(5), maxResponseBytes: 65536)
+        await pool.release(connection, for: address)
+        return response.statusCode
+    }
+
+    @Test("many destinations at once never exceed max_connections or max_tls_handshakes")
+    func capsHold() async throws {
+        try await withSwarm(servers: 12, maxConnections: 3, maxTLSHandshakes: 1) { pool, addresses in
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for round in 0..<3 {
+                    for address in addresses {
+                        group.addTask { _ = round; return try await fetchKeys(pool, address) }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.count == 36)
+            #expect(statuses.allSatisfy { $0 == 200 })
+            let counts = await pool.counts
+            #expect(counts.peakOpen <= 3)
+            #expect(counts.peakHandshaking == 1)
+            #expect(counts.open <= 3)
+            #expect(counts.waiting == 0)
+        }
+    }
+
+    @Test("an idle connection is reused for the same destination")
+    func reusesIdleConnections() async throws {
+        try await withSwarm(servers: 1, maxConnections: 2, maxTLSHandshakes: 1) { pool, addresses in
+            for _ in 0..<5 {
+                let status = try await fetchKeys(pool, addresses[0])
+                #expect(status == 200)
+            }
+            let counts = await pool.counts
+            #expect(counts.handshakesCompleted == 1)
+            #expect(counts.idle == 1)
+        }
+    }
+
+    @Test("a full pool closes the least recently used idle connection for a new destination")
+    func evictsIdleConnectionWhenFull() async throws {
+        try await withSwarm(servers: 3, maxConnections: 2, maxTLSHandshakes: 2) { pool, addresses in
+            for address in addresses {
+                let status = try await fetchKeys(pool, address)
+                #expect(status == 200)
+            }
+            let counts = await pool.counts
+            #expect(counts.open == 2)
+            #expect(counts.peakOpen == 2)
+            #expect(counts.handshakesCompleted == 3)
+        }
+    }
+}
