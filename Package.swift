@@ -86,7 +86,9 @@ let package = Package(
         .testTarget(name: "FederationTests", dependencies: ["Federation"]),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Federation"]),
         .testTarget(name: "TransportTests", dependencies: [
-            "Transport", "SouthbridgeSwarm", "Federation",
+            "Transport", "SouthbridgeSwarm", "Federation", "Resolver",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

@@ -7,7 +7,8 @@ public final class ChildProcess: @unchecked Sendable {
     public let logPath: String
     private var exitStatus: Int32?
 
-    /// Starts `executable` with `arguments`; `environment` entries are added to this process's own.
+    /// Starts `executable` (looked up in `PATH` when it has no `/`) with `arguments`;
+    /// `environment` entries are added to this process's own.
     public init(executable: String, arguments: [String], environment: [String: String] = [:], logPath: String) throws {
         var environmentEntries: [String] = []
         var current = environ
@@ -32,8 +33,24 @@ public final class ChildProcess: @unchecked Sendable {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
+        // Test runners block signals on their threads and the mask survives exec: reset it,
+        // or the child would ignore the SIGTERM that stops it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptySet = sigset_t()
+        sigemptyset(&emptySet)
+        posix_spawnattr_setsigmask(&attributes, &emptySet)
+        var defaultSignals = sigset_t()
+        sigemptyset(&defaultSignals)
+        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaultSignals, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
         var child: pid_t = 0
-        let status = posix_spawn(&child, executable, &actions, nil, argv, envp)
+        let status = executable.contains("/")
+            ? posix_spawn(&child, executable, &actions, &attributes, argv, envp)
+            : posix_spawnp(&child, executable, &actions, &attributes, argv, envp)
         guard status == 0 else {
             throw FileSupportError("cannot start \(executable): \(String(cString: strerror(status)))")
         }
@@ -60,6 +77,15 @@ public final class ChildProcess: @unchecked Sendable {
             guard ContinuousClock.now < deadline else { return nil }
             try? await Task.sleep(for: .milliseconds(20))
         }
+    }
+
+    /// Sends SIGTERM and waits for the process to end, blocking the caller.
+    public func stop() {
+        guard exitStatus == nil else { return }
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        exitStatus = -SIGTERM
     }
 
     /// Kills the process if it still runs and reaps it.

@@ -72,7 +72,8 @@ public final class TestCertificateAuthority: @unchecked Sendable {
         notBefore: Duration = .seconds(-3600),
         notAfter: Duration = .seconds(86_400)
     ) throws(CertificateGenerationError) -> (certificatePEM: String, privateKeyPEM: String) {
-        try issueLeaf(dnsNames: dnsNames, ipAddresses: ipAddresses, notBefore: notBefore, notAfter: notAfter, issuer: nil)
+        try issueLeaf(
+            dnsNames: dnsNames, ipAddresses: ipAddresses, notBefore: notBefore, notAfter: notAfter, issuer: nil)
     }
 
     /// Writes `caCertificatePEM` to `path`, replacing any file there.
@@ -175,8 +176,10 @@ public final class TestCertificateAuthority: @unchecked Sendable {
         do throws(CertificateGenerationError) {
             try check(X509_set_version(certificate, 2), "X509_set_version")
             try setRandomSerial(of: certificate)
-            try check(X509_gmtime_adj(X509_getm_notBefore(certificate), notBefore.wholeSeconds) != nil ? 1 : 0, "notBefore")
-            try check(X509_gmtime_adj(X509_getm_notAfter(certificate), notAfter.wholeSeconds) != nil ? 1 : 0, "notAfter")
+            try check(
+                X509_gmtime_adj(X509_getm_notBefore(certificate), notBefore.wholeSeconds) != nil ? 1 : 0, "notBefore")
+            try check(
+                X509_gmtime_adj(X509_getm_notAfter(certificate), notAfter.wholeSeconds) != nil ? 1 : 0, "notAfter")
             try check(X509_set_pubkey(certificate, publicKey), "X509_set_pubkey")
 
             guard let subject = X509_get_subject_name(certificate) else {
@@ -193,7 +196,8 @@ public final class TestCertificateAuthority: @unchecked Sendable {
             X509V3_set_ctx(&extensionContext, issuer ?? certificate, certificate, nil, nil, 0)
             for (nid, value) in extensions {
                 guard let x509Extension = X509V3_EXT_conf_nid(nil, &extensionContext, nid, value) else {
-                    throw .openSSL(operation: "extension \(String(cString: OBJ_nid2sn(nid)))=\(value)", reason: drainErrors())
+                    throw .openSSL(
+                        operation: "extension \(String(cString: OBJ_nid2sn(nid)))=\(value)", reason: drainErrors())
                 }
                 defer { X509_EXTENSION_free(x509Extension) }
                 try check(X509_add_ext(certificate, x509Extension, -1), "X509_add_ext")

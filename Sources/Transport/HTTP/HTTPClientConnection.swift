@@ -67,10 +67,12 @@ public final class HTTPClientConnection: Sendable {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(OpenSSLHandler(clientContext: tlsContext, peer: peer))
                     try pipeline.addHandler(HTTPRequestEncoder())
-                    try pipeline.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .fireError)))
+                    try pipeline.addHandler(
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .fireError)))
                     try pipeline.addHandler(
                         HTTPClientExchangeHandler(
-                            address: addressDescription, handshakePromise: handshake, handshakeTimeout: handshakeTimeout))
+                            address: addressDescription, handshakePromise: handshake, handshakeTimeout: handshakeTimeout
+                        ))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
@@ -157,19 +159,5 @@ public final class HTTPClientConnection: Sendable {
     public func close() async {
         exchangeState.withLock { $0.reusable = false }
         try? await channel.close()
-    }
-}
-
-extension SocketAddress {
-    /// "192.0.2.1:8448" or "[2001:db8::1]:8448", for error messages and logs.
-    var hostAndPort: String {
-        switch self {
-        case .v4:
-            return "\(ipAddress ?? "?"):\(port ?? 0)"
-        case .v6:
-            return "[\(ipAddress ?? "?")]:\(port ?? 0)"
-        default:
-            return description
-        }
     }
 }

@@ -1,4 +1,3 @@
-import Glibc
 import NIOCore
 import NIOHTTP1
 
@@ -145,7 +144,8 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
         }
         context.write(wrapOutboundOut(.head(head))).assumeIsolated().whenFailure(onWriteFailure)
         if request.body.readableBytes > 0 {
-            context.write(wrapOutboundOut(.body(.byteBuffer(request.body)))).assumeIsolated().whenFailure(onWriteFailure)
+            context.write(wrapOutboundOut(.body(.byteBuffer(request.body)))).assumeIsolated().whenFailure(
+                onWriteFailure)
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenFailure(onWriteFailure)
     }
@@ -196,7 +196,8 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
         // Parts decoded from the same read can still arrive after a failure closed the channel.
         guard state != .closed else { return }
         guard state == .awaitingHead, var exchange = inFlight else {
-            finish(with: .malformedResponse(address: address, reason: "response received without an outstanding request"))
+            finish(
+                with: .malformedResponse(address: address, reason: "response received without an outstanding request"))
             context.close(promise: nil)
             return
         }
@@ -204,7 +205,7 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
         // The status line and header fields count against the limit along with the body.
         exchange.receivedBytes = head.headers.reduce(16) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
         inFlight = exchange
-        let declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) }
+        let declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) }.map { max(0, $0) }
         if exchange.receivedBytes > exchange.maxResponseBytes
             || (declaredLength ?? 0) > exchange.maxResponseBytes - exchange.receivedBytes
         {
@@ -212,7 +213,8 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
             return
         }
         state = .receivingBody
-        responseBody = context.channel.allocator.buffer(capacity: min(declaredLength ?? 1024, exchange.maxResponseBytes))
+        responseBody = context.channel.allocator.buffer(
+            capacity: min(declaredLength ?? 1024, exchange.maxResponseBytes))
     }
 
     private func failTooLarge(_ exchange: InFlight, context: ChannelHandlerContext) {
@@ -258,35 +260,4 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
     }
 
     private static let methodsWithoutBody: Set<String> = ["GET", "HEAD", "DELETE", "OPTIONS"]
-}
-
-extension HTTPClientError {
-    /// Maps errors surfacing from NIO, OpenSSLHandler and the HTTP codec onto the client's vocabulary.
-    init(_ error: any Error, address: String) {
-        switch error {
-        case let error as HTTPClientError:
-            self = error
-        case let error as TLSError:
-            self = .tls(error)
-        case let error as HTTPParserError:
-            self = .malformedResponse(address: address, reason: "\(error)")
-        case is ByteToMessageDecoderError:
-            self = .malformedResponse(address: address, reason: "unexpected bytes after the response")
-        case let error as IOError:
-            switch error.errnoCode {
-            case ECONNREFUSED: self = .connectionRefused(address: address)
-            case ECONNRESET, EPIPE: self = .connectionReset(address: address)
-            default: self = .networkFailure(address: address, reason: error.description)
-            }
-        case let error as ChannelError:
-            switch error {
-            case .ioOnClosedChannel, .alreadyClosed, .outputClosed, .eof:
-                self = .connectionClosed(address: address)
-            default:
-                self = .networkFailure(address: address, reason: "\(error)")
-            }
-        default:
-            self = .networkFailure(address: address, reason: "\(error)")
-        }
-    }
 }

@@ -12,7 +12,9 @@ public struct HTTPClientRequest: Sendable {
     public var headers: [(name: String, value: String)]
     public var body: ByteBuffer
 
-    public init(method: String, target: String, headers: [(name: String, value: String)] = [], body: ByteBuffer = ByteBuffer()) {
+    public init(
+        method: String, target: String, headers: [(name: String, value: String)] = [], body: ByteBuffer = ByteBuffer()
+    ) {
         self.method = method
         self.target = target
         self.headers = headers
@@ -58,7 +60,8 @@ public struct HTTPClientRequest: Sendable {
     /// tchar from RFC 9110 section 5.6.2.
     private static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
             return "!#$%&'*+-.^_`|~".utf8.contains(byte)

@@ -12,7 +12,7 @@ import NIOCore
 /// is closed. Closing sends close_notify; a close_notify from the peer is answered and closes
 /// the channel; a TCP close without one is reported as `TLSError.uncleanShutdown`.
 /// The `SSL` object is freed when the handler leaves the pipeline.
-public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler {
+public final class OpenSSLHandler: ChannelDuplexHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
     public typealias OutboundIn = ByteBuffer
@@ -43,6 +43,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Room reserved for each `SSL_read`: one full TLS record of plaintext.
     private static let plaintextChunk = 16 * 1024
+    /// The largest plaintext buffer kept between reads; a burst that grew it past this is not
+    /// worth holding on an idle keep-alive connection.
+    private static let retainedPlaintextCapacity = 2 * plaintextChunk
 
     private let tlsContext: TLSContext
     private let mode: Mode
@@ -188,7 +191,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         ciphertext.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
-                let written = BIO_write(networkInput, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
+                let written = BIO_write(
+                    networkInput, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
                 // A memory BIO takes everything unless allocation fails.
                 guard written > 0 else { break }
                 offset += Int(written)
@@ -297,7 +301,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func handshakeFailure(ssl: OpaquePointer, sslError: Int32) -> TLSError {
-        if case .client = mode {
+        if case .client(let peer) = mode {
+            // A peer that fails a handshake may be refusing the session we offered; start afresh next time.
+            tlsContext.sessionStore?.removeSession(for: peer.sessionCacheKey)
             let verifyResult = SSL_get_verify_result(ssl)
             if verifyResult != X509_V_OK {
                 ERR_clear_error()
@@ -331,7 +337,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 outcome = .closeNotify
             default:
                 outcome = .failed(
-                    .protocolFailure(peer: peerName, reason: OpenSSLErrorQueue.drainedReason(or: Self.describe(sslError))))
+                    .protocolFailure(
+                        peer: peerName, reason: OpenSSLErrorQueue.drainedReason(or: Self.describe(sslError))))
             }
             break reading
         }
@@ -342,7 +349,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         if buffer.readableBytes > 0 {
             context.fireChannelRead(wrapInboundOut(buffer))
         }
-        plaintext = buffer
+        if buffer.capacity <= Self.retainedPlaintextCapacity {
+            plaintext = buffer
+        }
         switch outcome {
         case .needMoreInput:
             break

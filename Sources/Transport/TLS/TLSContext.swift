@@ -50,7 +50,8 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         if let caFile {
             guard SSL_CTX_load_verify_file(ctx, caFile) == 1 else {
-                throw .unreadableCAFile(path: caFile, reason: OpenSSLErrorQueue.drainedReason(or: "no certificates found"))
+                throw .unreadableCAFile(
+                    path: caFile, reason: OpenSSLErrorQueue.drainedReason(or: "no certificates found"))
             }
         } else {
             guard SSL_CTX_set_default_verify_paths(ctx) == 1 else {
@@ -64,7 +65,8 @@ public final class TLSContext: @unchecked Sendable {
         }
         // SSL_CTX_set_alpn_protos is the one OpenSSL setter that returns 0 on success.
         guard alpnResult == 0 else {
-            throw .setupFailed(operation: "SSL_CTX_set_alpn_protos", reason: OpenSSLErrorQueue.drainedReason(or: "rejected"))
+            throw .setupFailed(
+                operation: "SSL_CTX_set_alpn_protos", reason: OpenSSLErrorQueue.drainedReason(or: "rejected"))
         }
         // OpenSSL's own cache never serves client lookups; the store does, fed by the new-session
         // callback, which also sees TLS 1.3 tickets that arrive after the handshake.
