@@ -70,7 +70,7 @@ func delivery(destinations: Int, pdus: Int) async throws {
     print("""
         delivery: \(pdus) PDUs × \(destinations) destinations = \(expected) PDU copies
           accepted (ingest, fsync'd) in \(acceptedAfter), all delivered in \(elapsed)
-          daemon CPU: \(cpu) s
+          daemon CPU: \((cpu * 100).rounded() / 100) s
           daemon RSS idle after start: \(idleKiB / 1024) MiB (\(idleKiB) KiB)
           daemon RSS after delivery:  \(afterKiB / 1024) MiB (\(afterKiB) KiB); peak \(peakKiB / 1024) MiB
         """)
