@@ -94,6 +94,9 @@ let package = Package(
         ]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Outbox", "Federation", "SouthbridgeSwarm",
                                                          .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "ResolverTests", dependencies: [
+            "Resolver", "Federation", .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox"]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
             "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd", "Resolver",

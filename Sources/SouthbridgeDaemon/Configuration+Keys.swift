@@ -1,3 +1,4 @@
+import Federation
 import Resolver
 
 extension ConfigurationKey {
@@ -9,9 +10,10 @@ extension ConfigurationKey {
             summary: "This homeserver's server name, the origin of every federation request.",
             decode: { (value, path) throws(KeyProblems) in
                 let name = try string(value, path)
-                if let reason = Configuration.validateServerName(name) {
-                    throw KeyProblems(line: value.line, path: path,
-                                      message: "\(Configuration.quoted(name)) is not a valid server name: \(reason)")
+                do {
+                    _ = try ServerName(name)
+                } catch {
+                    throw KeyProblems(line: value.line, path: path, message: "\(error)")
                 }
                 return name
             },
@@ -112,7 +114,7 @@ extension ConfigurationKey {
         do throws(Configuration.ValueError) {
             return try Configuration.ListenAddress(parsing: text)
         } catch {
-            throw KeyProblems(line: value.line, path: path, message: error.description)
+            throw KeyProblems(line: value.line, path: path, message: "\(error)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import Federation
 import Resolver
 import Testing
 @testable import SouthbridgeDaemon
@@ -153,7 +154,7 @@ struct ConfigurationTests {
             level = "verbose"
             """
         #expect(configurationProblems(text) == """
-            line 2: server.name: "exa_mple.org" is not a valid server name: "_" is not allowed in a host name
+            line 2: server.name: "exa_mple.org" is not a valid server name: '_' is not allowed in a DNS name (letters, digits, '-' and '.' only)
             line 3: server.stop_timeout_ms: must be between 0 and 600000, got -1
             line 6: limits.max_connections: must be between 1 and 65535, got 0
             line 7: limits.max_tls_handshakes: expected an integer, got a string
@@ -233,14 +234,18 @@ struct ConfigurationTests {
         (String(repeating: "a.", count: 128) + "org", "the host name is longer than 255 characters"),
     ]
 
+    /// The grammar itself is tested with Federation's `ServerName`; here, that the
+    /// configuration applies it and reports its error on the key's line.
     @Test(arguments: serverNames)
     func validatesServerName(name: String, reason: String?) {
-        #expect(Configuration.validateServerName(name) == reason)
         let text = "[server]\nname = \(Configuration.quoted(name))\n"
-        if let reason {
-            #expect(configurationProblems(text) == "line 2: server.name: \(Configuration.quoted(name)) is not a valid server name: \(reason)")
-        } else {
+        do {
+            _ = try ServerName(name)
+            #expect(reason == nil, "ServerName accepted \(name)")
             #expect(configurationProblems(text) == nil)
+        } catch {
+            #expect(reason != nil, "ServerName refused \(name): \(error)")
+            #expect(configurationProblems(text) == "line 2: server.name: \(error)")
         }
     }
 

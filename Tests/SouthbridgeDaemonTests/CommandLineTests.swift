@@ -1,0 +1,84 @@
+import Federation
+import Glibc
+import SouthbridgeSwarm
+import Testing
+
+/// The `southbridge` command line, run as a real process.
+@Suite("southbridge command line")
+struct CommandLineTests {
+    private func run(_ arguments: [String]) async throws -> (code: Int32?, output: String, directory: TemporaryDirectory) {
+        let directory = try TemporaryDirectory(prefix: "southbridge-cli")
+        let child = try ChildProcess(executable: DaemonProcess.binaryPath, arguments: arguments.map {
+            $0.replacing("$DIR", with: directory.path)
+        }, logPath: directory.path + "/output.log")
+        let code = await child.waitForExit(timeout: .seconds(120))
+        if code == nil { await child.terminate() }
+        return (code, child.output(), directory)
+    }
+
+    @Test func version() async throws {
+        let result = try await run(["--version"])
+        defer { result.directory.remove() }
+        #expect(result.code == 0)
+        #expect(result.output.hasPrefix("southbridge "))
+    }
+
+    @Test("check-config prints one line per problem and exits 1")
+    func checkConfigReportsProblems() async throws {
+        let directory = try TemporaryDirectory(prefix: "southbridge-cli-config")
+        defer { directory.remove() }
+        try writeFile(directory.path + "/bad.toml", """
+            [server]
+            name = "example.org"
+            [limits]
+            max_connections = 0
+            bogus = 1
+            """)
+        let child = try ChildProcess(executable: DaemonProcess.binaryPath,
+                                     arguments: ["check-config", "--config", directory.path + "/bad.toml"],
+                                     logPath: directory.path + "/output.log")
+        #expect(await child.waitForExit(timeout: .seconds(30)) == 1)
+        let lines = child.output().split(separator: "\n").map(String.init)
+        #expect(lines.contains("line 4: limits.max_connections: must be between 1 and 65535, got 0"))
+        #expect(lines.contains { $0.hasPrefix("line 5: limits.bogus:") })
+    }
+
+    @Test("check-config accepts the shipped configuration")
+    func checkConfigAcceptsShippedFile() async throws {
+        let shipped = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let result = try await run(["check-config", "--config", "/" + shipped + "/etc/southbridge/southbridge.toml"])
+        defer { result.directory.remove() }
+        #expect(result.code == 0, "\(result.output)")
+    }
+
+    @Test("generate-signing-key writes a Synapse-format key and refuses to overwrite it")
+    func generateSigningKey() async throws {
+        let first = try await run(["generate-signing-key", "$DIR/signing.key"])
+        defer { first.directory.remove() }
+        #expect(first.code == 0)
+        let key = try SigningKeyFile.read(path: first.directory.path + "/signing.key")
+        #expect(key.keyID.hasPrefix("ed25519:"))
+        let child = try ChildProcess(executable: DaemonProcess.binaryPath,
+                                     arguments: ["generate-signing-key", first.directory.path + "/signing.key"],
+                                     logPath: first.directory.path + "/again.log")
+        #expect(await child.waitForExit(timeout: .seconds(30)) == 1)
+        #expect(try SigningKeyFile.read(path: first.directory.path + "/signing.key").publicKey == key.publicKey)
+    }
+
+    @Test("the demo delivers everything and prints a summary")
+    func demo() async throws {
+        let result = try await run(["demo", "--servers", "3", "--pdus", "40"])
+        defer { result.directory.remove() }
+        #expect(result.code == 0, "\(result.output)")
+        #expect(result.output.contains("done: 120 PDU copies"))
+        #expect(result.output.contains("signatures rejected by the fake servers: 0"))
+    }
+
+    @Test("an unknown command exits 2 with the usage")
+    func unknownCommand() async throws {
+        let result = try await run(["frobnicate"])
+        defer { result.directory.remove() }
+        #expect(result.code == 2)
+        #expect(result.output.contains("usage: southbridge"))
+    }
+}
