@@ -29,6 +29,8 @@ let package = Package(
             "Federation",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Transport", dependencies: [
             "COpenSSL", "Federation", "Resolver",
@@ -95,7 +97,11 @@ let package = Package(
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Outbox", "Federation", "SouthbridgeSwarm",
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ResolverTests", dependencies: [
-            "Resolver", "Federation", .product(name: "NIOPosix", package: "swift-nio"),
+            "Resolver", "Federation", "Transport", "SouthbridgeSwarm",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox"]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
