@@ -42,6 +42,13 @@ public struct ResolvedFederationAddress: Sendable, Equatable {
     public var certificateName: CertificateName
     public var endpoints: [Endpoint]
 
+    /// Which idle connection may serve this address: the same TLS identity at the same
+    /// addresses. Never the destination alone: a `.well-known` fetch (port 443) and
+    /// federation traffic (port 8448) to one name must not share a connection.
+    public var connectionKey: String {
+        "\(certificateName) \(endpoints.map(\.description).joined(separator: ","))"
+    }
+
     public init(destination: ServerName, hostHeader: String, certificateName: CertificateName, endpoints: [Endpoint]) {
         self.destination = destination
         self.hostHeader = hostHeader

@@ -6,9 +6,10 @@ import Resolver
 ///
 /// Guarantees: never more than `maxConnections` open (idle ones included), never more
 /// than `maxTLSHandshakes` connections being set up at once, at most one idle connection
-/// kept per destination. A request that finds a cap reached waits in line (first come,
-/// first served); when it needs a slot held by an idle connection of another destination,
-/// the least recently used idle connection is closed to make room.
+/// kept per `connectionKey` (one TLS identity at one set of addresses). A request that
+/// finds a cap reached waits in line (first come, first served); when it needs a slot held
+/// by an idle connection of another destination, the least recently used idle connection
+/// is closed to make room.
 public actor ConnectionPool {
     /// The caps and timeouts, all from configuration.
     public struct Limits: Sendable {
@@ -74,7 +75,7 @@ public actor ConnectionPool {
     /// A connection to `address`, reused when an idle one is kept, opened within the caps otherwise.
     /// Give it back with `release(_:for:)` once the response has been read.
     public func lease(for address: ResolvedFederationAddress) async throws -> HTTPClientConnection {
-        let key = address.destination.description
+        let key = address.connectionKey
         closeExpiredIdleConnections()
         if let kept = idle.removeValue(forKey: key) {
             if kept.connection.isReusable { return kept.connection }
@@ -102,7 +103,7 @@ public actor ConnectionPool {
 
     /// Takes a connection back: kept for reuse if its last exchange ended cleanly, closed otherwise.
     public func release(_ connection: HTTPClientConnection, for address: ResolvedFederationAddress) async {
-        let key = address.destination.description
+        let key = address.connectionKey
         guard connection.isReusable, idle[key] == nil else {
             await discard(connection)
             return
