@@ -71,6 +71,8 @@ extension ConfigurationKey {
                 }
             },
             encode: { "[" + $0.map { Configuration.quoted($0.description) }.joined(separator: ", ") + "]" }),
+        .integer("resolver", "well_known_port", \.resolver.wellKnownPort, 1...65535,
+                 summary: "The port .well-known/matrix/server is fetched from: 443, as the spec says; change it only for tests."),
 
         .integer("limits", "max_connections", \.limits.maxConnections, 1...65535,
                  summary: "The most open connections to remote servers at once."),

@@ -104,6 +104,8 @@ extension Configuration {
     public struct ResolverSettings: Sendable, Equatable {
         /// `resolver.nameservers`: DNS servers to ask; empty means those in /etc/resolv.conf.
         public var nameservers: [Nameserver] = []
+        /// `resolver.well_known_port`: where `.well-known/matrix/server` is fetched; 443 outside tests.
+        public var wellKnownPort = 443
 
         public init() {}
     }

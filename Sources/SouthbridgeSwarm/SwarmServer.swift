@@ -47,17 +47,29 @@ public final class SwarmServer: Sendable {
     let state = NIOLockedValueBox(State())
     private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
 
-    init(port: Int, signingKey: SigningKey, trustedOrigins: [String: VerifyKey]) {
+    /// `.well-known/matrix/server` answers by `Host` header (without port).
+    let wellKnownAnswers: [String: JSONValue]
+
+    init(port: Int, serverName: String?, signingKey: SigningKey, trustedOrigins: [String: VerifyKey],
+         wellKnownAnswers: [String: JSONValue]) {
         self.port = port
-        self.serverName = "127.0.0.1:\(port)"
+        self.serverName = serverName ?? "127.0.0.1:\(port)"
         self.signingKey = signingKey
         self.trustedOrigins = trustedOrigins
+        self.wellKnownAnswers = wellKnownAnswers
     }
 
-    /// Starts a server on `127.0.0.1` (port 0 = any free port) with a certificate for 127.0.0.1.
-    public static func start(port: Int = 0, certificateAuthority: TestCertificateAuthority,
+    /// Starts a server on `127.0.0.1` (port 0 = any free port).
+    ///
+    /// - Parameters:
+    ///   - serverName: the Matrix name it answers to (X-Matrix `destination`); by default `127.0.0.1:<port>`.
+    ///   - certificateNames: DNS names its certificate is valid for, besides 127.0.0.1 and localhost.
+    ///   - wellKnownAnswers: `/.well-known/matrix/server` bodies by `Host` name; other hosts get 404.
+    public static func start(port: Int = 0, serverName: String? = nil, certificateNames: [String] = [],
+                             wellKnownAnswers: [String: JSONValue] = [:],
+                             certificateAuthority: TestCertificateAuthority,
                              trustedOrigins: [String: VerifyKey], group: any EventLoopGroup) async throws -> SwarmServer {
-        let issued = try certificateAuthority.issue(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"])
+        let issued = try certificateAuthority.issue(dnsNames: ["localhost"] + certificateNames, ipAddresses: ["127.0.0.1"])
         let tlsContext = try TLSContext.server(certificateChainPEM: issued.certificatePEM, privateKeyPEM: issued.privateKeyPEM)
         let box = NIOLockedValueBox<SwarmServer?>(nil)
         let bootstrap = ServerBootstrap(group: group)
@@ -72,8 +84,9 @@ public final class SwarmServer: Sendable {
                 }
             }
         let channel = try await bootstrap.bind(host: "127.0.0.1", port: port).get()
-        let server = SwarmServer(port: channel.localAddress?.port ?? port, signingKey: try SigningKey.generate(version: "swarm"),
-                                 trustedOrigins: trustedOrigins)
+        let server = SwarmServer(port: channel.localAddress?.port ?? port, serverName: serverName,
+                                 signingKey: try SigningKey.generate(version: "swarm"),
+                                 trustedOrigins: trustedOrigins, wellKnownAnswers: wellKnownAnswers)
         box.withLockedValue { $0 = server }
         server.channel.withLockedValue { $0 = channel }
         return server
@@ -140,6 +153,13 @@ final class SwarmRequestHandler: ChannelInboundHandler {
         server.state.withLockedValue { $0.requestCount += 1 }
         if head.method == .GET, head.uri == "/_matrix/key/v2/server" {
             return (200, keyResponse())
+        }
+        if head.method == .GET, head.uri == "/.well-known/matrix/server" {
+            let host = head.headers.first(name: "host").map { $0.split(separator: ":").first.map(String.init) ?? $0 } ?? ""
+            guard let answer = server.wellKnownAnswers[host] else {
+                return (404, matrixError("M_NOT_FOUND", "no .well-known for \(host)"))
+            }
+            return (200, answer)
         }
         let sendPrefix = "/_matrix/federation/v1/send/"
         guard head.uri.hasPrefix(sendPrefix) else {

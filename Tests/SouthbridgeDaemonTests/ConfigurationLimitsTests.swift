@@ -29,6 +29,7 @@ struct ConfigurationLimitsTests {
     static let limits: [ConfigurationLimit] = [
         ConfigurationLimit("server.stop_timeout_ms", 0...600_000, duration: \.server.stopTimeout),
         ConfigurationLimit("ingest.max_body_bytes", 1024...268_435_456, field: \.ingest.maxBodyBytes),
+        ConfigurationLimit("resolver.well_known_port", 1...65535, field: \.resolver.wellKnownPort),
         ConfigurationLimit("limits.max_connections", 1...65535,
                            companions: [("limits.max_tls_handshakes", "1")], field: \.limits.maxConnections),
         ConfigurationLimit("limits.max_tls_handshakes", 1...1024,
