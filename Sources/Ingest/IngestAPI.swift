@@ -80,6 +80,18 @@ public struct IngestAPI: Sendable {
         }
     }
 
+    /// The error to answer at once, from the request head alone, before any body is read:
+    /// a missing or wrong token on an endpoint that needs one.
+    public func refusalBeforeBody(path: String, authorization: String?) -> IngestError? {
+        guard path != "/health" else { return nil }
+        do {
+            try authenticate(IngestRequest(method: "", path: path, authorization: authorization, body: []))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     private func route(_ request: IngestRequest) async throws(IngestError) -> IngestResponse {
         switch request.path {
         case "/health":
@@ -114,7 +126,7 @@ public struct IngestAPI: Sendable {
 
     private func send(txnID: String, body: [UInt8]) async throws(IngestError) -> IngestResponse {
         guard !txnID.isEmpty, !txnID.contains("/"), txnID.utf8.count <= 255 else {
-            throw .badJSON("txnId: must be 1 to 255 characters without '/'")
+            throw .badJSON("txnId: must be 1 to 255 bytes without '/', got \(txnID.utf8.count) bytes: \"\(txnID.prefix(40))\"")
         }
         let batch = try parser.parse(txnID: txnID, body: body)
         let receipt: IngestReceipt

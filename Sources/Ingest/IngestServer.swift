@@ -52,6 +52,7 @@ final class IngestHTTPHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var bodyTooLarge = false
+    private var refusal: IngestError?
 
     init(api: IngestAPI, maxBodyBytes: Int) {
         self.api = api
@@ -64,11 +65,15 @@ final class IngestHTTPHandler: ChannelInboundHandler {
             head = requestHead
             body = []
             bodyTooLarge = false
+            refusal = nil
+            let path = requestHead.uri.firstIndex(of: "?").map { String(requestHead.uri[..<$0]) } ?? requestHead.uri
+            // Refuse a bad token before buffering a body of up to ingest.max_body_bytes.
+            refusal = api.refusalBeforeBody(path: path, authorization: requestHead.headers.first(name: "authorization"))
             if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > maxBodyBytes {
                 bodyTooLarge = true
             }
         case .body(var chunk):
-            guard !bodyTooLarge else { return }
+            guard !bodyTooLarge, refusal == nil else { return }
             if body.count + chunk.readableBytes > maxBodyBytes {
                 bodyTooLarge = true
                 body = []
@@ -78,7 +83,11 @@ final class IngestHTTPHandler: ChannelInboundHandler {
         case .end:
             guard let requestHead = head else { return }
             head = nil
-            let keepAlive = requestHead.isKeepAlive && !bodyTooLarge
+            let keepAlive = requestHead.isKeepAlive && !bodyTooLarge && refusal == nil
+            if let refusal {
+                write(IngestResponse(refusal), keepAlive: false, version: requestHead.version, context: context)
+                return
+            }
             if bodyTooLarge {
                 write(IngestResponse(IngestError.tooLarge(limit: maxBodyBytes)), keepAlive: false, version: requestHead.version, context: context)
                 return

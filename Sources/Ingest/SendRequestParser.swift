@@ -6,9 +6,11 @@ import Outbox
 ///
 /// Each PDU is canonicalised here, once; the Outbox stores those bytes and every
 /// transaction to every destination reuses them.
-struct SendRequestParser {
+public struct SendRequestParser: Sendable {
     /// Synapse's `MAX_PDU_SIZE`: receivers reject larger events.
     static let maxPDUBytes = 65536
+    /// The most PDUs one ingest request may carry; the homeserver splits larger batches.
+    public static let maxPDUsPerRequest = 1000
 
     let ownServerName: String
 
@@ -32,6 +34,10 @@ struct SendRequestParser {
         var pdus: [IncomingPDU] = []
         if let value = fields["pdus"] {
             guard case .array(let list) = value else { throw .badJSON("pdus: must be an array") }
+            guard list.count <= Self.maxPDUsPerRequest else {
+                throw IngestError(status: 413, errcode: "M_TOO_LARGE",
+                                  "pdus: \(list.count) PDUs is over the limit of \(Self.maxPDUsPerRequest) per request; split the batch")
+            }
             pdus.reserveCapacity(list.count)
             for (index, item) in list.enumerated() {
                 pdus.append(try parsePDU(item, path: "pdus[\(index)]"))

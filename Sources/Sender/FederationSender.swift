@@ -6,8 +6,10 @@ import Transport
 /// Delivers every accepted PDU to every destination, in stream order, one transaction in
 /// flight per destination.
 ///
-/// PDUs are read from the Outbox in batches of at most `maxPDUsPerTransaction`, so a
-/// destination holds at most one transaction in memory however far behind it is. A failed
+/// PDUs are read from the Outbox in batches of at most `maxPDUsPerTransaction`. A
+/// transaction in flight is remembered by its id, timestamp and stream-ordering range only;
+/// its body is rebuilt from the Outbox for each attempt, byte for byte the same, so a
+/// destination that is down costs a few dozen bytes however large its PDUs are. A failed
 /// transaction is retried with the same txnId and body after the `RetryPolicy` interval,
 /// by a timer: a quiet destination is retried without waiting for new traffic. Progress
 /// (`last_successful_stream_ordering`) and retry state live in the Outbox, so a restart
@@ -22,9 +24,12 @@ public actor FederationSender {
         public var destinationsInBackoff = 0
     }
 
+    /// What identifies a transaction: enough to rebuild its body exactly.
     private struct PendingTransaction {
         var txnID: String
-        var body: [UInt8]
+        var originServerTS: Int64
+        /// The destination's last successful stream ordering when the transaction was built.
+        var after: Int64
         var pduCount: Int
         var lastStreamOrdering: Int64
     }
@@ -37,6 +42,11 @@ public actor FederationSender {
         var retryIntervalMS: Int64 = 0
         var inFlight: PendingTransaction?
         var retryTimer: Task<Void, Never>?
+        var loop: Task<Void, Never>?
+    }
+
+    private struct OutboxReadFailure: Error {
+        var reason: String
     }
 
     private let origin: String
@@ -47,7 +57,8 @@ public actor FederationSender {
     private let logger: Logger
 
     private var destinations: [String: DestinationState] = [:]
-    private var nextTxnID: Int64
+    private let txnIDPrefix: String
+    private var txnCounter = 0
     private var stopping = false
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var metrics = Metrics()
@@ -61,8 +72,13 @@ public actor FederationSender {
         self.retryPolicy = retryPolicy
         self.maxPDUsPerTransaction = maxPDUsPerTransaction
         self.logger = logger
-        // Unique across restarts without storing a counter, as Synapse does.
-        self.nextTxnID = WallClock.nowMS()
+        // Receivers drop a transaction whose (origin, txnId) they have seen. Start time plus
+        // a random part keeps ids unique across restarts, even when a Pi without a clock
+        // battery boots with its clock behind.
+        var generator = SystemRandomNumberGenerator()
+        let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        let nonce = String((0..<6).map { _ in letters.randomElement(using: &generator)! })
+        self.txnIDPrefix = "\(WallClock.nowMS())\(nonce)"
     }
 
     public var currentMetrics: Metrics {
@@ -78,8 +94,9 @@ public actor FederationSender {
         if !outstanding.isEmpty {
             logger.info("resuming delivery to destinations with outstanding PDUs", metadata: ["count": "\(outstanding.count)"])
         }
-        for record in outstanding {
-            var state = destinations[record.name, default: DestinationState()]
+        // Ingest is already open: a destination woken while the list was read has fresher state.
+        for record in outstanding where destinations[record.name] == nil {
+            var state = DestinationState()
             state.lastSuccessfulStreamOrdering = record.lastSuccessfulStreamOrdering
             state.retryLastTS = record.retryLastTS ?? 0
             state.retryIntervalMS = record.retryIntervalMS
@@ -93,16 +110,27 @@ public actor FederationSender {
         for name in names { wake(name) }
     }
 
-    /// Stops starting transactions and waits until the ones in flight have finished.
-    public func shutdown() async {
+    /// Stops starting transactions and waits up to `timeout` for the ones in flight; those
+    /// still running then are cancelled (they are resent after the next start). Returns
+    /// whether everything in flight finished in time.
+    public func shutdown(within timeout: Duration) async -> Bool {
         stopping = true
         for name in destinations.keys {
             destinations[name]?.retryTimer?.cancel()
             destinations[name]?.retryTimer = nil
         }
-        while destinations.values.contains(where: \.running) {
-            await withCheckedContinuation { idleWaiters.append($0) }
+        guard destinations.values.contains(where: \.running) else { return true }
+        let deadline = Task {
+            try? await Task.sleep(for: timeout)
+            self.resumeIdleWaiters()
         }
+        await withCheckedContinuation { idleWaiters.append($0) }
+        deadline.cancel()
+        let finished = !destinations.values.contains(where: \.running)
+        if !finished {
+            for state in destinations.values { state.loop?.cancel() }
+        }
+        return finished
     }
 
     /// Answers once the actor has run a job: the watchdog's health probe.
@@ -114,7 +142,7 @@ public actor FederationSender {
         state.wakeRequested = true
         if !state.running {
             state.running = true
-            Task { await self.transmissionLoop(name) }
+            state.loop = Task { await self.transmissionLoop(name) }
         }
         destinations[name] = state
     }
@@ -122,21 +150,31 @@ public actor FederationSender {
     private func transmissionLoop(_ name: String) async {
         var log = logger
         log[metadataKey: "destination"] = "\(name)"
-        while !stopping {
+        while !stopping, !Task.isCancelled {
             destinations[name]?.wakeRequested = false
             if let remaining = remainingBackoffMS(name) {
                 scheduleRetry(name, afterMS: remaining)
                 break
             }
-            guard let transaction = await nextTransaction(name, logger: log) else {
-                if let remaining = remainingBackoffMS(name) {
-                    scheduleRetry(name, afterMS: remaining)
+            let transaction: PendingTransaction
+            let body: [UInt8]
+            do {
+                guard let next = try await nextTransaction(name) else {
+                    if let remaining = remainingBackoffMS(name) {
+                        scheduleRetry(name, afterMS: remaining)
+                        break
+                    }
+                    if destinations[name]?.wakeRequested == true { continue }
                     break
                 }
-                if destinations[name]?.wakeRequested == true { continue }
+                (transaction, body) = next
+            } catch {
+                if error is OutboxReadFailure { destinations[name]?.inFlight = nil }
+                // The PDUs are still in the outbox: try again later rather than forget them.
+                await recordFailure(name, reason: "cannot read outstanding PDUs from the outbox: \(error)", logger: log)
                 break
             }
-            if await deliver(transaction, to: name, logger: log) == false { break }
+            if await deliver(transaction, body: body, to: name, logger: log) == false { break }
         }
         finishLoop(name)
     }
@@ -144,6 +182,7 @@ public actor FederationSender {
     private func finishLoop(_ name: String) {
         guard var state = destinations[name] else { return }
         state.running = false
+        state.loop = nil
         if state.inFlight == nil, state.retryIntervalMS == 0, !state.wakeRequested {
             // Nothing owed: forget the destination until new PDUs arrive; the Outbox remembers its progress.
             destinations.removeValue(forKey: name)
@@ -151,11 +190,13 @@ public actor FederationSender {
             destinations[name] = state
             if state.wakeRequested, state.retryTimer == nil, !stopping { wake(name) }
         }
-        if !destinations.values.contains(where: \.running) {
-            let waiters = idleWaiters
-            idleWaiters.removeAll()
-            for waiter in waiters { waiter.resume() }
-        }
+        if !destinations.values.contains(where: \.running) { resumeIdleWaiters() }
+    }
+
+    private func resumeIdleWaiters() {
+        let waiters = idleWaiters
+        idleWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
     }
 
     private func remainingBackoffMS(_ name: String) -> Int64? {
@@ -178,44 +219,52 @@ public actor FederationSender {
         wake(name)
     }
 
-    /// The transaction to send: the one that failed last time, unchanged, or a new one
-    /// built from the next PDUs after the last successful stream ordering.
-    private func nextTransaction(_ name: String, logger: Logger) async -> PendingTransaction? {
-        if let pending = destinations[name]?.inFlight { return pending }
-        do {
-            let after: Int64
-            if let known = destinations[name]?.lastSuccessfulStreamOrdering {
-                after = known
-            } else {
-                let record = try await outbox.destination(name)
-                after = record?.lastSuccessfulStreamOrdering ?? 0
-                destinations[name]?.lastSuccessfulStreamOrdering = after
-                destinations[name]?.retryLastTS = record?.retryLastTS ?? 0
-                destinations[name]?.retryIntervalMS = record?.retryIntervalMS ?? 0
-                if remainingBackoffMS(name) != nil { return nil }
-            }
-            let pdus = try await outbox.pendingPDUs(for: name, after: after, limit: maxPDUsPerTransaction)
-            guard let last = pdus.last else { return nil }
-            let txnID = String(nextTxnID)
-            nextTxnID += 1
-            let body = TransactionBody.encode(origin: origin, originServerTS: WallClock.nowMS(),
-                                              pdus: pdus.map(\.canonicalJSON), edus: [])
-            let transaction = PendingTransaction(txnID: txnID, body: body, pduCount: pdus.count,
-                                                 lastStreamOrdering: last.streamOrdering)
-            destinations[name]?.inFlight = transaction
-            return transaction
-        } catch {
-            logger.error("could not read outstanding PDUs from the outbox", metadata: ["error": "\(error)"])
-            return nil
+    /// The transaction to send and its body: the one that failed last time, unchanged, or
+    /// a new one made of the next PDUs after the last successful stream ordering. Nil when
+    /// nothing is owed, or when the destination turns out to be backing off.
+    private func nextTransaction(_ name: String) async throws -> (PendingTransaction, [UInt8])? {
+        if let pending = destinations[name]?.inFlight {
+            return (pending, try await transactionBody(pending, for: name))
         }
+        let after: Int64
+        if let known = destinations[name]?.lastSuccessfulStreamOrdering {
+            after = known
+        } else {
+            let record = try await outbox.destination(name)
+            after = record?.lastSuccessfulStreamOrdering ?? 0
+            destinations[name]?.lastSuccessfulStreamOrdering = after
+            destinations[name]?.retryLastTS = record?.retryLastTS ?? 0
+            destinations[name]?.retryIntervalMS = record?.retryIntervalMS ?? 0
+            if remainingBackoffMS(name) != nil { return nil }
+        }
+        let pdus = try await outbox.pendingPDUs(for: name, after: after, limit: maxPDUsPerTransaction)
+        guard let last = pdus.last else { return nil }
+        txnCounter += 1
+        let transaction = PendingTransaction(
+            txnID: "\(txnIDPrefix)\(txnCounter)", originServerTS: WallClock.nowMS(), after: after,
+            pduCount: pdus.count, lastStreamOrdering: last.streamOrdering)
+        destinations[name]?.inFlight = transaction
+        let body = TransactionBody.encode(origin: origin, originServerTS: transaction.originServerTS,
+                                          pdus: pdus.map(\.canonicalJSON), edus: [])
+        return (transaction, body)
+    }
+
+    /// The canonical body of `transaction`, rebuilt from the Outbox: committed stream
+    /// orderings never change, so every attempt sends the same bytes.
+    private func transactionBody(_ transaction: PendingTransaction, for name: String) async throws -> [UInt8] {
+        let pdus = try await outbox.pendingPDUs(for: name, after: transaction.after, limit: transaction.pduCount)
+        guard pdus.count == transaction.pduCount, pdus.last?.streamOrdering == transaction.lastStreamOrdering else {
+            throw OutboxReadFailure(reason: "the PDUs of transaction \(transaction.txnID) are no longer in the outbox")
+        }
+        return TransactionBody.encode(origin: origin, originServerTS: transaction.originServerTS,
+                                      pdus: pdus.map(\.canonicalJSON), edus: [])
     }
 
     /// Sends one transaction; returns whether the destination may go on to the next one.
-    private func deliver(_ transaction: PendingTransaction, to name: String, logger: Logger) async -> Bool {
+    private func deliver(_ transaction: PendingTransaction, body: [UInt8], to name: String, logger: Logger) async -> Bool {
         var log = logger
         log[metadataKey: "txn_id"] = "\(transaction.txnID)"
-        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
-                                        body: transaction.body)
+        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)", body: body)
         let failure: String
         do {
             let destination = try ServerName(name)

@@ -29,11 +29,19 @@ extension ConfigurationKey {
         ConfigurationKey(
             "ingest", "listen", \.ingest.listen,
             summary: "Where the homeserver hands over work: \"host:port\", \"[ipv6]:port\" or \"unix:/absolute/path\".",
-            decode: { (value, path) throws(KeyProblems) in try listenAddress(value, path) },
+            decode: { (value, path) throws(KeyProblems) in
+                let address = try listenAddress(value, path)
+                // The API carries a bearer token over plain HTTP: it must not leave the machine.
+                if case .tcp(let host, _) = address, !Configuration.isLoopbackHost(host) {
+                    throw KeyProblems(line: value.line, path: path,
+                                      message: "must be a loopback address (127.0.0.0/8, [::1], localhost) or unix:/path, got \(Configuration.quoted(address.description))")
+                }
+                return address
+            },
             encode: { Configuration.quoted($0.description) }),
         .absolutePath("ingest", "token_file", \.ingest.tokenFile,
                       summary: "The file holding the bearer token the homeserver must present."),
-        .integer("ingest", "max_body_bytes", \.ingest.maxBodyBytes, 1024...268_435_456,
+        .integer("ingest", "max_body_bytes", \.ingest.maxBodyBytes, 1024...33_554_432,
                  summary: "The largest ingest request body accepted, in bytes."),
 
         ConfigurationKey(
@@ -41,7 +49,9 @@ extension ConfigurationKey {
             summary: "Where followers and `southbridge tail` connect, in the form of ingest.listen; \"\" disables it.",
             decode: { (value, path) throws(KeyProblems) -> Configuration.ListenAddress? in
                 if case .string("") = value.kind { return nil }
-                return try listenAddress(value, path)
+                _ = try listenAddress(value, path)
+                throw KeyProblems(line: value.line, path: path,
+                                  message: "the replication endpoint is not available in this version; leave it \"\"")
             },
             encode: { Configuration.quoted($0?.description ?? "") }),
 
@@ -85,6 +95,8 @@ extension ConfigurationKey {
                       summary: "How long a TCP connect may take, in milliseconds."),
         .milliseconds("transport", "tls_handshake_timeout_ms", \.transport.tlsHandshakeTimeout, 100...600_000,
                       summary: "How long a TLS handshake may take, in milliseconds."),
+        .milliseconds("transport", "idle_timeout_ms", \.transport.idleTimeout, 1000...3_600_000,
+                      summary: "How long an unused keep-alive connection stays open, in milliseconds."),
         .milliseconds("transport", "request_timeout_ms", \.transport.requestTimeout, 100...3_600_000,
                       summary: "How long a request may wait for its whole response, in milliseconds."),
         .integer("transport", "max_response_bytes", \.transport.maxResponseBytes, 1024...67_108_864,

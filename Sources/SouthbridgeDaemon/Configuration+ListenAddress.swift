@@ -67,3 +67,12 @@ extension Configuration {
         }
     }
 }
+
+extension Configuration {
+    /// Whether a listen host only accepts connections from this machine.
+    static func isLoopbackHost(_ host: String) -> Bool {
+        if host == "localhost" { return true }
+        guard let address = IPRange.addressBytes(host) else { return false }
+        return address.count == 4 ? address[0] == 127 : address == [UInt8](repeating: 0, count: 15) + [1]
+    }
+}

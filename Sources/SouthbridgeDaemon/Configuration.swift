@@ -128,6 +128,9 @@ extension Configuration {
         public var connectTimeout: Duration = .milliseconds(10_000)
         /// `transport.tls_handshake_timeout_ms`: how long a TLS handshake may take.
         public var tlsHandshakeTimeout: Duration = .milliseconds(10_000)
+        /// `transport.idle_timeout_ms`: how long an unused keep-alive connection stays open
+        /// (Synapse keeps them 2 minutes).
+        public var idleTimeout: Duration = .milliseconds(120_000)
         /// `transport.request_timeout_ms`: how long a request may wait for its whole response.
         public var requestTimeout: Duration = .milliseconds(60_000)
         /// `transport.max_response_bytes`: the largest response body read from a remote server.

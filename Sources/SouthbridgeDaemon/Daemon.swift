@@ -69,7 +69,12 @@ public final class Daemon: Sendable {
         }
         let outbox: Outbox
         do {
-            outbox = try Outbox(path: configuration.storage.path, logger: logger)
+            // Canonical JSON can be longer than what was sent (1e10 becomes 10000000000).
+            var limits = OutboxLimits()
+            limits.maxBatchBytes = max(limits.maxBatchBytes, 2 * configuration.ingest.maxBodyBytes)
+            limits.maxPDUsPerBatch = SendRequestParser.maxPDUsPerRequest
+            limits.maxQueuedBytes = max(limits.maxQueuedBytes, 2 * limits.maxBatchBytes)
+            outbox = try Outbox(path: configuration.storage.path, logger: logger, limits: limits)
         } catch {
             throw DaemonStartError("storage.path: \(error)")
         }
@@ -85,7 +90,8 @@ public final class Daemon: Sendable {
                 maxConnections: configuration.limits.maxConnections,
                 maxTLSHandshakes: configuration.limits.maxTLSHandshakes,
                 connectTimeout: TimeAmount(configuration.transport.connectTimeout),
-                tlsHandshakeTimeout: TimeAmount(configuration.transport.tlsHandshakeTimeout)),
+                tlsHandshakeTimeout: TimeAmount(configuration.transport.tlsHandshakeTimeout),
+                idleTimeout: TimeAmount(configuration.transport.idleTimeout)),
             tlsContext: tlsContext, group: group, logger: logger)
         let client = FederationClient(
             origin: configuration.server.name, signingKey: signingKey, resolver: resolver, pool: pool,
@@ -129,8 +135,8 @@ public final class Daemon: Sendable {
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: OutboxService(outbox: outbox, logger: logger), serviceName: "outbox"),
-                .init(service: SenderService(sender: sender, pool: pool,
-                                             stopTimeout: configuration.server.stopTimeout, logger: logger),
+                .init(service: ConnectionPoolService(pool: pool), serviceName: "connection pool"),
+                .init(service: SenderService(sender: sender, stopTimeout: configuration.server.stopTimeout, logger: logger),
                       serviceName: "sender"),
                 .init(service: IngestService(server: server), serviceName: "ingest"),
                 .init(service: WatchdogService(notifier: notifier, probe: probe, statusLine: statusLine, logger: logger),
@@ -164,11 +170,9 @@ public final class Daemon: Sendable {
         await serviceGroup.triggerGracefulShutdown()
     }
 
-    /// Settings whose machinery comes in a later version: refused loudly rather than ignored.
+    /// Settings whose machinery comes in a later version: refused loudly rather than ignored
+    /// (`replication.listen` is refused by the configuration itself).
     private static func refuseUnsupportedSettings(_ configuration: Configuration) throws {
-        if let listen = configuration.replication.listen {
-            throw DaemonStartError("replication.listen: the replication endpoint is not available in this version; set it to \"\" (got \"\(listen)\")")
-        }
         if !configuration.resolver.nameservers.isEmpty {
             throw DaemonStartError("resolver.nameservers: custom nameservers are not available in this version; leave it empty to use /etc/resolv.conf")
         }

@@ -17,28 +17,34 @@ struct IngestService: Service {
     }
 }
 
+/// Closes connections idle for longer than the idle timeout, and every idle one at shutdown.
+struct ConnectionPoolService: Service {
+    let pool: ConnectionPool
+    static let sweepInterval: Duration = .seconds(10)
+
+    func run() async throws {
+        while true {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.sweepInterval) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            await pool.closeIdleConnections(idleSince: .now() - pool.idleTimeout)
+        }
+        await pool.closeIdleConnections()
+    }
+}
+
 /// Runs the sender until graceful shutdown, then lets in-flight transactions finish
 /// within the stop timeout; whatever is left is resent after the next start.
 struct SenderService: Service {
     let sender: FederationSender
-    let pool: ConnectionPool
     let stopTimeout: Duration
     let logger: Logger
 
     func run() async throws {
         try await sender.resumeOutstandingDestinations()
         try? await gracefulShutdown()
-        let finished = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await sender.shutdown(); return true }
-            group.addTask { try? await Task.sleep(for: stopTimeout); return false }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-        if !finished {
+        if await sender.shutdown(within: stopTimeout) == false {
             logger.warning("stop timeout reached with transactions in flight; they will be resent after restart")
         }
-        await pool.closeIdleConnections()
     }
 }
 
@@ -47,12 +53,17 @@ struct OutboxService: Service {
     let outbox: Outbox
     let logger: Logger
     static let pruneInterval: Duration = .seconds(60)
+    /// How long a repeated ingest txnId is still recognised: a homeserver retries within
+    /// minutes, never a day later.
+    static let ingestTransactionRetentionMS: Int64 = 24 * 3600 * 1000
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+        while true {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.pruneInterval) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
             do {
-                let removed = try await outbox.prune()
+                let cutoff = WallClock.nowMS() - Self.ingestTransactionRetentionMS
+                let removed = try await outbox.prune(ingestTransactionsReceivedBefore: cutoff)
                 if removed > 0 { logger.debug("pruned delivered rows", metadata: ["rows": "\(removed)"]) }
             } catch {
                 logger.error("pruning the outbox failed", metadata: ["error": "\(error)"])

@@ -13,11 +13,16 @@ struct WatchdogService: Service {
     static let statusInterval: Duration = .seconds(10)
 
     func run() async throws {
+        // Pings go out on a fixed schedule, each after a probe that must answer within half
+        // the interval, so a slow but healthy moment never stretches the gap towards WatchdogSec.
         let interval = notifier.watchdogPingInterval ?? Self.statusInterval
+        let clock = ContinuousClock()
+        var nextTick = clock.now
         var healthy = true
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            nextTick += interval
             do {
-                try await probe.check(timeout: interval)
+                try await probe.check(timeout: interval / 2)
                 if notifier.watchdogPingInterval != nil { notifier.watchdogPing() }
                 if !healthy { logger.notice("health probe passes again; watchdog pings resumed") }
                 healthy = true
@@ -26,7 +31,8 @@ struct WatchdogService: Service {
                 healthy = false
             }
             notifier.status(await statusLine())
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            let tick = nextTick
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(until: tick, clock: clock) }
         }
         notifier.stopping(status: "stopping: finishing transactions in flight")
     }

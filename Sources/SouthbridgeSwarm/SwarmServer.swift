@@ -20,6 +20,8 @@ public final class SwarmServer: Sendable {
         case fail(status: Int)
         /// Close the connection without answering.
         case hangUp
+        /// Keep the connection open and never answer (a blackholed server).
+        case stall
     }
 
     struct State {
@@ -140,6 +142,8 @@ final class SwarmRequestHandler: ChannelInboundHandler {
             guard let requestHead = head else { return }
             head = nil
             switch respond(to: requestHead, body: body) {
+            case .some((0, _)):
+                break
             case .some(let (status, json)):
                 write(status: status, body: CanonicalJSON.encode(json), context: context)
             case .none:
@@ -148,7 +152,7 @@ final class SwarmRequestHandler: ChannelInboundHandler {
         }
     }
 
-    /// The answer to one request, or nil to hang up.
+    /// The answer to one request; nil to hang up, `stalled` to never answer.
     private func respond(to head: HTTPRequestHead, body: [UInt8]) -> (Int, JSONValue)? {
         server.state.withLockedValue { $0.requestCount += 1 }
         if head.method == .GET, head.uri == "/_matrix/key/v2/server" {
@@ -182,6 +186,7 @@ final class SwarmRequestHandler: ChannelInboundHandler {
                 case .accept: break
                 case .fail(let status): return (status, matrixError("M_UNKNOWN", "failing on purpose"))
                 case .hangUp: return nil
+                case .stall: return (0, .null)
                 }
             }
             let key = "\(origin) \(txnID)"

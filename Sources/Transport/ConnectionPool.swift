@@ -66,6 +66,9 @@ public actor ConnectionPool {
         self.logger = logger
     }
 
+    /// How long an idle connection is kept.
+    public nonisolated var idleTimeout: TimeAmount { limits.idleTimeout }
+
     public var counts: Counts {
         Counts(open: open, idle: idle.count, handshaking: handshaking,
                waiting: slotWaiters.count + handshakeWaiters.count,
@@ -76,21 +79,14 @@ public actor ConnectionPool {
     /// Give it back with `release(_:for:)` once the response has been read.
     public func lease(for address: ResolvedFederationAddress) async throws -> HTTPClientConnection {
         let key = address.connectionKey
-        closeExpiredIdleConnections()
+        closeIdleConnections(idleSince: .now() - limits.idleTimeout)
         if let kept = idle.removeValue(forKey: key) {
             if kept.connection.isReusable { return kept.connection }
-            await discard(kept.connection)
+            discard(kept.connection)
         }
         await acquireSlot()
-        while handshaking >= limits.maxTLSHandshakes {
-            await withCheckedContinuation { handshakeWaiters.append($0) }
-        }
-        handshaking += 1
-        peakHandshaking = max(peakHandshaking, handshaking)
-        defer {
-            handshaking -= 1
-            if !handshakeWaiters.isEmpty { handshakeWaiters.removeFirst().resume() }
-        }
+        await acquireHandshakeTurn()
+        defer { releaseHandshakeTurn() }
         do {
             let connection = try await connect(to: address)
             handshakesCompleted += 1
@@ -101,58 +97,71 @@ public actor ConnectionPool {
         }
     }
 
-    /// Takes a connection back: kept for reuse if its last exchange ended cleanly, closed otherwise.
-    public func release(_ connection: HTTPClientConnection, for address: ResolvedFederationAddress) async {
+    /// Takes a connection back: kept for reuse if its last exchange ended cleanly and no
+    /// one waits for its slot, closed otherwise.
+    public func release(_ connection: HTTPClientConnection, for address: ResolvedFederationAddress) {
         let key = address.connectionKey
-        guard connection.isReusable, idle[key] == nil else {
-            await discard(connection)
+        guard connection.isReusable, idle[key] == nil, slotWaiters.isEmpty else {
+            discard(connection)
             return
         }
         idle[key] = IdleConnection(connection: connection, since: .now())
-        // A waiter may now take this slot by closing the idle connection.
-        if !slotWaiters.isEmpty { slotWaiters.removeFirst().resume() }
     }
 
-    /// Closes every idle connection; used at shutdown.
-    public func closeIdleConnections() async {
-        let all = idle.values.map(\.connection)
-        idle.removeAll()
-        for connection in all { await discard(connection) }
-    }
-
-    private func acquireSlot() async {
-        while open >= limits.maxConnections {
-            if let victim = idle.min(by: { $0.value.since < $1.value.since }) {
-                idle.removeValue(forKey: victim.key)
-                open -= 1
-                let connection = victim.value.connection
-                Task { await connection.close() }
-                break
-            }
-            await withCheckedContinuation { slotWaiters.append($0) }
+    /// Closes idle connections unused since `idleSince` (all of them by default): the
+    /// daemon calls this periodically with the idle timeout, and at shutdown.
+    public func closeIdleConnections(idleSince cutoff: NIODeadline = .distantFuture) {
+        for (key, kept) in idle where kept.since < cutoff || !kept.connection.isReusable {
+            idle.removeValue(forKey: key)
+            discard(kept.connection)
         }
-        open += 1
-        peakOpen = max(peakOpen, open)
+    }
+
+    /// Waits for a connection slot. Slots are handed over in arrival order: a waiter is
+    /// resumed already owning the slot it waited for, so a newcomer cannot overtake it.
+    private func acquireSlot() async {
+        if open < limits.maxConnections {
+            open += 1
+            peakOpen = max(peakOpen, open)
+            return
+        }
+        if let victim = idle.min(by: { $0.value.since < $1.value.since }) {
+            idle.removeValue(forKey: victim.key)
+            let connection = victim.value.connection
+            Task { await connection.close() }
+            return
+        }
+        await withCheckedContinuation { slotWaiters.append($0) }
     }
 
     private func releaseSlot() {
-        open -= 1
-        if !slotWaiters.isEmpty { slotWaiters.removeFirst().resume() }
-    }
-
-    private func discard(_ connection: HTTPClientConnection) async {
-        releaseSlot()
-        await connection.close()
-    }
-
-    private func closeExpiredIdleConnections() {
-        let cutoff = NIODeadline.now() - limits.idleTimeout
-        for (key, kept) in idle where kept.since < cutoff || !kept.connection.isReusable {
-            idle.removeValue(forKey: key)
-            releaseSlot()
-            let connection = kept.connection
-            Task { await connection.close() }
+        if slotWaiters.isEmpty {
+            open -= 1
+        } else {
+            slotWaiters.removeFirst().resume()
         }
+    }
+
+    private func acquireHandshakeTurn() async {
+        if handshaking < limits.maxTLSHandshakes {
+            handshaking += 1
+            peakHandshaking = max(peakHandshaking, handshaking)
+            return
+        }
+        await withCheckedContinuation { handshakeWaiters.append($0) }
+    }
+
+    private func releaseHandshakeTurn() {
+        if handshakeWaiters.isEmpty {
+            handshaking -= 1
+        } else {
+            handshakeWaiters.removeFirst().resume()
+        }
+    }
+
+    private func discard(_ connection: HTTPClientConnection) {
+        releaseSlot()
+        Task { await connection.close() }
     }
 
     /// Tries each resolved address in order; the error of the last one is reported.

@@ -43,3 +43,28 @@ struct IngestServerTests {
         try await group.shutdownGracefully()
     }
 }
+
+extension IngestServerTests {
+    @Test("a wrong token is refused from the request head, before the body is read")
+    func refusesTokenBeforeBody() async throws {
+        let directory = try TemporaryDirectory(prefix: "southbridge-ingest-auth")
+        defer { directory.remove() }
+        let outbox = try Outbox(path: directory.path + "/outbox.sqlite3", logger: Logger(label: "test"))
+        defer { outbox.close() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let api = IngestAPI(outbox: outbox, bearerToken: "secret", ownServerName: "self.example", logger: Logger(label: "test"),
+                            metricsText: { "" }, newPDUsAccepted: { _ in })
+        let socketPath = directory.path + "/ingest.sock"
+        let server = try await IngestServer.bind(unixPath: socketPath, api: api, maxBodyBytes: 1 << 20, group: group)
+        let client = try await IngestClient.connect(unixPath: socketPath, token: "wrong", group: group)
+        let body = Array(#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#.utf8)
+        let response = try await client.send(txnID: "t", body: body)
+        #expect(response.status == 401)
+        #expect(response.json?["errcode"]?.stringValue == "M_UNKNOWN_TOKEN")
+        await client.close()
+        let stored = try await outbox.pendingPDUs(for: "a.example", after: 0, limit: 10)
+        #expect(stored.isEmpty)
+        await server.close()
+        try await group.shutdownGracefully()
+    }
+}

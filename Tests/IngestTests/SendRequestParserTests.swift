@@ -52,6 +52,17 @@ struct SendRequestParserTests {
         }
     }
 
+    @Test func tooManyPDUsAreRefused() {
+        let one = #"{"pdu":{"room_id":"!r:x"},"destinations":[]}"#
+        let body = #"{"pdus":["# + Array(repeating: one, count: SendRequestParser.maxPDUsPerRequest + 1).joined(separator: ",") + "]}"
+        #expect {
+            _ = try parse(body)
+        } throws: { error in
+            guard let error = error as? IngestError else { return false }
+            return error.status == 413 && error.error.hasPrefix("pdus: 1001 PDUs is over the limit of 1000")
+        }
+    }
+
     @Test func oversizedPDUIsRefused() {
         let big = String(repeating: "x", count: SendRequestParser.maxPDUBytes)
         #expect {

@@ -28,7 +28,7 @@ struct ConfigurationLimit: Sendable, CustomTestStringConvertible {
 struct ConfigurationLimitsTests {
     static let limits: [ConfigurationLimit] = [
         ConfigurationLimit("server.stop_timeout_ms", 0...600_000, duration: \.server.stopTimeout),
-        ConfigurationLimit("ingest.max_body_bytes", 1024...268_435_456, field: \.ingest.maxBodyBytes),
+        ConfigurationLimit("ingest.max_body_bytes", 1024...33_554_432, field: \.ingest.maxBodyBytes),
         ConfigurationLimit("resolver.well_known_port", 1...65535, field: \.resolver.wellKnownPort),
         ConfigurationLimit("limits.max_connections", 1...65535,
                            companions: [("limits.max_tls_handshakes", "1")], field: \.limits.maxConnections),
@@ -37,6 +37,7 @@ struct ConfigurationLimitsTests {
         ConfigurationLimit("limits.max_pdus_per_transaction", 1...50, field: \.limits.maxPDUsPerTransaction),
         ConfigurationLimit("transport.connect_timeout_ms", 100...600_000, duration: \.transport.connectTimeout),
         ConfigurationLimit("transport.tls_handshake_timeout_ms", 100...600_000, duration: \.transport.tlsHandshakeTimeout),
+        ConfigurationLimit("transport.idle_timeout_ms", 1000...3_600_000, duration: \.transport.idleTimeout),
         ConfigurationLimit("transport.request_timeout_ms", 100...3_600_000, duration: \.transport.requestTimeout),
         ConfigurationLimit("transport.max_response_bytes", 1024...67_108_864, field: \.transport.maxResponseBytes),
         ConfigurationLimit("sender.retry_initial_ms", 1...86_400_000, duration: \.sender.retryInitialInterval),

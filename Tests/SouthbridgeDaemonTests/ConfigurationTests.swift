@@ -262,9 +262,20 @@ struct ConfigurationTests {
     func parsesListenAddress(text: String, address: Configuration.ListenAddress) throws {
         #expect(try Configuration.ListenAddress(parsing: text) == address)
         #expect(address.description == text)
+    }
+
+    @Test(arguments: ["127.0.0.1:8009", "127.1.2.3:0", "localhost:65535", "[::1]:8009", "unix:/run/southbridge/ingest.sock"])
+    func ingestListensOnLoopback(text: String) throws {
         let configuration = try Configuration.parse(
             configurationDocument([("ingest.listen", Configuration.quoted(text))]).text, source: "test.toml")
-        #expect(configuration.ingest.listen == address)
+        #expect(configuration.ingest.listen == (try Configuration.ListenAddress(parsing: text)))
+    }
+
+    @Test(arguments: ["0.0.0.0:8009", "[::]:8009", "192.168.1.2:8009", "example.org:8009"])
+    func ingestRefusesNonLoopback(text: String) {
+        let (document, lines) = configurationDocument([("ingest.listen", Configuration.quoted(text))])
+        #expect(configurationProblems(document)
+            == "line \(lines["ingest.listen"]!): ingest.listen: must be a loopback address (127.0.0.0/8, [::1], localhost) or unix:/path, got \(Configuration.quoted(text))")
     }
 
     static let invalidListenAddresses: [(text: String, reason: String)] = [
@@ -293,11 +304,11 @@ struct ConfigurationTests {
             == "line \(lines["ingest.listen"]!): ingest.listen: \(Configuration.quoted(text)) is not a valid listen address: \(reason)")
     }
 
-    @Test func replicationCanBeDisabled() throws {
+    @Test func replicationIsDisabledInThisVersion() throws {
         let disabled = configurationDocument([("replication.listen", "\"\"")]).text
         #expect(try Configuration.parse(disabled, source: "test.toml").replication.listen == nil)
-        let unix = configurationDocument([("replication.listen", "\"unix:/run/southbridge/replication.sock\"")]).text
-        #expect(try Configuration.parse(unix, source: "test.toml").replication.listen == .unix(path: "/run/southbridge/replication.sock"))
+        let (unix, unixLines) = configurationDocument([("replication.listen", "\"unix:/run/southbridge/replication.sock\"")])
+        #expect(configurationProblems(unix) == "line \(unixLines["replication.listen"]!): replication.listen: the replication endpoint is not available in this version; leave it \"\"")
         let (bad, lines) = configurationDocument([("replication.listen", "\"9093\"")])
         #expect(configurationProblems(bad) == "line \(lines["replication.listen"]!): replication.listen: \"9093\" is not a valid listen address: expected host:port, [ipv6]:port or unix:/absolute/path")
     }

@@ -126,3 +126,24 @@ struct ConfiguredLimitsTests {
         #expect(fixture.process?.output().contains("replication.listen:") == true)
     }
 }
+
+@Suite("southbridge binary, stopping")
+struct StoppingTests {
+    @Test("SIGTERM with a transaction stuck at a blackholed server exits 0 within server.stop_timeout_ms")
+    func stopTimeoutBoundsShutdown() async throws {
+        let fixture = try await DaemonProcess(destinations: 1) { $0.server.stopTimeout = .milliseconds(500) }
+        defer { Task { await fixture.tearDown() } }
+        let server = fixture.swarm.servers[0]
+        server.fail(next: 1_000_000, with: .stall)
+        try await fixture.start()
+        let client = try await fixture.client()
+        _ = try await client.send(txnID: "stuck", body: DaemonProcess.ingestBody(0..<1, destinations: [server.serverName]))
+        await client.close()
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { server.transactionAttempts.count >= 1 })
+        let stopAsked = ContinuousClock.now
+        fixture.process?.signal(SIGTERM)
+        #expect(await fixture.process?.waitForExit(timeout: .seconds(10)) == 0, "\(fixture.process?.output() ?? "")")
+        #expect(ContinuousClock.now - stopAsked < .seconds(5))
+        #expect(fixture.notifySocket?.messages().contains { $0.contains("STOPPING=1") } == true)
+    }
+}

@@ -92,3 +92,19 @@ struct ConnectionPoolTests {
         }
     }
 }
+
+extension ConnectionPoolTests {
+    @Test("idle connections older than the idle timeout are closed and their slots freed")
+    func idleTimeoutClosesConnections() async throws {
+        try await withSwarm(servers: 2, maxConnections: 2, maxTLSHandshakes: 2) { pool, addresses in
+            for address in addresses { _ = try await fetchKeys(pool, address) }
+            #expect(await pool.counts.idle == 2)
+            await pool.closeIdleConnections(idleSince: .now() - .hours(1))
+            #expect(await pool.counts.idle == 2, "connections idle for less than the timeout were closed")
+            await pool.closeIdleConnections(idleSince: .now() + .seconds(1))
+            let counts = await pool.counts
+            #expect(counts.idle == 0)
+            #expect(counts.open == 0)
+        }
+    }
+}
