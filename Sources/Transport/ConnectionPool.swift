@@ -40,6 +40,12 @@ public actor ConnectionPool {
         public var handshakesCompleted: Int
     }
 
+    /// A leased connection, and whether it had been kept idle (the peer may have closed it meanwhile).
+    public struct Lease: Sendable {
+        public var connection: HTTPClientConnection
+        public var wasIdle: Bool
+    }
+
     private struct IdleConnection {
         var connection: HTTPClientConnection
         var since: NIODeadline
@@ -75,13 +81,14 @@ public actor ConnectionPool {
                peakOpen: peakOpen, peakHandshaking: peakHandshaking, handshakesCompleted: handshakesCompleted)
     }
 
-    /// A connection to `address`, reused when an idle one is kept, opened within the caps otherwise.
-    /// Give it back with `release(_:for:)` once the response has been read.
-    public func lease(for address: ResolvedFederationAddress) async throws -> HTTPClientConnection {
+    /// A connection to `address`, reused when an idle one is kept (`reusingIdle` false asks
+    /// for a fresh one), opened within the caps otherwise. Give it back with
+    /// `release(_:for:)` once the response has been read.
+    public func lease(for address: ResolvedFederationAddress, reusingIdle: Bool = true) async throws -> Lease {
         let key = address.connectionKey
         closeIdleConnections(idleSince: .now() - limits.idleTimeout)
         if let kept = idle.removeValue(forKey: key) {
-            if kept.connection.isReusable { return kept.connection }
+            if kept.connection.isReusable, reusingIdle { return Lease(connection: kept.connection, wasIdle: true) }
             discard(kept.connection)
         }
         await acquireSlot()
@@ -90,7 +97,7 @@ public actor ConnectionPool {
         do {
             let connection = try await connect(to: address)
             handshakesCompleted += 1
-            return connection
+            return Lease(connection: connection, wasIdle: false)
         } catch {
             releaseSlot()
             throw error

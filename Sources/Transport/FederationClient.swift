@@ -66,17 +66,47 @@ public struct FederationClient: Sendable {
         let httpRequest = HTTPClientRequest(method: request.method, target: request.target,
                                             headers: headers, body: request.body ?? [])
         do {
-            let connection = try await pool.lease(for: address)
+            return try await exchange(httpRequest, at: address, reusingIdle: true)
+        } catch is StaleKeepAlive {
+            // A kept connection the peer closed while it sat idle: not the destination's fault.
             do {
-                let response = try await connection.execute(httpRequest, timeout: requestTimeout, maxResponseBytes: maxResponseBytes)
-                await pool.release(connection, for: address)
-                return response
+                return try await exchange(httpRequest, at: address, reusingIdle: false)
             } catch {
-                await pool.release(connection, for: address)
-                throw error
+                throw FederationRequestError(destination: destination.description, reason: "\(error)")
             }
         } catch {
             throw FederationRequestError(destination: destination.description, reason: "\(error)")
+        }
+    }
+
+    private func exchange(_ request: HTTPClientRequest, at address: ResolvedFederationAddress,
+                          reusingIdle: Bool) async throws -> HTTPClientResponse {
+        let lease = try await pool.lease(for: address, reusingIdle: reusingIdle)
+        do {
+            let response = try await lease.connection.execute(request, timeout: requestTimeout, maxResponseBytes: maxResponseBytes)
+            await pool.release(lease.connection, for: address)
+            return response
+        } catch {
+            await pool.release(lease.connection, for: address)
+            if lease.wasIdle, error.isConnectionLoss {
+                throw StaleKeepAlive(underlying: error)
+            }
+            throw error
+        }
+    }
+}
+
+/// A request that failed because a kept-alive connection turned out to be closed.
+private struct StaleKeepAlive: Error {
+    var underlying: HTTPClientError
+}
+
+extension HTTPClientError {
+    /// The connection went away under the request, before any answer.
+    var isConnectionLoss: Bool {
+        switch self {
+        case .connectionClosed, .connectionReset, .tls(.uncleanShutdown): true
+        default: false
         }
     }
 }

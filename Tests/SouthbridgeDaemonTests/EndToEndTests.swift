@@ -147,3 +147,24 @@ struct StoppingTests {
         #expect(fixture.notifySocket?.messages().contains { $0.contains("STOPPING=1") } == true)
     }
 }
+
+extension ConfiguredLimitsTests {
+    @Test("a kept connection the peer closed is replaced at once, without backing off")
+    func staleKeepAliveIsRetriedAtOnce() async throws {
+        let fixture = try await DaemonProcess(destinations: 1) {
+            $0.sender.retryInitialInterval = .seconds(60)
+            $0.sender.retryMaxInterval = .seconds(60)
+        }
+        defer { Task { await fixture.tearDown() } }
+        let server = fixture.swarm.servers[0]
+        try await fixture.start()
+        let client = try await fixture.client()
+        _ = try await client.send(txnID: "first", body: DaemonProcess.ingestBody(0..<1, destinations: [server.serverName]))
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { server.receivedPDUCount == 1 })
+        server.fail(next: 1, with: .hangUp)
+        _ = try await client.send(txnID: "second", body: DaemonProcess.ingestBody(1..<2, destinations: [server.serverName]))
+        await client.close()
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { server.receivedPDUCount == 2 },
+                "\(fixture.process?.output() ?? "")")
+    }
+}

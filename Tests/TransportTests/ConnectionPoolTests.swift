@@ -36,7 +36,7 @@ struct ConnectionPoolTests {
 
     /// One key-server GET through a leased connection, then the connection goes back.
     private func fetchKeys(_ pool: ConnectionPool, _ address: ResolvedFederationAddress) async throws -> Int {
-        let connection = try await pool.lease(for: address)
+        let connection = try await pool.lease(for: address).connection
         let response = try await connection.execute(
             HTTPClientRequest(method: "GET", target: "/_matrix/key/v2/server", headers: [("Host", address.hostHeader)]),
             timeout: .seconds(5), maxResponseBytes: 65536)
