@@ -1,0 +1,167 @@
+import Glibc
+import Logging
+import NIOCore
+import NIOPosix
+import Resolver
+import SouthbridgeSwarm
+import Synchronization
+
+/// A real dnsmasq on 127.0.0.1, authoritative for `example.test` (so negative answers carry
+/// an SOA), answering from the records given and logging every query it receives.
+///
+/// It runs on a free port found by binding a UDP socket to port 0; if dnsmasq cannot take
+/// that port after all, another one is tried. `stop()` ends it and removes its directory.
+final class DnsmasqServer: Sendable {
+    /// One query as dnsmasq logged it: `auth[A] name from 127.0.0.1` or `query[A] ...`.
+    struct LoggedQuery: Hashable, Sendable {
+        var type: String
+        var name: String
+    }
+
+    /// The TTL of every answer (and of the zone's SOA, hence of negative answers).
+    let ttl: Int
+    let address: SocketAddress
+    private let directory: TemporaryDirectory
+    private let process: ChildProcess
+    private let probe: DNSResolver
+    private let probes = Mutex(0)
+
+    private static let probeSuffix = ".probe.example.test"
+
+    private init(ttl: Int, address: SocketAddress, directory: TemporaryDirectory, process: ChildProcess) {
+        self.ttl = ttl
+        self.address = address
+        self.directory = directory
+        self.process = process
+        var configuration = DNSResolver.Configuration(nameservers: [address], hostsFilePath: directory.path + "/no-hosts")
+        configuration.queryTimeout = .milliseconds(200)
+        configuration.attempts = 1
+        probe = DNSResolver(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton,
+                            logger: Logger(label: "dnsmasq-probe"))
+    }
+
+    /// Starts dnsmasq with extra configuration lines such as `host-record=a.example.test,192.0.2.1`.
+    static func start(_ records: [String], ttl: Int = 300) async throws -> DnsmasqServer {
+        let directory = try TemporaryDirectory(prefix: "southbridge-dnsmasq")
+        var lastOutput = ""
+        for _ in 0..<5 {
+            let port = try freeUDPPort()
+            let logPath = directory.path + "/dnsmasq.log"
+            let configPath = directory.path + "/dnsmasq.conf"
+            let configuration = [
+                "port=\(port)",
+                "listen-address=127.0.0.1",
+                "bind-interfaces",
+                "no-resolv",
+                "no-hosts",
+                "log-queries",
+                "log-facility=\(logPath)",
+                "pid-file=\(directory.path)/dnsmasq.pid",
+                "auth-server=ns.example.test,127.0.0.1",
+                "auth-zone=example.test",
+                "auth-soa=1,hostmaster.example.test,1200,120,604800",
+                "auth-ttl=\(ttl)",
+                "local-ttl=\(ttl)",
+            ] + records
+            try writeFile(configPath, configuration.joined(separator: "\n") + "\n", mode: 0o644)
+            let process = try ChildProcess(
+                executable: "/usr/sbin/dnsmasq", arguments: ["--keep-in-foreground", "--conf-file=\(configPath)"],
+                logPath: directory.path + "/dnsmasq.out")
+            let server = DnsmasqServer(ttl: ttl, address: try SocketAddress(ipAddress: "127.0.0.1", port: port),
+                                       directory: directory, process: process)
+            if await server.waitUntilAnswering() { return server }
+            lastOutput = process.output() + (readText(logPath) ?? "")
+            await process.terminate()
+        }
+        directory.remove()
+        throw DnsmasqError("dnsmasq did not start: \(lastOutput)")
+    }
+
+    func stop() {
+        process.stop()
+        directory.remove()
+    }
+
+    /// Every query dnsmasq received so far, oldest first. Waits until dnsmasq has logged a
+    /// marker query sent after the call, so no earlier query is still unwritten.
+    func queries() async -> [LoggedQuery] {
+        let marker = "marker-\(probes.withLock { $0 += 1; return $0 })\(Self.probeSuffix)"
+        _ = try? await probe.addresses(for: marker)
+        for _ in 0..<200 {
+            let logged = parseLog()
+            if logged.contains(where: { $0.name == marker }) {
+                return logged.filter { !$0.name.hasSuffix(Self.probeSuffix) }
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return parseLog().filter { !$0.name.hasSuffix(Self.probeSuffix) }
+    }
+
+    /// How many queries dnsmasq received for `name` (any case), of `type` if given.
+    func queryCount(_ name: String, type: String? = nil) async -> Int {
+        await queries().filter { $0.name.lowercased() == name && (type == nil || $0.type == type) }.count
+    }
+
+    private func waitUntilAnswering() async -> Bool {
+        for _ in 0..<50 {
+            if await process.waitForExit(timeout: .zero) != nil { return false }
+            do throws(DNSError) {
+                _ = try await probe.addresses(for: "ready\(Self.probeSuffix)")
+                return true
+            } catch .timeout {
+                continue
+            } catch {
+                return true
+            }
+        }
+        return false
+    }
+
+    private func parseLog() -> [LoggedQuery] {
+        guard let text = readText(directory.path + "/dnsmasq.log") else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let words = line.split(separator: " ")
+            guard let index = words.firstIndex(where: { $0.hasPrefix("query[") || $0.hasPrefix("auth[") }),
+                  index + 2 < words.count, words[index + 2] == "from", words[index].hasSuffix("]")
+            else { return nil }
+            let type = words[index].drop { $0 != "[" }.dropFirst().dropLast()
+            return LoggedQuery(type: String(type), name: String(words[index + 1]))
+        }
+    }
+
+    private static func freeUDPPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw DnsmasqError("cannot create a UDP socket") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw DnsmasqError("cannot bind a UDP socket: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+struct DnsmasqError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+private func readText(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, file)
+        if count <= 0 { break }
+        bytes.append(contentsOf: buffer[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
