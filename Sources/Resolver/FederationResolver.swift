@@ -1,97 +1,139 @@
 import Federation
-import Glibc
-import NIOCore
-import NIOPosix
+import Logging
 
-/// Turns a destination's server name into a `ResolvedFederationAddress`.
+/// Turns a destination's server name into a `ResolvedFederationAddress`, exactly as the
+/// spec's "Resolving server names" says: IP literals (step 1), explicit ports (2),
+/// `.well-known` delegation resolved once (3.1–3.5), SRV `_matrix-fed._tcp` then the
+/// deprecated `_matrix._tcp` (4, 5), and A/AAAA on 8448 (6).
 ///
-/// Covers the discovery steps that need no `.well-known` or SRV lookup: IP literals (step 1),
-/// names with an explicit port (step 2) and plain names on port 8448 (step 6). Every
-/// address is checked against the IP blocklist before it is returned, so no caller can
-/// connect to a blocked range by accident. Blocking name lookups run on a thread pool,
-/// never on an event loop.
-public final class FederationResolver: Sendable {
+/// The `Host` header and the certificate name come from the server name or its
+/// delegation, never from an SRV target. Every address is checked against the IP
+/// blocklist before it is returned, so no caller can reach a blocked range by accident.
+/// All DNS goes through `DNSResolver` and all `.well-known` fetches through
+/// `WellKnownResolver`; both cache, so resolving a known name again costs no query.
+public struct FederationResolver: Sendable {
     public static let defaultFederationPort = 8448
+    static let serviceNames = ["_matrix-fed._tcp.", "_matrix._tcp."]
 
-    private let threadPool: NIOThreadPool
+    private let dns: DNSResolver
+    private let wellKnown: WellKnownResolver
     private let ipRangeAllowlist: [IPRange]
+    private let logger: Logger
 
-    public init(threadPool: NIOThreadPool, ipRangeAllowlist: [IPRange]) {
-        self.threadPool = threadPool
+    public init(dns: DNSResolver, wellKnown: WellKnownResolver, ipRangeAllowlist: [IPRange], logger: Logger) {
+        self.dns = dns
+        self.wellKnown = wellKnown
         self.ipRangeAllowlist = ipRangeAllowlist
+        self.logger = logger
     }
 
     public func resolve(_ destination: ServerName) async throws(ResolutionError) -> ResolvedFederationAddress {
-        let port = destination.port.map(Int.init) ?? Self.defaultFederationPort
-        let hostHeader = destination.description
         switch destination.host {
         case .ipv4(let address), .ipv6(let address):
-            let endpoints = try filterBlocked(host: address, addresses: [address], port: port)
-            return ResolvedFederationAddress(
-                destination: destination, hostHeader: hostHeader,
-                certificateName: .ipAddress(address), endpoints: endpoints)
+            return try literal(destination, address: address, port: destination.port, hostHeader: destination.description)
         case .dns(let hostname):
-            let addresses = try await lookUpAddresses(hostname)
-            let endpoints = try filterBlocked(host: hostname, addresses: addresses, port: port)
-            return ResolvedFederationAddress(
-                destination: destination, hostHeader: hostHeader,
-                certificateName: .hostname(hostname), endpoints: endpoints)
+            if let port = destination.port {
+                return try await named(destination, hostname: hostname, port: Int(port), hostHeader: destination.description)
+            }
+            switch await wellKnown.delegatedServerName(for: hostname) {
+            case .delegated(let delegated):
+                return try await resolveDelegated(destination, to: delegated)
+            case .none(let reason):
+                logger.debug("no usable .well-known, trying SRV", metadata: [
+                    "destination": "\(destination)", "reason": "\(reason)",
+                ])
+                return try await serviceOrDefault(destination, hostname: hostname)
+            }
         }
     }
 
-    private func filterBlocked(host: String, addresses: [String], port: Int) throws(ResolutionError) -> [ResolvedFederationAddress.Endpoint] {
+    /// Steps 3.1–3.5: the delegated name is resolved without another `.well-known`.
+    private func resolveDelegated(_ destination: ServerName, to delegated: ServerName) async throws(ResolutionError) -> ResolvedFederationAddress {
+        switch delegated.host {
+        case .ipv4(let address), .ipv6(let address):
+            return try literal(destination, address: address, port: delegated.port, hostHeader: delegated.description)
+        case .dns(let hostname):
+            if let port = delegated.port {
+                return try await named(destination, hostname: hostname, port: Int(port), hostHeader: delegated.description)
+            }
+            return try await serviceOrDefault(destination, hostname: hostname)
+        }
+    }
+
+    /// Steps 1 and 3.1: an IP literal, no DNS and no SNI.
+    private func literal(_ destination: ServerName, address: String, port: UInt16?,
+                         hostHeader: String) throws(ResolutionError) -> ResolvedFederationAddress {
+        let endpoint = ResolvedFederationAddress.Endpoint(ipAddress: address, port: port.map(Int.init) ?? Self.defaultFederationPort)
+        return ResolvedFederationAddress(
+            destination: destination, hostHeader: hostHeader, certificateName: .ipAddress(address),
+            endpoints: try allowed([endpoint], host: address))
+    }
+
+    /// Steps 2, 3.2, 3.5 and 6: A/AAAA of a name on a known port.
+    private func named(_ destination: ServerName, hostname: String, port: Int,
+                       hostHeader: String) async throws(ResolutionError) -> ResolvedFederationAddress {
+        let endpoints = try await addresses(of: hostname).map { ResolvedFederationAddress.Endpoint(ipAddress: $0, port: port) }
+        return ResolvedFederationAddress(
+            destination: destination, hostHeader: hostHeader, certificateName: .hostname(hostname),
+            endpoints: try allowed(endpoints, host: hostname))
+    }
+
+    /// Steps 3.3–3.5 and 4–6: SRV `_matrix-fed._tcp`, then `_matrix._tcp`, then port 8448.
+    /// `Host` and the certificate stay `hostname` whatever the SRV target is.
+    private func serviceOrDefault(_ destination: ServerName, hostname: String) async throws(ResolutionError) -> ResolvedFederationAddress {
+        for service in Self.serviceNames {
+            let records: [SRVRecord]
+            do {
+                records = try await dns.serviceRecords(service + hostname)
+            } catch {
+                // A broken SRV answer is no reason to give up on the plain name.
+                logger.debug("SRV lookup failed", metadata: ["destination": "\(destination)", "error": "\(error)"])
+                continue
+            }
+            guard !records.isEmpty else { continue }
+            var generator = SystemRandomNumberGenerator()
+            var endpoints: [ResolvedFederationAddress.Endpoint] = []
+            var lastError: ResolutionError?
+            for record in DNSResolver.orderForConnection(records, using: &generator) {
+                do {
+                    for address in try await addresses(of: record.target) {
+                        endpoints.append(.init(ipAddress: address, port: Int(record.port)))
+                    }
+                } catch {
+                    lastError = error
+                }
+            }
+            if endpoints.isEmpty, let lastError { throw lastError }
+            return ResolvedFederationAddress(
+                destination: destination, hostHeader: hostname, certificateName: .hostname(hostname),
+                endpoints: try allowed(endpoints, host: hostname))
+        }
+        return try await named(destination, hostname: hostname, port: Self.defaultFederationPort, hostHeader: hostname)
+    }
+
+    private func addresses(of hostname: String) async throws(ResolutionError) -> [String] {
+        do {
+            return try await dns.addresses(for: hostname)
+        } catch {
+            throw ResolutionError(error, host: hostname)
+        }
+    }
+
+    private func allowed(_ endpoints: [ResolvedFederationAddress.Endpoint],
+                         host: String) throws(ResolutionError) -> [ResolvedFederationAddress.Endpoint] {
         var firstBlocked: (address: String, range: IPRange)?
-        var endpoints: [ResolvedFederationAddress.Endpoint] = []
-        for address in addresses {
-            guard let bytes = IPRange.addressBytes(address) else { continue }
+        var kept: [ResolvedFederationAddress.Endpoint] = []
+        for endpoint in endpoints {
+            guard let bytes = IPRange.addressBytes(endpoint.ipAddress) else { continue }
             if let range = IPRange.blockingRange(for: bytes, allowlist: ipRangeAllowlist) {
-                if firstBlocked == nil { firstBlocked = (address, range) }
+                if firstBlocked == nil { firstBlocked = (endpoint.ipAddress, range) }
             } else {
-                endpoints.append(.init(ipAddress: address, port: port))
+                kept.append(endpoint)
             }
         }
-        if endpoints.isEmpty, let blocked = firstBlocked {
+        if kept.isEmpty, let blocked = firstBlocked {
             throw .allAddressesBlocked(host: host, address: blocked.address, range: blocked.range.description)
         }
-        return endpoints
-    }
-
-    /// A/AAAA (and `/etc/hosts`) through the C library, IPv6 first as `getaddrinfo` orders them.
-    private func lookUpAddresses(_ hostname: String) async throws(ResolutionError) -> [String] {
-        let result: Result<[String], ResolutionError>
-        do {
-            result = try await threadPool.runIfActive { Self.getAddresses(hostname) }
-        } catch {
-            throw .noAddresses(host: hostname, reason: "resolver is shutting down")
-        }
-        return try result.get()
-    }
-
-    private static func getAddresses(_ hostname: String) -> Result<[String], ResolutionError> {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_family = AF_UNSPEC
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(hostname, nil, &hints, &list)
-        guard status == 0 else {
-            return .failure(.noAddresses(host: hostname, reason: String(cString: gai_strerror(status))))
-        }
-        defer { freeaddrinfo(list) }
-        var addresses: [String] = []
-        var cursor = list
-        while let entry = cursor {
-            if let text = numericHost(entry.pointee), !addresses.contains(text) {
-                addresses.append(text)
-            }
-            cursor = entry.pointee.ai_next
-        }
-        return addresses.isEmpty ? .failure(.noAddresses(host: hostname, reason: "no A or AAAA records")) : .success(addresses)
-    }
-
-    private static func numericHost(_ entry: addrinfo) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        let status = getnameinfo(entry.ai_addr, entry.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST)
-        guard status == 0 else { return nil }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return kept
     }
 }

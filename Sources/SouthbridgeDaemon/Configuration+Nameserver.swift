@@ -1,3 +1,4 @@
+import NIOCore
 import Resolver
 
 extension Configuration {
@@ -50,5 +51,12 @@ extension Configuration {
             let host = IPRange.addressDescription(address)
             return address.count == 16 ? "[\(host)]:\(port)" : "\(host):\(port)"
         }
+    }
+}
+
+extension Configuration.Nameserver {
+    /// The address to send DNS queries to.
+    func socketAddress() throws -> SocketAddress {
+        try SocketAddress(ipAddress: IPRange.addressDescription(address), port: port)
     }
 }

@@ -30,21 +30,19 @@ public final class Daemon: Sendable {
     public let pool: ConnectionPool
 
     private let group: MultiThreadedEventLoopGroup
-    private let threadPool: NIOThreadPool
     private let outbox: Outbox
     private let serviceGroup: ServiceGroup
     private let notifier: SystemdNotifier
     private let logger: Logger
 
     private init(configuration: Configuration, ingestEndpoint: Configuration.ListenAddress, sender: FederationSender,
-                 pool: ConnectionPool, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool,
+                 pool: ConnectionPool, group: MultiThreadedEventLoopGroup,
                  outbox: Outbox, serviceGroup: ServiceGroup, notifier: SystemdNotifier, logger: Logger) {
         self.configuration = configuration
         self.ingestEndpoint = ingestEndpoint
         self.sender = sender
         self.pool = pool
         self.group = group
-        self.threadPool = threadPool
         self.outbox = outbox
         self.serviceGroup = serviceGroup
         self.notifier = notifier
@@ -59,7 +57,6 @@ public final class Daemon: Sendable {
         } catch {
             throw DaemonStartError("server.signing_key_path: \(error)")
         }
-        try refuseUnsupportedSettings(configuration)
         let token = try readToken(path: configuration.ingest.tokenFile)
         let tlsContext: TLSContext
         do {
@@ -81,10 +78,7 @@ public final class Daemon: Sendable {
 
         // Two event loops are plenty on a Pi; TLS and HTTP work is small per connection.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
-        threadPool.start()
 
-        let resolver = FederationResolver(threadPool: threadPool, ipRangeAllowlist: configuration.network.ipRangeAllowlist)
         let pool = ConnectionPool(
             limits: .init(
                 maxConnections: configuration.limits.maxConnections,
@@ -93,6 +87,14 @@ public final class Daemon: Sendable {
                 tlsHandshakeTimeout: TimeAmount(configuration.transport.tlsHandshakeTimeout),
                 idleTimeout: TimeAmount(configuration.transport.idleTimeout)),
             tlsContext: tlsContext, group: group, logger: logger)
+        let dns = DNSResolver(
+            configuration: DNSResolver.Configuration(nameservers: try configuration.resolver.nameservers.map { try $0.socketAddress() }),
+            group: group, logger: logger)
+        let wellKnown = WellKnownResolver(
+            fetcher: PoolWellKnownFetcher(pool: pool), lookUpAddresses: { try await dns.addresses(for: $0) },
+            ipRangeAllowlist: configuration.network.ipRangeAllowlist, port: configuration.resolver.wellKnownPort, logger: logger)
+        let resolver = FederationResolver(dns: dns, wellKnown: wellKnown,
+                                          ipRangeAllowlist: configuration.network.ipRangeAllowlist, logger: logger)
         let client = FederationClient(
             origin: configuration.server.name, signingKey: signingKey, resolver: resolver, pool: pool,
             requestTimeout: TimeAmount(configuration.transport.requestTimeout),
@@ -125,7 +127,6 @@ public final class Daemon: Sendable {
         } catch {
             outbox.close()
             try? await group.shutdownGracefully()
-            try? await threadPool.shutdownGracefully()
             throw DaemonStartError("ingest.listen: cannot listen on \(configuration.ingest.listen): \(error)")
         }
 
@@ -147,7 +148,7 @@ public final class Daemon: Sendable {
         groupConfiguration.maximumGracefulShutdownDuration = configuration.server.stopTimeout + .seconds(5)
         let daemon = Daemon(
             configuration: configuration, ingestEndpoint: ingestEndpoint, sender: sender, pool: pool,
-            group: group, threadPool: threadPool, outbox: outbox,
+            group: group, outbox: outbox,
             serviceGroup: ServiceGroup(configuration: groupConfiguration), notifier: notifier, logger: logger)
         logger.info("southbridge started", metadata: [
             "server_name": "\(configuration.server.name)", "ingest": "\(ingestEndpoint)",
@@ -162,20 +163,11 @@ public final class Daemon: Sendable {
         defer { logger.info("southbridge stopped") }
         try await serviceGroup.run()
         try? await group.shutdownGracefully()
-        try? await threadPool.shutdownGracefully()
     }
 
     /// Begins the same orderly shutdown as SIGTERM.
     public func stop() async {
         await serviceGroup.triggerGracefulShutdown()
-    }
-
-    /// Settings whose machinery comes in a later version: refused loudly rather than ignored
-    /// (`replication.listen` is refused by the configuration itself).
-    private static func refuseUnsupportedSettings(_ configuration: Configuration) throws {
-        if !configuration.resolver.nameservers.isEmpty {
-            throw DaemonStartError("resolver.nameservers: custom nameservers are not available in this version; leave it empty to use /etc/resolv.conf")
-        }
     }
 
     private static func readToken(path: String) throws -> String {

@@ -96,16 +96,7 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// What the process printed so far.
     public func output() -> String {
-        guard let file = fopen(logPath, "r") else { return "" }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = fread(&buffer, 1, buffer.count, file)
-            if count <= 0 { break }
-            bytes.append(contentsOf: buffer[0..<count])
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        readFileText(logPath)
     }
 }
 

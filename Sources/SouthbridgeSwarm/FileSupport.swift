@@ -37,6 +37,20 @@ public func writeFile(_ path: String, _ text: String, mode: mode_t = 0o600) thro
     }
 }
 
+/// The whole text of a file; empty when it cannot be read.
+public func readFileText(_ path: String) -> String {
+    guard let file = fopen(path, "r") else { return "" }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, file)
+        if count <= 0 { break }
+        bytes.append(contentsOf: buffer[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
 /// Cryptographically random bytes from OpenSSL.
 public func randomBytes(_ count: Int) throws -> [UInt8] {
     var bytes = [UInt8](repeating: 0, count: count)

@@ -1,70 +1,179 @@
 import Federation
+import Logging
+import NIOCore
 import NIOPosix
 import Resolver
+import SouthbridgeSwarm
 import Testing
+import Transport
 
-@Suite("FederationResolver: IP literals, explicit ports, 8448, and the blocklist")
+/// Server discovery end to end: a real dnsmasq answers DNS, a real HTTPS server answers
+/// `.well-known`, and `FederationResolver` must give the spec's answer for every row of
+/// its table (matrix-spec.md §2, "Resolution test cases").
+@Suite("FederationResolver: the spec's discovery table against dnsmasq and HTTPS", .serialized)
 struct FederationResolverTests {
-    private func resolve(_ name: String, allowlist: [String] = []) async throws -> ResolvedFederationAddress {
-        let threadPool = NIOThreadPool(numberOfThreads: 1)
-        threadPool.start()
-        defer { threadPool.shutdownGracefully { _ in } }
-        let resolver = FederationResolver(threadPool: threadPool,
-                                          ipRangeAllowlist: try allowlist.map { try IPRange(parsing: $0) })
-        return try await resolver.resolve(try ServerName(name))
+    /// What a row expects: endpoints, `Host` header and certificate name.
+    struct Row: Sendable, CustomTestStringConvertible {
+        var serverName: String
+        var endpoints: [String]
+        var hostHeader: String
+        var certificate: ResolvedFederationAddress.CertificateName
+        var testDescription: String { serverName }
     }
 
-    @Test("public IP literals follow spec step 1", arguments: [
-        ("1.2.3.4", "1.2.3.4", 8448, "1.2.3.4"),
-        ("1.2.3.4:1234", "1.2.3.4", 1234, "1.2.3.4:1234"),
-        ("[2001:db8:5678::abcd]", "2001:db8:5678::abcd", 8448, "[2001:db8:5678::abcd]"),
-        ("[2001:db8:5678::abcd]:5678", "2001:db8:5678::abcd", 5678, "[2001:db8:5678::abcd]:5678"),
-    ])
-    func ipLiterals(name: String, ip: String, port: Int, host: String) async throws {
-        // 2001:db8::/32 is documentation space, blocked by default; allow it to see the answer.
-        let address = try await resolve(name, allowlist: ["2001:db8::/32"])
-        #expect(address.endpoints == [.init(ipAddress: ip, port: port)])
-        #expect(address.hostHeader == host)
-        #expect(address.certificateName == .ipAddress(ip))
-        #expect(address.destination.description == name)
-    }
+    static let zone = "example.test"
+    /// Names with a `.well-known` answer point at the HTTPS server on 127.0.0.1.
+    static let wellKnownAnswers: [String: JSONValue] = [
+        "wk-ip.example.test": ["m.server": "10.0.0.2"],
+        "wk-ip6.example.test": ["m.server": "[::1]:8449"],
+        "wk-port.example.test": ["m.server": "d1.example.test:1234"],
+        "wk-srv.example.test": ["m.server": "d2.example.test"],
+        "wk-oldsrv.example.test": ["m.server": "d3.example.test"],
+        "wk-nosrv.example.test": ["m.server": "d4.example.test"],
+        "wk-bad.example.test": ["m.server": "bad name!"],
+        "wk-chain.example.test": ["m.server": "wk-port.example.test"],
+    ]
+    static let records = [
+        "host-record=named.example.test,10.0.0.1",
+        "host-record=d1.example.test,10.0.0.3",
+        "srv-host=_matrix-fed._tcp.d2.example.test,t.example.test,8443,10,5",
+        "host-record=t.example.test,10.0.0.4",
+        "srv-host=_matrix._tcp.d3.example.test,t2.example.test,8450,0,0",
+        "host-record=t2.example.test,10.0.0.6",
+        "host-record=d4.example.test,10.0.0.5",
+        "srv-host=_matrix-fed._tcp.nowk-srv.example.test,fed.example.test,443,10,0",
+        "host-record=fed.example.test,10.0.0.7",
+        "host-record=nowk.example.test,::1",
+        "srv-host=_matrix-fed._tcp.dot.example.test,.",
+        "host-record=dot.example.test,127.0.0.1",
+        "host-record=two.example.test,10.0.1.1",
+        "srv-host=_matrix-fed._tcp.two.example.test,low.example.test,8001,10,0",
+        "srv-host=_matrix-fed._tcp.two.example.test,high.example.test,8002,20,0",
+        "host-record=low.example.test,10.0.1.2",
+        "host-record=high.example.test,10.0.1.3",
+    ] + (wellKnownAnswers.keys.sorted() + ["nowk-srv.example.test"]).map { "host-record=\($0),127.0.0.1" }
 
-    @Test("a DNS name with a port resolves through the C library, /etc/hosts included (step 2)")
-    func hostnameWithPort() async throws {
-        let address = try await resolve("localhost:8449", allowlist: ["127.0.0.0/8", "::1/128"])
-        #expect(address.hostHeader == "localhost:8449")
-        #expect(address.certificateName == .hostname("localhost"))
-        #expect(!address.endpoints.isEmpty)
-        #expect(address.endpoints.allSatisfy { $0.port == 8449 })
-    }
+    static let rows: [Row] = [
+        Row(serverName: "1.2.3.4", endpoints: ["1.2.3.4:8448"], hostHeader: "1.2.3.4", certificate: .ipAddress("1.2.3.4")),
+        Row(serverName: "1.2.3.4:1234", endpoints: ["1.2.3.4:1234"], hostHeader: "1.2.3.4:1234", certificate: .ipAddress("1.2.3.4")),
+        Row(serverName: "[1234:5678::abcd]", endpoints: ["[1234:5678::abcd]:8448"], hostHeader: "[1234:5678::abcd]",
+            certificate: .ipAddress("1234:5678::abcd")),
+        Row(serverName: "[1234:5678::abcd]:5678", endpoints: ["[1234:5678::abcd]:5678"], hostHeader: "[1234:5678::abcd]:5678",
+            certificate: .ipAddress("1234:5678::abcd")),
+        Row(serverName: "named.example.test:8888", endpoints: ["10.0.0.1:8888"], hostHeader: "named.example.test:8888",
+            certificate: .hostname("named.example.test")),
+        Row(serverName: "wk-ip.example.test", endpoints: ["10.0.0.2:8448"], hostHeader: "10.0.0.2", certificate: .ipAddress("10.0.0.2")),
+        Row(serverName: "wk-ip6.example.test", endpoints: ["[::1]:8449"], hostHeader: "[::1]:8449", certificate: .ipAddress("::1")),
+        Row(serverName: "wk-port.example.test", endpoints: ["10.0.0.3:1234"], hostHeader: "d1.example.test:1234",
+            certificate: .hostname("d1.example.test")),
+        Row(serverName: "wk-srv.example.test", endpoints: ["10.0.0.4:8443"], hostHeader: "d2.example.test",
+            certificate: .hostname("d2.example.test")),
+        Row(serverName: "wk-oldsrv.example.test", endpoints: ["10.0.0.6:8450"], hostHeader: "d3.example.test",
+            certificate: .hostname("d3.example.test")),
+        Row(serverName: "wk-nosrv.example.test", endpoints: ["10.0.0.5:8448"], hostHeader: "d4.example.test",
+            certificate: .hostname("d4.example.test")),
+        Row(serverName: "nowk-srv.example.test", endpoints: ["10.0.0.7:443"], hostHeader: "nowk-srv.example.test",
+            certificate: .hostname("nowk-srv.example.test")),
+        Row(serverName: "nowk.example.test", endpoints: ["[::1]:8448"], hostHeader: "nowk.example.test",
+            certificate: .hostname("nowk.example.test")),
+        Row(serverName: "wk-bad.example.test", endpoints: ["127.0.0.1:8448"], hostHeader: "wk-bad.example.test",
+            certificate: .hostname("wk-bad.example.test")),
+        // Delegation happens once: wk-port's own .well-known is not followed.
+        Row(serverName: "wk-chain.example.test", endpoints: ["127.0.0.1:8448"], hostHeader: "wk-port.example.test",
+            certificate: .hostname("wk-port.example.test")),
+        // An SRV target of "." means no service: fall through to A/AAAA on 8448.
+        Row(serverName: "dot.example.test", endpoints: ["127.0.0.1:8448"], hostHeader: "dot.example.test",
+            certificate: .hostname("dot.example.test")),
+        // Lower SRV priority first.
+        Row(serverName: "two.example.test", endpoints: ["10.0.1.2:8001", "10.0.1.3:8002"], hostHeader: "two.example.test",
+            certificate: .hostname("two.example.test")),
+    ]
 
-    @Test("a DNS name without a port goes to 8448 (step 6)")
-    func hostnameWithoutPort() async throws {
-        let address = try await resolve("localhost", allowlist: ["127.0.0.0/8", "::1/128"])
-        #expect(address.endpoints.allSatisfy { $0.port == 8448 })
-        #expect(address.hostHeader == "localhost")
-    }
+    /// A resolver wired as the daemon wires it, against the test's DNS and HTTPS servers.
+    final class Discovery: Sendable {
+        let dnsmasq: DnsmasqServer
+        let wellKnownServer: SwarmServer
+        let resolver: FederationResolver
+        let directory: TemporaryDirectory
+        let group: MultiThreadedEventLoopGroup
 
-    @Test("loopback is refused unless network.ip_range_allowlist allows it, with the address and range named")
-    func blocksLoopback() async throws {
-        await #expect {
-            _ = try await resolve("127.0.0.1:8448")
-        } throws: { error in
-            guard let error = error as? ResolutionError,
-                  case .allAddressesBlocked(_, let address, let range) = error else { return false }
-            return address == "127.0.0.1" && range == "127.0.0.0/8" && error.description.contains("network.ip_range_allowlist")
+        init(allowlist: [String]) async throws {
+            group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            directory = try TemporaryDirectory(prefix: "southbridge-discovery")
+            dnsmasq = try await DnsmasqServer.start(FederationResolverTests.records)
+            let key = try SigningKey.generate(version: "discovery")
+            let authority = try TestCertificateAuthority()
+            wellKnownServer = try await SwarmServer.start(
+                certificateNames: Array(FederationResolverTests.wellKnownAnswers.keys) + ["nowk-srv.example.test", "dot.example.test"],
+                wellKnownAnswers: FederationResolverTests.wellKnownAnswers, certificateAuthority: authority,
+                trustedOrigins: ["origin.example.test": key.verifyKey], group: group)
+            try authority.writeCACertificate(to: directory.path + "/ca.pem")
+            let logger = Logger(label: "discovery-test")
+            let pool = ConnectionPool(
+                limits: .init(maxConnections: 8, maxTLSHandshakes: 4, connectTimeout: .seconds(2), tlsHandshakeTimeout: .seconds(2)),
+                tlsContext: try TLSContext.client(caFile: directory.path + "/ca.pem"), group: group, logger: logger)
+            let dns = DNSResolver(configuration: .init(nameservers: [dnsmasq.address], hostsFilePath: directory.path + "/no-hosts"),
+                                  group: group, logger: logger)
+            let ranges = try allowlist.map { try IPRange(parsing: $0) }
+            let wellKnown = WellKnownResolver(
+                fetcher: PoolWellKnownFetcher(pool: pool), lookUpAddresses: { try await dns.addresses(for: $0) },
+                ipRangeAllowlist: ranges, port: wellKnownServer.port, logger: logger)
+            resolver = FederationResolver(dns: dns, wellKnown: wellKnown, ipRangeAllowlist: ranges, logger: logger)
         }
-        let allowed = try await resolve("127.0.0.1:8448", allowlist: ["127.0.0.0/8"])
-        #expect(allowed.endpoints == [.init(ipAddress: "127.0.0.1", port: 8448)])
+
+        func stop() async {
+            dnsmasq.stop()
+            await wellKnownServer.stop()
+            directory.remove()
+            try? await group.shutdownGracefully()
+        }
     }
 
-    @Test("a name that does not exist fails with the name in the error")
-    func unknownName() async throws {
+    static let testAllowlist = ["10.0.0.0/8", "127.0.0.0/8", "::1/128"]
+
+    @Test("every row of the spec's table", arguments: rows)
+    func specTable(row: Row) async throws {
+        let discovery = try await Discovery(allowlist: Self.testAllowlist)
+        let address = try await discovery.resolver.resolve(try ServerName(row.serverName))
+        await discovery.stop()
+        #expect(address.endpoints.map(\.description) == row.endpoints)
+        #expect(address.hostHeader == row.hostHeader)
+        #expect(address.certificateName == row.certificate)
+        #expect(address.destination.description == row.serverName)
+    }
+
+    @Test("a name whose every address is blocked fails naming the address and the range")
+    func blockedAddresses() async throws {
+        let discovery = try await Discovery(allowlist: ["127.0.0.0/8"])
+        defer { Task { await discovery.stop() } }
         await #expect {
-            _ = try await resolve("does-not-exist.invalid")
+            _ = try await discovery.resolver.resolve(try ServerName("named.example.test:8888"))
         } throws: { error in
-            guard let error = error as? ResolutionError, case .noAddresses(let host, _) = error else { return false }
-            return host == "does-not-exist.invalid"
+            guard let error = error as? ResolutionError else { return false }
+            return error == .allAddressesBlocked(host: "named.example.test", address: "10.0.0.1", range: "10.0.0.0/8")
         }
+    }
+
+    @Test("a name that does not exist is a typed error naming it")
+    func noSuchName() async throws {
+        let discovery = try await Discovery(allowlist: Self.testAllowlist)
+        defer { Task { await discovery.stop() } }
+        await #expect {
+            _ = try await discovery.resolver.resolve(try ServerName("missing.example.test:8448"))
+        } throws: { error in
+            (error as? ResolutionError) == .noSuchName(host: "missing.example.test")
+        }
+    }
+
+    @Test("resolving a name again is answered from the caches")
+    func cachedSecondResolution() async throws {
+        let discovery = try await Discovery(allowlist: Self.testAllowlist)
+        defer { Task { await discovery.stop() } }
+        _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
+        let queries = await discovery.dnsmasq.queries().count
+        let wellKnownRequests = discovery.wellKnownServer.requestCount
+        _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
+        #expect(await discovery.dnsmasq.queries().count == queries)
+        #expect(discovery.wellKnownServer.requestCount == wellKnownRequests)
     }
 }

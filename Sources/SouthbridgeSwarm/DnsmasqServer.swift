@@ -3,7 +3,6 @@ import Logging
 import NIOCore
 import NIOPosix
 import Resolver
-import SouthbridgeSwarm
 import Synchronization
 
 /// A real dnsmasq on 127.0.0.1, authoritative for `example.test` (so negative answers carry
@@ -11,16 +10,16 @@ import Synchronization
 ///
 /// It runs on a free port found by binding a UDP socket to port 0; if dnsmasq cannot take
 /// that port after all, another one is tried. `stop()` ends it and removes its directory.
-final class DnsmasqServer: Sendable {
+public final class DnsmasqServer: Sendable {
     /// One query as dnsmasq logged it: `auth[A] name from 127.0.0.1` or `query[A] ...`.
-    struct LoggedQuery: Hashable, Sendable {
-        var type: String
-        var name: String
+    public struct LoggedQuery: Hashable, Sendable {
+        public var type: String
+        public var name: String
     }
 
     /// The TTL of every answer (and of the zone's SOA, hence of negative answers).
-    let ttl: Int
-    let address: SocketAddress
+    public let ttl: Int
+    public let address: SocketAddress
     private let directory: TemporaryDirectory
     private let process: ChildProcess
     private let probe: DNSResolver
@@ -41,7 +40,7 @@ final class DnsmasqServer: Sendable {
     }
 
     /// Starts dnsmasq with extra configuration lines such as `host-record=a.example.test,192.0.2.1`.
-    static func start(_ records: [String], ttl: Int = 300) async throws -> DnsmasqServer {
+    public static func start(_ records: [String], ttl: Int = 300) async throws -> DnsmasqServer {
         let directory = try TemporaryDirectory(prefix: "southbridge-dnsmasq")
         var lastOutput = ""
         for _ in 0..<5 {
@@ -70,21 +69,21 @@ final class DnsmasqServer: Sendable {
             let server = DnsmasqServer(ttl: ttl, address: try SocketAddress(ipAddress: "127.0.0.1", port: port),
                                        directory: directory, process: process)
             if await server.waitUntilAnswering() { return server }
-            lastOutput = process.output() + (readText(logPath) ?? "")
+            lastOutput = process.output() + readFileText(logPath)
             await process.terminate()
         }
         directory.remove()
         throw DnsmasqError("dnsmasq did not start: \(lastOutput)")
     }
 
-    func stop() {
+    public func stop() {
         process.stop()
         directory.remove()
     }
 
     /// Every query dnsmasq received so far, oldest first. Waits until dnsmasq has logged a
     /// marker query sent after the call, so no earlier query is still unwritten.
-    func queries() async -> [LoggedQuery] {
+    public func queries() async -> [LoggedQuery] {
         let marker = "marker-\(probes.withLock { $0 += 1; return $0 })\(Self.probeSuffix)"
         _ = try? await probe.addresses(for: marker)
         for _ in 0..<200 {
@@ -98,7 +97,7 @@ final class DnsmasqServer: Sendable {
     }
 
     /// How many queries dnsmasq received for `name` (any case), of `type` if given.
-    func queryCount(_ name: String, type: String? = nil) async -> Int {
+    public func queryCount(_ name: String, type: String? = nil) async -> Int {
         await queries().filter { $0.name.lowercased() == name && (type == nil || $0.type == type) }.count
     }
 
@@ -118,8 +117,7 @@ final class DnsmasqServer: Sendable {
     }
 
     private func parseLog() -> [LoggedQuery] {
-        guard let text = readText(directory.path + "/dnsmasq.log") else { return [] }
-        return text.split(separator: "\n").compactMap { line in
+        return readFileText(directory.path + "/dnsmasq.log").split(separator: "\n").compactMap { line in
             let words = line.split(separator: " ")
             guard let index = words.firstIndex(where: { $0.hasPrefix("query[") || $0.hasPrefix("auth[") }),
                   index + 2 < words.count, words[index + 2] == "from", words[index].hasSuffix("]")
@@ -151,17 +149,4 @@ final class DnsmasqServer: Sendable {
 struct DnsmasqError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-private func readText(_ path: String) -> String? {
-    guard let file = fopen(path, "r") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, file)
-        if count <= 0 { break }
-        bytes.append(contentsOf: buffer[0..<count])
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }
