@@ -82,7 +82,10 @@ let package = Package(
         ]),
 
         .executableTarget(name: "southbridge-benchmark", dependencies: [
-            "SouthbridgeSwarm", "SouthbridgeDaemon",
+            "SouthbridgeSwarm", "SouthbridgeDaemon", "Resolver", "Transport", "Federation",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
 
         .testTarget(name: "FederationTests", dependencies: ["Federation"]),

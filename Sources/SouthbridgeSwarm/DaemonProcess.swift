@@ -17,6 +17,8 @@ public final class DaemonProcess: @unchecked Sendable {
     public let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     public let swarm: Swarm
     public let configPath: String
+    /// The configuration the next `start()` uses.
+    public private(set) var configuration: Configuration
     public let ingestSocketPath: String
     public private(set) var process: ChildProcess?
     public private(set) var notifySocket: NotifySocket?
@@ -43,6 +45,7 @@ public final class DaemonProcess: @unchecked Sendable {
         configuration.sender.retryMaxInterval = .milliseconds(1000)
         configuration.log.level = "info"
         adjust(&configuration)
+        self.configuration = configuration
         configPath = directory.path + "/southbridge.toml"
         try writeFile(configPath, configuration.renderTOML())
     }
@@ -54,6 +57,13 @@ public final class DaemonProcess: @unchecked Sendable {
         let exe = String(decoding: buffer[0..<max(0, length)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         return directory + "/southbridge"
+    }
+
+    /// Changes the configuration for the next `start()`, for settings that depend on peers
+    /// started after the fixture (a DNS server's port, say).
+    public func reconfigure(_ adjust: (inout Configuration) -> Void) throws {
+        adjust(&configuration)
+        try writeFile(configPath, configuration.renderTOML())
     }
 
     /// Starts the binary and waits for READY=1.

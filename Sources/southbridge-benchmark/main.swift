@@ -1,12 +1,19 @@
+import Federation
 import Glibc
+import Logging
+import NIOCore
+import NIOPosix
+import Resolver
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import Transport
 
 /// Benchmarks that drive the real `southbridge` binary (built next to this one) against
 /// a swarm of fake homeservers in this process, and measure the daemon's process alone.
 ///
 ///     swift build -c release --static-swift-stdlib
 ///     .build/release/southbridge-benchmark delivery --destinations 20 --pdus 10000
+///     .build/release/southbridge-benchmark resolve --names 2000 --rounds 20
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
@@ -76,11 +83,59 @@ func delivery(destinations: Int, pdus: Int) async throws {
         """)
 }
 
+/// Server discovery through `FederationResolver` against a local dnsmasq: `names`
+/// distinct `hN.example.test:8448` names (A and AAAA lookups, no `.well-known`), first
+/// with a cold cache, then `rounds` more times from the caches.
+func resolve(names: Int, rounds: Int) async throws {
+    let records = (0..<names).map { "host-record=h\($0).example.test,10.\($0 / 65536 % 256).\($0 / 256 % 256).\($0 % 256)" }
+    let dnsmasq = try await DnsmasqServer.start(records, ttl: 3600)
+    defer { dnsmasq.stop() }
+    let directory = try TemporaryDirectory(prefix: "southbridge-bench-resolve")
+    defer { directory.remove() }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let logger = Logger(label: "benchmark") { _ in SwiftLogNoOpLogHandler() }
+    let dns = DNSResolver(configuration: .init(nameservers: [dnsmasq.address], hostsFilePath: directory.path + "/no-hosts"),
+                          group: group, logger: logger)
+    let pool = ConnectionPool(
+        limits: .init(maxConnections: 4, maxTLSHandshakes: 1, connectTimeout: .seconds(1), tlsHandshakeTimeout: .seconds(1)),
+        tlsContext: try TLSContext.client(caFile: nil), group: group, logger: logger)
+    let allowlist = [try IPRange(parsing: "10.0.0.0/8")]
+    let wellKnown = WellKnownResolver(fetcher: PoolWellKnownFetcher(pool: pool), lookUpAddresses: { try await dns.addresses(for: $0) },
+                                      ipRangeAllowlist: allowlist, logger: logger)
+    let resolver = FederationResolver(dns: dns, wellKnown: wellKnown, ipRangeAllowlist: allowlist, logger: logger)
+    let serverNames = try (0..<names).map { try ServerName("h\($0).example.test:8448") }
+
+    func resolveAll() async throws -> Duration {
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for name in serverNames { tasks.addTask { _ = try await resolver.resolve(name) } }
+            try await tasks.waitForAll()
+        }
+        return ContinuousClock.now - started
+    }
+    let cold = try await resolveAll()
+    var cached: Duration = .zero
+    for _ in 0..<rounds { cached += try await resolveAll() }
+    let statistics = dns.statistics
+    func perSecond(_ count: Int, _ duration: Duration) -> Int {
+        Int(Double(count) / (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18))
+    }
+    print("""
+        resolve: \(names) names (A + AAAA at a local dnsmasq), then \(rounds) rounds from the caches
+          cold cache:   \(perSecond(names, cold)) resolutions/s (\(cold) for \(names))
+          cached:       \(perSecond(names * rounds, cached)) resolutions/s (\(cached) for \(names * rounds))
+          DNS queries sent: \(statistics.queriesSent), peak in flight \(statistics.peakQueriesInFlight)
+        """)
+    try await group.shutdownGracefully()
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 switch arguments.first {
 case "delivery":
     try await delivery(destinations: option("--destinations", default: 20), pdus: option("--pdus", default: 10_000))
+case "resolve":
+    try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
 default:
-    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N]")
+    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] | resolve [--names N] [--rounds N]")
     exit(2)
 }
