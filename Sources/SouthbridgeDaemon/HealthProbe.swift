@@ -1,6 +1,6 @@
-import NIOConcurrencyHelpers
 import NIOCore
 import Outbox
+import Resolver
 import Sender
 
 /// Asks each part that must never stall whether it still answers: every event loop,
@@ -48,46 +48,8 @@ public struct HealthProbe: Sendable {
     /// Throws `Failure` naming the first part that did not answer within `timeout`.
     public func check(timeout: Duration) async throws(Failure) {
         for check in checks {
-            guard await answersWithin(timeout, check.answer) else { throw Failure(part: check.part) }
-        }
-    }
-}
-
-/// Whether `operation` finished within `timeout`. A stuck operation is left behind rather
-/// than awaited, so the caller always gets an answer in time.
-func answersWithin(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> Void) async -> Bool {
-    let race = FirstAnswer()
-    return await withCheckedContinuation { continuation in
-        race.install(continuation)
-        Task { race.answer((try? await operation()) != nil) }
-        Task {
-            try? await Task.sleep(for: timeout)
-            race.answer(false)
-        }
-    }
-}
-
-/// Resumes a continuation once, with whichever answer comes first.
-private final class FirstAnswer: @unchecked Sendable {
-    private let lock = NIOLock()
-    private var continuation: CheckedContinuation<Bool, Never>?
-    private var early: Bool?
-
-    func install(_ continuation: CheckedContinuation<Bool, Never>) {
-        lock.withLock {
-            if let value = early { continuation.resume(returning: value) } else { self.continuation = continuation }
-        }
-    }
-
-    func answer(_ value: Bool) {
-        lock.withLock {
-            if let continuation {
-                continuation.resume(returning: value)
-                self.continuation = nil
-                early = value
-            } else if early == nil {
-                early = value
-            }
+            let answered = await withDeadline(TimeAmount(timeout)) { (try? await check.answer()) != nil }
+            guard answered == true else { throw Failure(part: check.part) }
         }
     }
 }

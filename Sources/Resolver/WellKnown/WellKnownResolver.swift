@@ -100,7 +100,7 @@ public actor WellKnownResolver {
         let attempts = hadValid ? max(1, limits.retryAttempts) : 1
         let start = WellKnownURL(wellKnownOf: host, port: port)
         let timeout = limits.timeout
-        let outcome = await Self.withTimeout(timeout) { [self] in
+        let outcome = await withDeadline(timeout) { [self] in
             await self.discover(start: start, attempts: attempts, deadline: .now() + timeout)
         } ?? .invalid(WellKnownFailure(url: start.description, problem: .timedOut(
             reason: "no valid answer within \(Self.describe(timeout))")))
@@ -211,19 +211,6 @@ public actor WellKnownResolver {
             return failure(.noAddresses(host: hostname, reason: "no A or AAAA records"))
         }
         return .success(endpoints)
-    }
-
-    /// The value of `operation`, or nil when it takes longer than `timeout`.
-    ///
-    /// The operation runs in its own task so that the answer is on time even when the
-    /// operation ignores cancellation (a connection pool queue); it is cancelled on timeout.
-    private static func withTimeout<Value: Sendable>(
-        _ timeout: TimeAmount, _ operation: @escaping @Sendable () async -> Value
-    ) async -> Value? {
-        let race = FirstAnswer<Value>()
-        return await withCheckedContinuation { continuation in
-            race.start(continuation: continuation, timeout: timeout, operation: operation)
-        }
     }
 
     static func describe(_ amount: TimeAmount) -> String {

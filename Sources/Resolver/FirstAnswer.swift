@@ -1,6 +1,21 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
+/// The value of `operation`, or nil when it takes longer than `timeout`.
+///
+/// The operation runs in its own task, so the answer is on time even when the operation
+/// ignores cancellation (a connection-pool queue, a wedged event loop); it is cancelled,
+/// and left behind, on timeout. Used wherever a caller must answer in bounded time: the
+/// `.well-known` fetch and the watchdog's health probe.
+public func withDeadline<Value: Sendable>(
+    _ timeout: TimeAmount, _ operation: @escaping @Sendable () async -> Value
+) async -> Value? {
+    let race = FirstAnswer<Value>()
+    return await withCheckedContinuation { continuation in
+        race.start(continuation: continuation, timeout: timeout, operation: operation)
+    }
+}
+
 /// Resumes one continuation with whichever comes first: an operation's value or nil at a timeout,
 /// then cancels the loser.
 final class FirstAnswer<Value: Sendable>: Sendable {
