@@ -110,6 +110,7 @@ let package = Package(
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
             "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd", "Resolver",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

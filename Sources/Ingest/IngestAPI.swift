@@ -7,14 +7,28 @@ public struct IngestRequest: Sendable {
     public var method: String
     /// The request target without its query string, still percent-encoded.
     public var path: String
+    /// The query parameters, percent-decoded; the first of a repeated name wins.
+    public var query: [String: String]
     public var authorization: String?
     public var body: [UInt8]
 
-    public init(method: String, path: String, authorization: String?, body: [UInt8]) {
+    public init(method: String, path: String, query: [String: String] = [:], authorization: String?, body: [UInt8]) {
         self.method = method
         self.path = path
+        self.query = query
         self.authorization = authorization
         self.body = body
+    }
+
+    /// Splits `a=1&b=x%20y` into decoded pairs.
+    public static func parseQuery(_ text: Substring) -> [String: String] {
+        var query: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0]).removingPercentEncoding
+            if query[name] == nil { query[name] = parts.count > 1 ? String(parts[1]).removingPercentEncoding : "" }
+        }
+        return query
     }
 }
 
@@ -45,12 +59,15 @@ public struct IngestResponse: Sendable {
 /// after `Outbox.accept` returned, and a repeated txnId gets the first answer back.
 public struct IngestAPI: Sendable {
     static let sendPrefix = "/_southbridge/v1/send/"
+    static let destinationsPath = "/_southbridge/v1/destinations"
+    static let maxListLimit = 1000
 
     private let outbox: Outbox
     private let bearerToken: [UInt8]
     private let parser: SendRequestParser
     private let newPDUsAccepted: @Sendable (Set<String>) async -> Void
     private let metricsText: @Sendable () async -> String
+    private let administration: (any DestinationAdministration)?
     private let logger: Logger
 
     /// - Parameters:
@@ -58,9 +75,11 @@ public struct IngestAPI: Sendable {
     ///   - metricsText: the Prometheus text served at `/metrics`.
     public init(
         outbox: Outbox, bearerToken: String, ownServerName: String, logger: Logger,
+        administration: (any DestinationAdministration)? = nil,
         metricsText: @escaping @Sendable () async -> String,
         newPDUsAccepted: @escaping @Sendable (Set<String>) async -> Void
     ) {
+        self.administration = administration
         self.outbox = outbox
         self.bearerToken = Array(bearerToken.utf8)
         self.parser = SendRequestParser(ownServerName: ownServerName)
@@ -104,6 +123,10 @@ public struct IngestAPI: Sendable {
         default:
             break
         }
+        if request.path == Self.destinationsPath || request.path.hasPrefix(Self.destinationsPath + "/") {
+            try authenticate(request)
+            return try await destinations(request)
+        }
         if request.path.hasPrefix(Self.sendPrefix) {
             guard request.method == "PUT" else { throw .methodNotAllowed(method: request.method, path: request.path) }
             try authenticate(request)
@@ -111,6 +134,60 @@ public struct IngestAPI: Sendable {
             return try await send(txnID: txnID, body: request.body)
         }
         throw .unrecognized(method: request.method, path: request.path)
+    }
+
+    /// `GET …/destinations[?state=&from=&limit=]`, `GET …/destinations/{name}`,
+    /// `POST …/destinations/{name}/wake`, `DELETE …/destinations/{name}/backoff`.
+    private func destinations(_ request: IngestRequest) async throws(IngestError) -> IngestResponse {
+        guard let administration else { throw IngestError.unrecognized(method: request.method, path: request.path) }
+        let remainder = request.path.dropFirst(Self.destinationsPath.count)
+        let rest = remainder.isEmpty ? [] : remainder.split(separator: "/", omittingEmptySubsequences: false)
+        do {
+            switch (request.method, rest.count) {
+            case ("GET", 0):
+                let filterText = request.query["state"] ?? "all"
+                guard let filter = DestinationListFilter(rawValue: filterText) else {
+                    throw IngestError(status: 400, errcode: "M_INVALID_PARAM",
+                                      "state: must be one of \(DestinationListFilter.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(filterText)\"")
+                }
+                let limitText = request.query["limit"] ?? "100"
+                guard let limit = Int(limitText), (1...Self.maxListLimit).contains(limit) else {
+                    throw IngestError(status: 400, errcode: "M_INVALID_PARAM",
+                                      "limit: must be a whole number from 1 to \(Self.maxListLimit), got \"\(limitText)\"")
+                }
+                return IngestResponse(json: try await administration.list(filter: filter, from: request.query["from"] ?? "", limit: limit))
+            case (_, 2) where rest[0].isEmpty:
+                let name = try serverName(String(rest[1]))
+                guard request.method == "GET" else { throw IngestError.methodNotAllowed(method: request.method, path: request.path) }
+                guard let detail = try await administration.detail(of: name) else { throw IngestError.unknownDestination(name) }
+                return IngestResponse(json: detail)
+            case (_, 3) where rest[0].isEmpty && (rest[2] == "wake" || rest[2] == "backoff"):
+                let expected = rest[2] == "wake" ? "POST" : "DELETE"
+                guard request.method == expected else { throw IngestError.methodNotAllowed(method: request.method, path: request.path) }
+                let name = try serverName(String(rest[1]))
+                guard try await administration.resetBackoffAndWake(name) else { throw IngestError.unknownDestination(name) }
+                return IngestResponse(json: .object([:]))
+            case ("GET", _), ("POST", _), ("DELETE", _):
+                throw IngestError.unrecognized(method: request.method, path: request.path)
+            default:
+                throw IngestError.methodNotAllowed(method: request.method, path: request.path)
+            }
+        } catch let error as IngestError {
+            throw error
+        } catch {
+            throw IngestError(status: 500, errcode: "M_UNKNOWN", "destinations: \(error)")
+        }
+    }
+
+    /// A percent-decoded path segment that must be a server name.
+    private func serverName(_ segment: String) throws(IngestError) -> String {
+        let name = segment.removingPercentEncoding
+        do {
+            _ = try ServerName(name)
+        } catch {
+            throw IngestError(status: 400, errcode: "M_INVALID_PARAM", "destination: \(error)")
+        }
+        return name
     }
 
     private func authenticate(_ request: IngestRequest) throws(IngestError) {

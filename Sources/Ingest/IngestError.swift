@@ -31,6 +31,9 @@ public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
     static func unrecognized(method: String, path: String) -> IngestError {
         IngestError(status: 404, errcode: "M_UNRECOGNIZED", "no endpoint \(method) \(path)")
     }
+    static func unknownDestination(_ name: String) -> IngestError {
+        IngestError(status: 404, errcode: "M_NOT_FOUND", "destination \"\(name)\" is unknown: southbridge never had anything for it")
+    }
     static func methodNotAllowed(method: String, path: String) -> IngestError {
         IngestError(status: 405, errcode: "M_UNRECOGNIZED", "\(path) does not accept \(method)")
     }

@@ -93,9 +93,11 @@ final class IngestHTTPHandler: ChannelInboundHandler {
                 return
             }
             let target = requestHead.uri
-            let path = target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
+            let questionMark = target.firstIndex(of: "?")
+            let path = questionMark.map { String(target[..<$0]) } ?? target
+            let query = questionMark.map { IngestRequest.parseQuery(target[target.index(after: $0)...]) } ?? [:]
             let request = IngestRequest(
-                method: requestHead.method.rawValue, path: path,
+                method: requestHead.method.rawValue, path: path, query: query,
                 authorization: requestHead.headers.first(name: "authorization"), body: body)
             body = []
             let api = self.api

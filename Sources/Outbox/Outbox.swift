@@ -87,6 +87,23 @@ public final class Outbox: Sendable {
         }
     }
 
+    /// Known destinations sorted by name, optionally only those backing off; page with `after`
+    /// (the last name of the previous page) and `limit`.
+    public func destinations(after: String = "", limit: Int, backingOffOnly: Bool = false) async throws(OutboxError)
+        -> [DestinationRecord]
+    {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.destinations(after: after, limit: max(0, limit), backingOffOnly: backingOffOnly)
+        }
+    }
+
+    /// How many PDUs are still owed to `destination`.
+    public func pendingPDUCount(for destination: String) async throws(OutboxError) -> Int {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.pendingPDUCount(for: destination)
+        }
+    }
+
     /// Records that every PDU for `destination` up to `streamOrdering` was delivered. The mark only moves forward;
     /// the destination's backoff and failure count are cleared.
     public func recordDelivered(destination: String, upTo streamOrdering: Int64) async throws(OutboxError) {

@@ -133,6 +133,41 @@ public actor FederationSender {
         return finished
     }
 
+    /// What the sender holds in memory about one destination, for the admin API.
+    public struct DestinationStatus: Sendable, Equatable {
+        /// A transaction is being sent or prepared.
+        public var isSending: Bool
+        /// The id of the transaction awaiting a 200, if any.
+        public var transactionInFlight: String?
+        /// PDUs in that transaction.
+        public var pdusInFlight: Int
+        /// A retry timer is set.
+        public var retryScheduled: Bool
+    }
+
+    /// The in-memory state of `name`; nil when it owes nothing and is not sending.
+    public func status(of name: String) -> DestinationStatus? {
+        guard let state = destinations[name] else { return nil }
+        return DestinationStatus(isSending: state.running, transactionInFlight: state.inFlight?.txnID,
+                                 pdusInFlight: state.inFlight?.pduCount ?? 0, retryScheduled: state.retryTimer != nil)
+    }
+
+    /// Clears the destination's backoff and tries it at once: the one entry point for the
+    /// admin API's `wake` and `DELETE …/backoff` and the replication command
+    /// `REMOTE_SERVER_UP`. Returns false when the destination is unknown.
+    @discardableResult
+    public func resetBackoffAndWake(_ name: String) async throws -> Bool {
+        let known = try await outbox.resetBackoff(destination: name)
+        destinations[name]?.retryTimer?.cancel()
+        destinations[name]?.retryTimer = nil
+        destinations[name]?.retryIntervalMS = 0
+        destinations[name]?.retryLastTS = 0
+        guard known || destinations[name] != nil else { return false }
+        logger.info("backoff cleared; trying the destination now", metadata: ["destination": "\(name)"])
+        wake(name)
+        return true
+    }
+
     /// Answers once the actor has run a job: the watchdog's health probe.
     public func probe() {}
 

@@ -47,6 +47,31 @@ extension OutboxStore {
         return try query.rows(Self.destinationRecord)
     }
 
+    /// Known destinations by name after `after` (exclusive), those backing off only when asked.
+    func destinations(after: String, limit: Int, backingOffOnly: Bool) throws(SQLiteError) -> [DestinationRecord] {
+        let query = try database.statement("""
+            SELECT destination, last_successful_stream_ordering, retry_last_ts, retry_interval_ms, failure_count
+            FROM destinations
+            WHERE destination > ?1 AND (?3 = 0 OR retry_interval_ms > 0)
+            ORDER BY destination
+            LIMIT ?2
+            """)
+        try query.bind(after, at: 1)
+        try query.bind(Int64(limit), at: 2)
+        try query.bind(backingOffOnly ? 1 : 0, at: 3)
+        return try query.rows(Self.destinationRecord)
+    }
+
+    /// How many PDUs are still owed to `destination`.
+    func pendingPDUCount(for destination: String) throws(SQLiteError) -> Int {
+        let query = try database.statement("""
+            SELECT count(*) FROM pdu_destinations AS pd JOIN destinations AS d ON d.destination = pd.destination
+            WHERE pd.destination = ?1 AND pd.stream_ordering > d.last_successful_stream_ordering
+            """)
+        try query.bind(destination, at: 1)
+        return try query.firstRow { Int($0.int64(at: 0)) } ?? 0
+    }
+
     /// Moves the destination's delivered mark forward (never back) and clears its backoff.
     func recordDelivered(destination: String, upTo streamOrdering: Int64) throws(SQLiteError) {
         let upsert = try database.statement("""
