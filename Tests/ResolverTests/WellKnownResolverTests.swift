@@ -180,7 +180,7 @@ struct WellKnownResolverTests {
     @Test("a slow server is none once the configured timeout has passed")
     func slowServer() async throws {
         try await WellKnownFixture.with { fixture in
-            fixture.server.set(Self.path, .json("{\"m.server\": \"delegated.test\"}", delay: .seconds(3)))
+            fixture.server.set(Self.path, .json("{\"m.server\": \"delegated.test\"}", delay: .seconds(30)))
             var limits = WellKnownResolver.Limits()
             limits.timeout = .milliseconds(300)
             let resolver = try fixture.resolver(limits: limits)
@@ -189,7 +189,8 @@ struct WellKnownResolverTests {
             let elapsed = ContinuousClock.now - started
             #expect(failure.problem.caseName == "timedOut")
             #expect(elapsed >= .milliseconds(300))
-            #expect(elapsed < .milliseconds(2000))
+            // Well before the server's 30 s answer, with room for a loaded CI machine.
+            #expect(elapsed < .seconds(10))
         }
     }
 

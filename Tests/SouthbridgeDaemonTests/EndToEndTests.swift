@@ -143,7 +143,8 @@ struct StoppingTests {
         let stopAsked = ContinuousClock.now
         fixture.process?.signal(SIGTERM)
         #expect(await fixture.process?.waitForExit(timeout: .seconds(10)) == 0, "\(fixture.process?.output() ?? "")")
-        #expect(ContinuousClock.now - stopAsked < .seconds(5))
+        // The request timeout is 60 s: only the 500 ms stop timeout explains a quick exit.
+        #expect(ContinuousClock.now - stopAsked < .seconds(15))
         #expect(fixture.notifySocket?.messages().contains { $0.contains("STOPPING=1") } == true)
     }
 }
