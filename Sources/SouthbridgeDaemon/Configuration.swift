@@ -116,6 +116,12 @@ extension Configuration {
         public var maxConnections = 64
         /// `limits.max_tls_handshakes`: the most TLS handshakes in progress at once; at most `maxConnections`.
         public var maxTLSHandshakes = 4
+        /// `limits.max_new_connections_per_second`: new connections started per second (token bucket).
+        public var maxNewConnectionsPerSecond = 20
+        /// `limits.fairness_exchanges`: requests after which a connection is given back to waiters.
+        public var fairnessExchanges = 20
+        /// `limits.fairness_hold_ms`: how long a connection may be held, or opened, while others wait.
+        public var fairnessHoldTime: Duration = .milliseconds(10_000)
         /// `limits.max_pdus_per_transaction`: the most PDUs in one transaction; the spec allows 50.
         public var maxPDUsPerTransaction = 50
 
@@ -128,6 +134,8 @@ extension Configuration {
         public var connectTimeout: Duration = .milliseconds(10_000)
         /// `transport.tls_handshake_timeout_ms`: how long a TLS handshake may take.
         public var tlsHandshakeTimeout: Duration = .milliseconds(10_000)
+        /// `transport.connection_wait_timeout_ms`: how long a request may wait for a pooled connection.
+        public var connectionWaitTimeout: Duration = .milliseconds(120_000)
         /// `transport.idle_timeout_ms`: how long an unused keep-alive connection stays open
         /// (Synapse keeps them 2 minutes).
         public var idleTimeout: Duration = .milliseconds(120_000)

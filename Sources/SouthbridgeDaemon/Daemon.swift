@@ -85,7 +85,11 @@ public final class Daemon: Sendable {
                 maxTLSHandshakes: configuration.limits.maxTLSHandshakes,
                 connectTimeout: TimeAmount(configuration.transport.connectTimeout),
                 tlsHandshakeTimeout: TimeAmount(configuration.transport.tlsHandshakeTimeout),
-                idleTimeout: TimeAmount(configuration.transport.idleTimeout)),
+                idleTimeout: TimeAmount(configuration.transport.idleTimeout),
+                maxNewConnectionsPerSecond: configuration.limits.maxNewConnectionsPerSecond,
+                fairnessExchanges: configuration.limits.fairnessExchanges,
+                fairnessHoldTime: TimeAmount(configuration.limits.fairnessHoldTime),
+                waitTimeout: TimeAmount(configuration.transport.connectionWaitTimeout)),
             tlsContext: tlsContext, group: group, logger: logger)
         let dns = DNSResolver(
             configuration: DNSResolver.Configuration(nameservers: try configuration.resolver.nameservers.map { try $0.socketAddress() }),

@@ -17,17 +17,12 @@ struct IngestService: Service {
     }
 }
 
-/// Closes connections idle for longer than the idle timeout, and every idle one at shutdown.
+/// Closes every idle connection at shutdown; the pool closes idle ones on its own timer before that.
 struct ConnectionPoolService: Service {
     let pool: ConnectionPool
-    static let sweepInterval: Duration = .seconds(10)
 
     func run() async throws {
-        while true {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.sweepInterval) }
-            if Task.isShuttingDownGracefully || Task.isCancelled { break }
-            await pool.closeIdleConnections(idleSince: .now() - pool.idleTimeout)
-        }
+        try? await gracefulShutdown()
         await pool.closeIdleConnections()
     }
 }

@@ -18,7 +18,13 @@ enum MetricsText {
             ("southbridge_connection_waiters", "gauge", counts.waiting),
             ("southbridge_tls_handshakes_total", "counter", counts.handshakesCompleted),
         ]
+        let waitingByClass = RequestClass.allCases.map {
+            "southbridge_connection_waiters_by_class{class=\"\($0.label)\"} \(counts.waitingByClass[$0] ?? 0)\n"
+        }
         return rows.map { "# TYPE \($0.0) \($0.1)\n\($0.0) \($0.2)\n" }.joined()
+            + "# TYPE southbridge_connection_waiters_by_class gauge\n" + waitingByClass.joined()
+            + "# TYPE southbridge_tls_handshakes_per_second gauge\n"
+            + "southbridge_tls_handshakes_per_second \(counts.handshakesPerSecond)\n"
     }
 
     static func statusLine(sender: FederationSender, pool: ConnectionPool) async -> String {

@@ -4,51 +4,33 @@ import Resolver
 
 /// The only place that opens outbound connections, with hard caps on how many exist.
 ///
-/// Guarantees: never more than `maxConnections` open (idle ones included), never more
-/// than `maxTLSHandshakes` connections being set up at once, at most one idle connection
-/// kept per `connectionKey` (one TLS identity at one set of addresses). A request that
-/// finds a cap reached waits in line (first come, first served); when it needs a slot held
-/// by an idle connection of another destination, the least recently used idle connection
-/// is closed to make room.
+/// Every decision (who gets a connection, when one is opened, kept, handed over or closed)
+/// is made by `ConnectionPoolStateMachine`, which documents the guarantees: at most
+/// `maxConnections` open, at most `maxTLSHandshakes` being opened, at most
+/// `maxNewConnectionsPerSecond` new ones per second, one connection per `connectionKey`,
+/// one request per connection at a time, waiters served by `RequestClass` then by
+/// `HostRanker` score then in arrival order. This actor only carries out its actions: it
+/// opens and closes sockets, resumes waiting leases and runs the one timer.
 public actor ConnectionPool {
-    /// The caps and timeouts, all from configuration.
-    public struct Limits: Sendable {
-        public var maxConnections: Int
-        public var maxTLSHandshakes: Int
-        public var connectTimeout: TimeAmount
-        public var tlsHandshakeTimeout: TimeAmount
-        public var idleTimeout: TimeAmount
-
-        public init(maxConnections: Int, maxTLSHandshakes: Int, connectTimeout: TimeAmount,
-                    tlsHandshakeTimeout: TimeAmount, idleTimeout: TimeAmount = .seconds(120)) {
-            self.maxConnections = maxConnections
-            self.maxTLSHandshakes = maxTLSHandshakes
-            self.connectTimeout = connectTimeout
-            self.tlsHandshakeTimeout = tlsHandshakeTimeout
-            self.idleTimeout = idleTimeout
-        }
-    }
-
-    /// A snapshot for metrics and tests.
-    public struct Counts: Sendable, Equatable {
-        public var open: Int
-        public var idle: Int
-        public var handshaking: Int
-        public var waiting: Int
-        public var peakOpen: Int
-        public var peakHandshaking: Int
-        public var handshakesCompleted: Int
-    }
-
-    /// A leased connection, and whether it had been kept idle (the peer may have closed it meanwhile).
+    /// A leased connection, and whether it carried a request before (the peer may have
+    /// closed it while it sat idle).
     public struct Lease: Sendable {
         public var connection: HTTPClientConnection
         public var wasIdle: Bool
     }
 
-    private struct IdleConnection {
-        var connection: HTTPClientConnection
-        var since: NIODeadline
+    private typealias StateMachine = ConnectionPoolStateMachine
+
+    private struct Waiter {
+        let address: ResolvedFederationAddress
+        let requestClass: RequestClass
+        let continuation: CheckedContinuation<Lease, any Error>
+    }
+
+    private struct OpenConnection {
+        let connection: HTTPClientConnection
+        var exchanges = 0
+        var leased = false
     }
 
     private let limits: Limits
@@ -56,123 +38,192 @@ public actor ConnectionPool {
     private let group: any EventLoopGroup
     private let logger: Logger
 
-    private var open = 0
-    private var handshaking = 0
-    private var idle: [String: IdleConnection] = [:]
-    private var slotWaiters: [CheckedContinuation<Void, Never>] = []
-    private var handshakeWaiters: [CheckedContinuation<Void, Never>] = []
-    private var peakOpen = 0
-    private var peakHandshaking = 0
-    private var handshakesCompleted = 0
+    private var state: StateMachine
+    private var nextRequestNumber = 0
+    private var waiters: [StateMachine.RequestID: Waiter] = [:]
+    /// The address to open for each key that has waiters, and how many wait for it.
+    private var addresses: [String: (address: ResolvedFederationAddress, waiters: Int)] = [:]
+    private var opening: [StateMachine.ConnectionID: Task<Void, Never>] = [:]
+    private var open: [StateMachine.ConnectionID: OpenConnection] = [:]
+    private var connectionIDs: [ObjectIdentifier: StateMachine.ConnectionID] = [:]
+    /// The error of a failed attempt, kept while the waiters it fails are resumed.
+    private var connectErrors: [StateMachine.ConnectionID: any Error] = [:]
+    private var timer: Task<Void, Never>?
 
     public init(limits: Limits, tlsContext: TLSContext, group: any EventLoopGroup, logger: Logger) {
         self.limits = limits
         self.tlsContext = tlsContext
         self.group = group
         self.logger = logger
+        self.state = StateMachine(limits: limits)
     }
 
     /// How long an idle connection is kept.
     public nonisolated var idleTimeout: TimeAmount { limits.idleTimeout }
 
     public var counts: Counts {
-        Counts(open: open, idle: idle.count, handshaking: handshaking,
-               waiting: slotWaiters.count + handshakeWaiters.count,
-               peakOpen: peakOpen, peakHandshaking: peakHandshaking, handshakesCompleted: handshakesCompleted)
+        state.counts(at: .now())
     }
 
-    /// A connection to `address`, reused when an idle one is kept (`reusingIdle` false asks
-    /// for a fresh one), opened within the caps otherwise. Give it back with
-    /// `release(_:for:)` once the response has been read.
-    public func lease(for address: ResolvedFederationAddress, reusingIdle: Bool = true) async throws -> Lease {
+    /// A connection to `address`: the idle one kept for it (unless `reusingIdle` is false),
+    /// or a new one opened within the caps, waiting until `deadline` (by default
+    /// `limits.waitTimeout` from now). Give it back with `release(_:for:outcome:)` once the
+    /// response has been read. Cancelling the calling task stops the wait.
+    ///
+    /// Throws the `HTTPClientError` of a failed connection attempt, `HTTPClientError.cancelled`,
+    /// or `ConnectionPoolError.waitTimeout`.
+    public func lease(for address: ResolvedFederationAddress, class requestClass: RequestClass = .pduTransaction,
+                      reusingIdle: Bool = true, deadline: NIODeadline? = nil) async throws -> Lease {
+        if Task.isCancelled { throw HTTPClientError.cancelled }
+        let now = NIODeadline.now()
+        dropConnectionsClosedByPeer(now: now)
+        let id = StateMachine.RequestID(nextRequestNumber)
+        nextRequestNumber += 1
         let key = address.connectionKey
-        closeIdleConnections(idleSince: .now() - limits.idleTimeout)
-        if let kept = idle.removeValue(forKey: key) {
-            if kept.connection.isReusable, reusingIdle { return Lease(connection: kept.connection, wasIdle: true) }
-            discard(kept.connection)
-        }
-        await acquireSlot()
-        await acquireHandshakeTurn()
-        defer { releaseHandshakeTurn() }
-        do {
-            let connection = try await connect(to: address)
-            handshakesCompleted += 1
-            return Lease(connection: connection, wasIdle: false)
-        } catch {
-            releaseSlot()
-            throw error
+        let deadline = deadline ?? now + limits.waitTimeout
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiters[id] = Waiter(address: address, requestClass: requestClass, continuation: continuation)
+                addresses[key] = (address, (addresses[key]?.waiters ?? 0) + 1)
+                run(state.request(id, key: key, class: requestClass, deadline: deadline, reusingIdle: reusingIdle, now: now))
+            }
+        } onCancel: {
+            Task { await self.cancel(id) }
         }
     }
 
-    /// Takes a connection back: kept for reuse if its last exchange ended cleanly and no
-    /// one waits for its slot, closed otherwise.
-    public func release(_ connection: HTTPClientConnection, for address: ResolvedFederationAddress) {
-        let key = address.connectionKey
-        guard connection.isReusable, idle[key] == nil, slotWaiters.isEmpty else {
-            discard(connection)
-            return
-        }
-        idle[key] = IdleConnection(connection: connection, since: .now())
+    /// Takes a connection back after its request. It is handed to the next request for the
+    /// same destination, kept idle, or closed, as the state machine decides; a connection
+    /// whose exchange did not end cleanly is always closed. `outcome` feeds the `HostRanker`.
+    public func release(_ connection: HTTPClientConnection, for address: ResolvedFederationAddress,
+                        outcome: HostRanker.Outcome? = nil) {
+        guard let id = connectionIDs[ObjectIdentifier(connection)], open[id]?.leased == true else { return }
+        open[id]?.leased = false
+        run(state.connectionReleased(id, reusable: connection.isReusable, outcome: outcome, now: .now()))
     }
 
-    /// Closes idle connections unused since `idleSince` (all of them by default): the
-    /// daemon calls this periodically with the idle timeout, and at shutdown.
+    /// Closes idle connections unused since `idleSince` (all of them by default). Idle
+    /// connections also close on their own after the idle timeout; the daemon calls this at
+    /// shutdown.
     public func closeIdleConnections(idleSince cutoff: NIODeadline = .distantFuture) {
-        for (key, kept) in idle where kept.since < cutoff || !kept.connection.isReusable {
-            idle.removeValue(forKey: key)
-            discard(kept.connection)
+        let now = NIODeadline.now()
+        dropConnectionsClosedByPeer(now: now)
+        run(state.closeIdleConnections(idleSince: cutoff, now: now))
+    }
+
+    private func cancel(_ id: StateMachine.RequestID) {
+        run(state.cancel(id, now: .now()))
+    }
+
+    private func timerFired() {
+        run(state.timerFired(now: .now()))
+    }
+
+    private func connectFinished(_ id: StateMachine.ConnectionID, _ result: Result<HTTPClientConnection, any Error>) {
+        opening[id] = nil
+        let now = NIODeadline.now()
+        switch result {
+        case .success(let connection):
+            open[id] = OpenConnection(connection: connection)
+            connectionIDs[ObjectIdentifier(connection)] = id
+            run(state.connectionEstablished(id, now: now))
+        case .failure(let error):
+            connectErrors[id] = error
+            let timedOut = switch error as? HTTPClientError {
+            case .connectTimeout, .tlsHandshakeTimeout: true
+            default: false
+            }
+            run(state.connectionFailed(id, timedOut: timedOut, now: now))
+            connectErrors[id] = nil
         }
     }
 
-    /// Waits for a connection slot. Slots are handed over in arrival order: a waiter is
-    /// resumed already owning the slot it waited for, so a newcomer cannot overtake it.
-    private func acquireSlot() async {
-        if open < limits.maxConnections {
-            open += 1
-            peakOpen = max(peakOpen, open)
-            return
+    /// Idle connections the peer closed are reported, so their slots are free for others.
+    private func dropConnectionsClosedByPeer(now: NIODeadline) {
+        for (id, entry) in open where !entry.leased && !entry.connection.isReusable {
+            forget(id)
+            run(state.connectionClosed(id, now: now))
         }
-        if let victim = idle.min(by: { $0.value.since < $1.value.since }) {
-            idle.removeValue(forKey: victim.key)
-            let connection = victim.value.connection
-            Task { await connection.close() }
-            return
-        }
-        await withCheckedContinuation { slotWaiters.append($0) }
     }
 
-    private func releaseSlot() {
-        if slotWaiters.isEmpty {
-            open -= 1
+    private func run(_ actions: [StateMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .createConnection(let id, let key):
+                guard let address = addresses[key]?.address else {
+                    preconditionFailure("\(id) is to be opened for \(key), which no request waits for")
+                }
+                let (limits, tlsContext, group, logger) = (limits, tlsContext, group, logger)
+                opening[id] = Task {
+                    let result: Result<HTTPClientConnection, any Error>
+                    do {
+                        result = .success(try await Self.connect(to: address, limits: limits, tlsContext: tlsContext,
+                                                                 group: group, logger: logger))
+                    } catch {
+                        result = .failure(error)
+                    }
+                    self.connectFinished(id, result)
+                }
+            case .executeOnConnection(let requestID, let connectionID):
+                guard let waiter = takeWaiter(requestID), var entry = open[connectionID] else { continue }
+                let wasUsed = entry.exchanges > 0
+                entry.exchanges += 1
+                entry.leased = true
+                open[connectionID] = entry
+                waiter.continuation.resume(returning: Lease(connection: entry.connection, wasIdle: wasUsed))
+            case .closeConnection(let id):
+                opening.removeValue(forKey: id)?.cancel()
+                forget(id)
+            case .failRequest(let requestID, let failure):
+                guard let waiter = takeWaiter(requestID) else { continue }
+                waiter.continuation.resume(throwing: error(for: failure, of: waiter))
+            case .scheduleTimer(let deadline):
+                timer?.cancel()
+                timer = Task { [weak self] in
+                    let delay = deadline - .now()
+                    if delay > .zero {
+                        do { try await Task.sleep(nanoseconds: UInt64(delay.nanoseconds)) } catch { return }
+                    }
+                    await self?.timerFired()
+                }
+            }
+        }
+    }
+
+    private func takeWaiter(_ id: StateMachine.RequestID) -> Waiter? {
+        guard let waiter = waiters.removeValue(forKey: id) else { return nil }
+        let key = waiter.address.connectionKey
+        if let entry = addresses[key], entry.waiters > 1 {
+            addresses[key] = (entry.address, entry.waiters - 1)
         } else {
-            slotWaiters.removeFirst().resume()
+            addresses[key] = nil
         }
+        return waiter
     }
 
-    private func acquireHandshakeTurn() async {
-        if handshaking < limits.maxTLSHandshakes {
-            handshaking += 1
-            peakHandshaking = max(peakHandshaking, handshaking)
-            return
-        }
-        await withCheckedContinuation { handshakeWaiters.append($0) }
+    private func forget(_ id: StateMachine.ConnectionID) {
+        guard let entry = open.removeValue(forKey: id) else { return }
+        connectionIDs[ObjectIdentifier(entry.connection)] = nil
+        Task { await entry.connection.close() }
     }
 
-    private func releaseHandshakeTurn() {
-        if handshakeWaiters.isEmpty {
-            handshaking -= 1
-        } else {
-            handshakeWaiters.removeFirst().resume()
+    private func error(for failure: StateMachine.Failure, of waiter: Waiter) -> any Error {
+        switch failure {
+        case .connectFailed(let id):
+            connectErrors[id] ?? HTTPClientError.connectionClosed(address: waiter.address.connectionKey)
+        case .connectAbandoned(let after):
+            ConnectionPoolError.connectAbandoned(destination: waiter.address.destination.description, after: after)
+        case .waitTimedOut(let waited, let reason):
+            ConnectionPoolError.waitTimeout(destination: waiter.address.destination.description,
+                                            requestClass: waiter.requestClass, waited: waited, reason: reason)
+        case .cancelled:
+            HTTPClientError.cancelled
         }
-    }
-
-    private func discard(_ connection: HTTPClientConnection) {
-        releaseSlot()
-        Task { await connection.close() }
     }
 
     /// Tries each resolved address in order; the error of the last one is reported.
-    private func connect(to address: ResolvedFederationAddress) async throws -> HTTPClientConnection {
+    private static func connect(to address: ResolvedFederationAddress, limits: Limits, tlsContext: TLSContext,
+                                group: any EventLoopGroup, logger: Logger) async throws -> HTTPClientConnection {
         let peer: TLSPeer = switch address.certificateName {
         case .hostname(let name): .hostname(name)
         case .ipAddress(let ip): .ipAddress(ip)

@@ -49,7 +49,10 @@ public struct FederationClient: Sendable {
         self.maxResponseBytes = maxResponseBytes
     }
 
-    public func send(_ request: FederationRequest, to destination: ServerName) async throws(FederationRequestError) -> HTTPClientResponse {
+    /// Sends `request` to `destination`; `requestClass` decides its place in line when the
+    /// connection pool is at a cap.
+    public func send(_ request: FederationRequest, to destination: ServerName,
+                     class requestClass: RequestClass = .pduTransaction) async throws(FederationRequestError) -> HTTPClientResponse {
         let address: ResolvedFederationAddress
         do {
             address = try await resolver.resolve(destination)
@@ -66,11 +69,11 @@ public struct FederationClient: Sendable {
         let httpRequest = HTTPClientRequest(method: request.method, target: request.target,
                                             headers: headers, body: request.body ?? [])
         do {
-            return try await exchange(httpRequest, at: address, reusingIdle: true)
+            return try await exchange(httpRequest, at: address, class: requestClass, reusingIdle: true)
         } catch is StaleKeepAlive {
             // A kept connection the peer closed while it sat idle: not the destination's fault.
             do {
-                return try await exchange(httpRequest, at: address, reusingIdle: false)
+                return try await exchange(httpRequest, at: address, class: requestClass, reusingIdle: false)
             } catch {
                 throw FederationRequestError(destination: destination.description, reason: "\(error)")
             }
@@ -79,16 +82,20 @@ public struct FederationClient: Sendable {
         }
     }
 
-    private func exchange(_ request: HTTPClientRequest, at address: ResolvedFederationAddress,
+    /// One exchange on a leased connection; its outcome goes back to the pool for the `HostRanker`.
+    private func exchange(_ request: HTTPClientRequest, at address: ResolvedFederationAddress, class requestClass: RequestClass,
                           reusingIdle: Bool) async throws -> HTTPClientResponse {
-        let lease = try await pool.lease(for: address, reusingIdle: reusingIdle)
+        let lease = try await pool.lease(for: address, class: requestClass, reusingIdle: reusingIdle)
+        let started = NIODeadline.now()
         do {
             let response = try await lease.connection.execute(request, timeout: requestTimeout, maxResponseBytes: maxResponseBytes)
-            await pool.release(lease.connection, for: address)
+            await pool.release(lease.connection, for: address,
+                               outcome: HostRanker.Outcome(statusCode: response.statusCode, latency: .now() - started))
             return response
         } catch {
-            await pool.release(lease.connection, for: address)
-            if lease.wasIdle, error.isConnectionLoss {
+            let staleKeepAlive = lease.wasIdle && error.isConnectionLoss
+            await pool.release(lease.connection, for: address, outcome: staleKeepAlive ? nil : HostRanker.Outcome(error))
+            if staleKeepAlive {
                 throw StaleKeepAlive(underlying: error)
             }
             throw error

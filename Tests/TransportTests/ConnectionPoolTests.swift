@@ -10,7 +10,7 @@ import Transport
 @Suite("ConnectionPool caps against real TLS servers")
 struct ConnectionPoolTests {
     private func withSwarm(
-        servers: Int, maxConnections: Int, maxTLSHandshakes: Int,
+        servers: Int, maxConnections: Int, maxTLSHandshakes: Int, idleTimeout: TimeAmount = .seconds(120),
         _ body: (ConnectionPool, [ResolvedFederationAddress]) async throws -> Void
     ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -20,7 +20,7 @@ struct ConnectionPoolTests {
         try swarm.certificateAuthority.writeCACertificate(to: directory.path + "/ca.pem")
         let pool = ConnectionPool(
             limits: .init(maxConnections: maxConnections, maxTLSHandshakes: maxTLSHandshakes,
-                          connectTimeout: .seconds(5), tlsHandshakeTimeout: .seconds(5)),
+                          connectTimeout: .seconds(5), tlsHandshakeTimeout: .seconds(5), idleTimeout: idleTimeout),
             tlsContext: try TLSContext.client(caFile: directory.path + "/ca.pem"), group: group, logger: Logger(label: "test"))
         let addresses = try swarm.servers.map { server in
             ResolvedFederationAddress(destination: try ServerName(server.serverName), hostHeader: server.serverName,
@@ -35,13 +35,24 @@ struct ConnectionPoolTests {
     }
 
     /// One key-server GET through a leased connection, then the connection goes back.
-    private func fetchKeys(_ pool: ConnectionPool, _ address: ResolvedFederationAddress) async throws -> Int {
-        let connection = try await pool.lease(for: address).connection
+    private func fetchKeys(_ pool: ConnectionPool, _ address: ResolvedFederationAddress,
+                           class requestClass: RequestClass = .pduTransaction) async throws -> Int {
+        let connection = try await pool.lease(for: address, class: requestClass).connection
         let response = try await connection.execute(
             HTTPClientRequest(method: "GET", target: "/_matrix/key/v2/server", headers: [("Host", address.hostHeader)]),
             timeout: .seconds(5), maxResponseBytes: 65536)
-        await pool.release(connection, for: address)
+        await pool.release(connection, for: address, outcome: .success(latency: .milliseconds(10)))
         return response.statusCode
+    }
+
+    /// Polls `condition` until it holds or five seconds have passed.
+    private func eventually(_ condition: () async -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if await condition() { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return await condition()
     }
 
     @Test("many destinations at once never exceed max_connections or max_tls_handshakes")
@@ -50,7 +61,8 @@ struct ConnectionPoolTests {
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for round in 0..<3 {
                     for address in addresses {
-                        group.addTask { _ = round; return try await fetchKeys(pool, address) }
+                        let requestClass = RequestClass.allCases[round]
+                        group.addTask { try await fetchKeys(pool, address, class: requestClass) }
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
@@ -105,6 +117,69 @@ extension ConnectionPoolTests {
             let counts = await pool.counts
             #expect(counts.idle == 0)
             #expect(counts.open == 0)
+        }
+    }
+}
+
+extension ConnectionPoolTests {
+    @Test("idle connections close on the pool's own timer after the idle timeout")
+    func idleTimerClosesConnections() async throws {
+        try await withSwarm(servers: 1, maxConnections: 2, maxTLSHandshakes: 1, idleTimeout: .milliseconds(200)) { pool, addresses in
+            _ = try await fetchKeys(pool, addresses[0])
+            #expect(await pool.counts.idle == 1)
+            #expect(try await eventually { await pool.counts.open == 0 })
+        }
+    }
+
+    @Test("a waiting lease ends when its task is cancelled, and leaves the line")
+    func cancelWaitingLease() async throws {
+        try await withSwarm(servers: 2, maxConnections: 1, maxTLSHandshakes: 1) { pool, addresses in
+            let held = try await pool.lease(for: addresses[0])
+            let waiting = Task { try await pool.lease(for: addresses[1], class: .catchUp) }
+            #expect(try await eventually { await pool.counts.waitingByClass[.catchUp] == 1 })
+            waiting.cancel()
+            await #expect(throws: HTTPClientError.cancelled) { _ = try await waiting.value }
+            #expect(await pool.counts.waiting == 0)
+            await pool.release(held.connection, for: addresses[0])
+            let counts = await pool.counts
+            #expect(counts.handshakesCompleted == 1)
+            #expect(counts.idle == 1)
+        }
+    }
+
+    @Test("a lease still waiting at its deadline fails with the cap that held it back")
+    func leaseDeadline() async throws {
+        try await withSwarm(servers: 2, maxConnections: 1, maxTLSHandshakes: 1) { pool, addresses in
+            let held = try await pool.lease(for: addresses[0])
+            let error = await #expect(throws: ConnectionPoolError.self) {
+                _ = try await pool.lease(for: addresses[1], class: .eduTransaction, deadline: .now() + .milliseconds(200))
+            }
+            guard case .waitTimeout(let destination, let requestClass, let waited, let reason) = error else {
+                Issue.record("expected a wait timeout, got \(String(describing: error))")
+                return
+            }
+            #expect(destination == addresses[1].destination.description)
+            #expect(requestClass == .eduTransaction)
+            #expect(waited >= .milliseconds(200))
+            #expect(reason == .maxConnections(1))
+            await pool.release(held.connection, for: addresses[0])
+            #expect(try await fetchKeys(pool, addresses[1]) == 200)
+        }
+    }
+
+    @Test("a connection that cannot be opened fails the lease with the attempt's error")
+    func connectFailure() async throws {
+        try await withSwarm(servers: 1, maxConnections: 2, maxTLSHandshakes: 1) { pool, addresses in
+            let closedPort = ResolvedFederationAddress(
+                destination: try ServerName("closed.example"), hostHeader: "closed.example",
+                certificateName: .ipAddress("127.0.0.1"), endpoints: [.init(ipAddress: "127.0.0.1", port: 1)])
+            await #expect(throws: HTTPClientError.connectionRefused(address: "127.0.0.1:1")) {
+                _ = try await pool.lease(for: closedPort)
+            }
+            let counts = await pool.counts
+            #expect(counts.open == 0)
+            #expect(counts.waiting == 0)
+            #expect(try await fetchKeys(pool, addresses[0]) == 200)
         }
     }
 }

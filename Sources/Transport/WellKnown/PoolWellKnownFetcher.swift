@@ -32,7 +32,7 @@ public struct PoolWellKnownFetcher: WellKnownFetcher {
                                                 certificateName: request.certificateName, endpoints: request.endpoints)
         let connection: HTTPClientConnection
         do {
-            connection = try await pool.lease(for: address).connection
+            connection = try await pool.lease(for: address, deadline: deadline).connection
         } catch {
             throw Self.fetchError(error, request: request)
         }
@@ -45,14 +45,16 @@ public struct PoolWellKnownFetcher: WellKnownFetcher {
             ("Host", request.hostHeader), ("Accept", "application/json"), ("User-Agent", "southbridge"),
         ])
         let response: HTTPClientResponse
+        let started = NIODeadline.now()
         do {
             response = try await connection.execute(
                 httpRequest, timeout: remaining, maxResponseBytes: request.maxBodyBytes + Self.headerAllowance)
         } catch {
-            await pool.release(connection, for: address)
+            await pool.release(connection, for: address, outcome: HostRanker.Outcome(error))
             throw Self.fetchError(error, request: request)
         }
-        await pool.release(connection, for: address)
+        await pool.release(connection, for: address,
+                           outcome: HostRanker.Outcome(statusCode: response.statusCode, latency: .now() - started))
         guard response.body.readableBytes <= request.maxBodyBytes else {
             throw .bodyTooLarge(limit: request.maxBodyBytes)
         }
@@ -60,6 +62,9 @@ public struct PoolWellKnownFetcher: WellKnownFetcher {
     }
 
     private static func fetchError(_ error: any Error, request: WellKnownFetchRequest) -> WellKnownFetchError {
+        if let error = error as? ConnectionPoolError {
+            return .timedOut(reason: "\(request): \(error)")
+        }
         guard let error = error as? HTTPClientError else {
             return .connectionFailed(reason: "\(request): \(error)")
         }

@@ -1,0 +1,35 @@
+import NIOCore
+
+/// The limit on new connections per second: a token bucket holding one second's worth of
+/// tokens (at least one), refilled continuously at `ratePerSecond`.
+///
+/// Kept as the equivalent "generic cell rate" form, a single theoretical arrival time in
+/// whole nanoseconds, so that a test with an injected clock sees exact refill times.
+struct TokenBucket: Sendable, Equatable {
+    let ratePerSecond: Int
+    let capacity: Int
+    private let interval: Int64
+    /// When the bucket would be full again if nothing more were taken.
+    private var theoreticalArrival: Int64 = 0
+
+    init(ratePerSecond: Int) {
+        precondition(ratePerSecond > 0, "a connection rate must be positive")
+        self.ratePerSecond = ratePerSecond
+        self.capacity = ratePerSecond
+        self.interval = max(1, 1_000_000_000 / Int64(ratePerSecond))
+    }
+
+    /// The earliest time a token is available.
+    var nextToken: NIODeadline {
+        .uptimeNanoseconds(UInt64(max(0, theoreticalArrival - Int64(capacity - 1) * interval)))
+    }
+
+    func hasToken(at now: NIODeadline) -> Bool {
+        now >= nextToken
+    }
+
+    /// Takes one token; the caller checked `hasToken(at:)`.
+    mutating func take(at now: NIODeadline) {
+        theoreticalArrival = max(theoreticalArrival, Int64(now.uptimeNanoseconds)) + interval
+    }
+}
