@@ -95,10 +95,9 @@ struct FederationResolverTests {
         let wellKnownServer: SwarmServer
         let resolver: FederationResolver
         let directory: TemporaryDirectory
-        let group: MultiThreadedEventLoopGroup
+        let group = MultiThreadedEventLoopGroup.singleton
 
         init(allowlist: [String]) async throws {
-            group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             directory = try TemporaryDirectory(prefix: "southbridge-discovery")
             dnsmasq = try await DnsmasqServer.start(FederationResolverTests.records)
             let key = try SigningKey.generate(version: "discovery")
@@ -125,7 +124,6 @@ struct FederationResolverTests {
             dnsmasq.stop()
             await wellKnownServer.stop()
             directory.remove()
-            try? await group.shutdownGracefully()
         }
     }
 
