@@ -14,6 +14,7 @@ import Transport
 ///     swift build -c release --static-swift-stdlib
 ///     .build/release/southbridge-benchmark delivery --destinations 20 --pdus 10000
 ///     .build/release/southbridge-benchmark resolve --names 2000 --rounds 20
+///     .build/release/southbridge-benchmark tls --seconds 5
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
@@ -135,7 +136,9 @@ case "delivery":
     try await delivery(destinations: option("--destinations", default: 20), pdus: option("--pdus", default: 10_000))
 case "resolve":
     try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
+case "tls":
+    try await TLSBenchmark.run(seconds: option("--seconds", default: 5))
 default:
-    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] | resolve [--names N] [--rounds N]")
+    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] | resolve [--names N] [--rounds N] | tls [--seconds N]")
     exit(2)
 }

@@ -311,7 +311,17 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
                     peer: peerName, reason: String(cString: X509_verify_cert_error_string(verifyResult)))
             }
         }
-        return .handshakeFailed(peer: peerName, reason: OpenSSLErrorQueue.drainedReason(or: Self.describe(sslError)))
+        let firstError = ERR_peek_error()
+        let reason = OpenSSLErrorQueue.drainedReason(or: Self.describe(sslError))
+        // OpenSSL's words for this ("tlsv1 alert protocol version") do not say what went wrong.
+        if ERR_GET_LIB(firstError) == ERR_LIB_SSL,
+            [SSL_R_TLSV1_ALERT_PROTOCOL_VERSION, SSL_R_UNSUPPORTED_PROTOCOL].contains(ERR_GET_REASON(firstError))
+        {
+            return .handshakeFailed(
+                peer: peerName,
+                reason: "unsupported protocol version: the peer offers no TLS version this side accepts (\(reason))")
+        }
+        return .handshakeFailed(peer: peerName, reason: reason)
     }
 
     private func readPlaintext(context: ChannelHandlerContext) {

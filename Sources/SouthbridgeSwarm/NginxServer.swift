@@ -1,0 +1,240 @@
+import Glibc
+
+/// A real nginx (Debian's `nginx-light`) on 127.0.0.1: a TLS and HTTP/1.1 peer written by
+/// other people, for integration tests and benchmarks.
+///
+/// Each `Site` becomes one `server` block on its own free port, presenting the site's
+/// certificate with the site's `ssl_protocols` and `keepalive_requests`. Every site
+/// answers the same routes:
+///
+/// - `/small`: the five bytes `hello`
+/// - `/session-reused`: nginx's `$ssl_session_reused`, `r` for a resumed TLS session, `.` otherwise
+/// - `/connection`: `$connection $connection_requests`, nginx's serial number of the TCP
+///   connection and how many requests it has carried, this one included
+/// - `/large`: `largeBodyBytes` bytes of `x` with a Content-Length
+///
+/// nginx runs as one process in the foreground (`daemon off; master_process off;`) with its
+/// pid file, error log and temporary paths in a fresh directory, an access log off, and one
+/// shared TLS session cache plus session tickets, so clients can resume. `start` returns once
+/// every port accepts TCP connections; `stop()` ends nginx and removes the directory.
+public final class NginxServer: Sendable {
+    /// One `server` block.
+    public struct Site: Sendable {
+        /// Names the site in `port(of:)`.
+        public var name: String
+        public var certificatePEM: String
+        public var privateKeyPEM: String
+        /// nginx's `ssl_protocols` names: "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3".
+        public var protocols: [String]
+        /// How many requests one connection may carry before nginx closes it.
+        public var keepaliveRequests: Int
+
+        public init(
+            name: String,
+            certificate: (certificatePEM: String, privateKeyPEM: String),
+            protocols: [String] = ["TLSv1.2", "TLSv1.3"],
+            keepaliveRequests: Int = 1000
+        ) {
+            self.name = name
+            self.certificatePEM = certificate.certificatePEM
+            self.privateKeyPEM = certificate.privateKeyPEM
+            self.protocols = protocols
+            self.keepaliveRequests = keepaliveRequests
+        }
+    }
+
+    /// The size of the `/large` body.
+    public let largeBodyBytes: Int
+    private let ports: [String: Int]
+    private let directory: TemporaryDirectory
+    private let process: ChildProcess
+
+    private init(largeBodyBytes: Int, ports: [String: Int], directory: TemporaryDirectory, process: ChildProcess) {
+        self.largeBodyBytes = largeBodyBytes
+        self.ports = ports
+        self.directory = directory
+        self.process = process
+    }
+
+    /// The nginx binary Debian installs (`scripts/setup` installs `nginx-light`).
+    public static let executable = "/usr/sbin/nginx"
+
+    /// Starts nginx serving `sites`; if a port picked as free is taken before nginx binds it,
+    /// new ports are picked and nginx starts again.
+    ///
+    /// - Parameter errorLogLevel: nginx's `error_log` level. At `info` (the default) every
+    ///   failed handshake and closed connection is logged, which tests read; benchmarks pass
+    ///   `error` so that nginx does not write a line per connection.
+    public static func start(
+        sites: [Site], largeBodyBytes: Int = 256 * 1024, errorLogLevel: String = "info"
+    ) async throws -> NginxServer {
+        precondition(!sites.isEmpty, "NginxServer needs at least one site")
+        precondition(Set(sites.map(\.name)).count == sites.count, "NginxServer site names must be distinct")
+        let directory = try TemporaryDirectory(prefix: "southbridge-nginx")
+        do {
+            try prepare(directory: directory, sites: sites, largeBodyBytes: largeBodyBytes)
+            var lastError = ""
+            for _ in 0..<5 {
+                var ports: [String: Int] = [:]
+                for site in sites { ports[site.name] = try freeTCPPort() }
+                try writeFile(
+                    directory.path + "/nginx.conf",
+                    configuration(directory: directory.path, sites: sites, ports: ports, errorLogLevel: errorLogLevel),
+                    mode: 0o644)
+                let process = try ChildProcess(
+                    executable: executable,
+                    arguments: [
+                        "-p", directory.path, "-c", directory.path + "/nginx.conf", "-e", directory.path + "/error.log",
+                    ],
+                    logPath: directory.path + "/nginx.out")
+                if await waitUntilAccepting(process: process, ports: Array(ports.values)) {
+                    return NginxServer(
+                        largeBodyBytes: largeBodyBytes, ports: ports, directory: directory, process: process)
+                }
+                lastError = process.output() + readFileText(directory.path + "/error.log")
+                await process.terminate()
+                guard lastError.contains("Address already in use") else { break }
+            }
+            throw NginxServerError("nginx did not start: \(lastError)")
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
+    /// The port the site called `name` listens on.
+    public func port(of name: String) -> Int {
+        guard let port = ports[name] else { preconditionFailure("NginxServer has no site called \(name)") }
+        return port
+    }
+
+    /// nginx's process id, for measuring it.
+    public var pid: pid_t { process.pid }
+
+    /// What nginx wrote to its error log so far (handshake failures are logged at `info`).
+    public func errorLog() -> String {
+        readFileText(directory.path + "/error.log")
+    }
+
+    /// Stops nginx (SIGTERM, then waits for it) and removes its directory.
+    public func stop() {
+        process.stop()
+        directory.remove()
+    }
+
+    private static func prepare(directory: TemporaryDirectory, sites: [Site], largeBodyBytes: Int) throws {
+        for path in ["/www", "/temp"] {
+            guard mkdir(directory.path + path, 0o755) == 0 else {
+                throw NginxServerError("cannot create \(directory.path + path): \(String(cString: strerror(errno)))")
+            }
+        }
+        try writeFile(directory.path + "/www/large", String(repeating: "x", count: largeBodyBytes), mode: 0o644)
+        for site in sites {
+            try writeFile(directory.path + "/\(site.name).crt", site.certificatePEM)
+            try writeFile(directory.path + "/\(site.name).key", site.privateKeyPEM)
+        }
+    }
+
+    private static func configuration(
+        directory: String, sites: [Site], ports: [String: Int], errorLogLevel: String
+    ) -> String {
+        let servers = sites.map { site in
+            // OpenSSL 3 allows TLS 1.0 and 1.1 (SHA-1 handshake signatures) only at security level 0.
+            let legacyCiphers = site.protocols.contains { $0 == "TLSv1" || $0 == "TLSv1.1" }
+                ? "        ssl_ciphers DEFAULT:@SECLEVEL=0;\n" : ""
+            return """
+                    server {
+                        listen 127.0.0.1:\(ports[site.name]!) ssl;
+                        ssl_certificate \(directory)/\(site.name).crt;
+                        ssl_certificate_key \(directory)/\(site.name).key;
+                        ssl_protocols \(site.protocols.joined(separator: " "));
+                \(legacyCiphers)        keepalive_requests \(site.keepaliveRequests);
+                        root \(directory)/www;
+                        location = /small { return 200 "hello"; }
+                        location = /session-reused { return 200 "$ssl_session_reused"; }
+                        location = /connection { return 200 "$connection $connection_requests"; }
+                        location = /large { }
+                        location / { return 404; }
+                    }
+
+                """
+        }
+        return """
+            daemon off;
+            master_process off;
+            worker_processes 1;
+            pid \(directory)/nginx.pid;
+            error_log \(directory)/error.log \(errorLogLevel);
+            events { worker_connections 1024; }
+            http {
+                access_log off;
+                default_type application/octet-stream;
+                client_body_temp_path \(directory)/temp/body;
+                proxy_temp_path \(directory)/temp/proxy;
+                fastcgi_temp_path \(directory)/temp/fastcgi;
+                uwsgi_temp_path \(directory)/temp/uwsgi;
+                scgi_temp_path \(directory)/temp/scgi;
+                ssl_session_cache shared:SSL:1m;
+                ssl_session_tickets on;
+
+            \(servers.joined())}
+
+            """
+    }
+
+    /// Polls every port with a TCP connect until all accept; false if nginx exits or 10 s pass.
+    private static func waitUntilAccepting(process: ChildProcess, ports: [Int]) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if await process.waitForExit(timeout: .zero) != nil { return false }
+            if ports.allSatisfy(acceptsConnections) {
+                // A port nginx failed to bind may have answered for another program meanwhile.
+                return await process.waitForExit(timeout: .zero) == nil
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
+    private static func acceptsConnections(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = loopback(port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    /// A TCP port that was free a moment ago: bound to port 0, read back, released.
+    private static func freeTCPPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw NginxServerError("cannot create a TCP socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = loopback(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw NginxServerError("cannot bind a TCP socket: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return address
+    }
+}
+
+/// nginx could not be set up or started; the text says why, with nginx's own output.
+struct NginxServerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,308 @@
+import Glibc
+import NIOCore
+import NIOPosix
+import SouthbridgeSwarm
+import Transport
+
+/// `southbridge-benchmark tls --seconds N`: the client's TLS handshakes and keep-alive requests
+/// per second against one local nginx, each next to what `openssl s_time` or `wrk` (both built
+/// on the same system OpenSSL) reach against the same nginx in the same run, one connection at
+/// a time on both sides.
+///
+/// - full handshakes: `HTTPClientConnection.connect` + `close` through one `TLSContext`, each
+///   connection to a name the context has never met (the certificate covers `*.bench.test`), so
+///   no session is ever offered, as when the daemon reaches a new destination; against
+///   `openssl s_time -new`.
+/// - resumed handshakes: the same with one name, so every connection offers the session the
+///   previous one received; against `openssl s_time -reuse`. `s_time` asks for the session right
+///   after the handshake, before a TLS 1.3 ticket can have arrived, so over TLS 1.3 it resumes
+///   only with `-www` (one GET per connection); the TLS 1.3 row therefore does one GET per
+///   connection on both sides.
+/// - keep-alive requests: sequential `GET /small` on one connection against `wrk -t1 -c1`.
+///
+/// The OpenSSL figures are counts divided by the wall time of the tool's process, which is more
+/// precise than the whole seconds `s_time` prints.
+struct TLSBenchmark {
+    struct Row {
+        var what: String
+        var reference: String
+        var ours: Measurement
+        var theirs: Measurement
+        var note: String
+    }
+
+    /// Operations per second, and the CPU time (user + system) spent per operation by the
+    /// client and by nginx.
+    struct Measurement {
+        var rate: Double
+        var clientCPUPerOperation: Duration
+        var nginxCPUPerOperation: Duration
+    }
+
+    let seconds: Int
+    let nginx: NginxServer
+    let caFile: String
+    let directory: TemporaryDirectory
+    let group: MultiThreadedEventLoopGroup
+
+    static let tls13Site = "tls13"
+    static let tls12Site = "tls12"
+
+    static func run(seconds: Int) async throws {
+        let authority = try TestCertificateAuthority()
+        let directory = try TemporaryDirectory(prefix: "southbridge-bench-tls")
+        defer { directory.remove() }
+        let caFile = directory.path + "/ca.pem"
+        try authority.writeCACertificate(to: caFile)
+        // One P-256 certificate (what TestCertificateAuthority issues) for both sites.
+        let certificate = try authority.issue(dnsNames: ["localhost", "*.bench.test"])
+        let nginx = try await NginxServer.start(sites: [
+            .init(name: tls13Site, certificate: certificate, protocols: ["TLSv1.3"], keepaliveRequests: 100_000_000),
+            .init(name: tls12Site, certificate: certificate, protocols: ["TLSv1.2"], keepaliveRequests: 100_000_000),
+        ], errorLogLevel: "error")
+        defer { nginx.stop() }
+        let loadBefore = loadAverage()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let benchmark = TLSBenchmark(
+            seconds: seconds, nginx: nginx, caFile: caFile, directory: directory, group: group)
+        var rows: [Row] = []
+        rows.append(try await benchmark.fullHandshakes(site: tls13Site, version: "TLS 1.3"))
+        rows.append(try await benchmark.fullHandshakes(site: tls12Site, version: "TLS 1.2"))
+        rows.append(try await benchmark.resumedHandshakes(site: tls12Site, version: "TLS 1.2", withRequest: false))
+        rows.append(try await benchmark.resumedHandshakes(site: tls13Site, version: "TLS 1.3", withRequest: true))
+        rows.append(try await benchmark.keepAliveRequests(site: tls13Site))
+        try await group.shutdownGracefully()
+
+        print("tls: \(seconds) s per figure, one connection at a time, nginx \(nginxVersion()) (one process), \(opensslVersion())")
+        print("load average before: \(loadBefore), after: \(loadAverage())")
+        print("")
+        print("| what | southbridge | reference tool | ratio | client CPU per op (ours / tool) | nginx CPU per op (ours / tool) |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for row in rows {
+            print(
+                "| \(row.what) | \(format(row.ours.rate))/s | \(format(row.theirs.rate))/s | \(ratio(row.ours.rate, row.theirs.rate))"
+                    + " | \(micros(row.ours.clientCPUPerOperation)) / \(micros(row.theirs.clientCPUPerOperation))"
+                    + " | \(micros(row.ours.nginxCPUPerOperation)) / \(micros(row.theirs.nginxCPUPerOperation)) |")
+        }
+        print("")
+        for row in rows {
+            print("\(row.what): `\(row.reference)`\(row.note.isEmpty ? "" : "; " + row.note)")
+        }
+    }
+
+    private func connect(site: String, peer: TLSPeer, context: TLSContext) async throws -> HTTPClientConnection {
+        try await HTTPClientConnection.connect(
+            to: try SocketAddress(ipAddress: "127.0.0.1", port: nginx.port(of: site)), peer: peer,
+            tlsContext: context, on: group, connectTimeout: .seconds(5), handshakeTimeout: .seconds(5))
+    }
+
+    private func getSmall(_ connection: HTTPClientConnection) async throws {
+        let response = try await connection.execute(
+            HTTPClientRequest(method: "GET", target: "/small", headers: [(name: "Host", value: "localhost")]),
+            timeout: .seconds(5), maxResponseBytes: 4096)
+        guard response.statusCode == 200, response.body.readableBytes == 5 else {
+            throw BenchmarkError("GET /small answered \(response.statusCode) with \(response.body.readableBytes) bytes")
+        }
+    }
+
+    private func fullHandshakes(site: String, version: String) async throws -> Row {
+        let context = try TLSContext.client(caFile: caFile)
+        var serial = 0
+        var resumed = 0
+        let ours = try await repeatFor {
+            serial += 1
+            let connection = try await connect(site: site, peer: .hostname("c\(serial).bench.test"), context: context)
+            if connection.isTLSSessionReused { resumed += 1 }
+            await connection.close()
+        }
+        let reference = try await sTime(site: site, mode: "-new", www: nil)
+        return Row(
+            what: "full handshakes, \(version)", reference: reference.command, ours: ours, theirs: reference.measurement,
+            note: "resumed: southbridge \(resumed) of \(serial), s_time \(reference.resumed) of \(reference.connections)")
+    }
+
+    private func resumedHandshakes(site: String, version: String, withRequest: Bool) async throws -> Row {
+        let context = try TLSContext.client(caFile: caFile)
+        let first = try await connect(site: site, peer: .hostname("localhost"), context: context)
+        // Reading a response also takes in the TLS 1.3 tickets sent after the handshake.
+        try await getSmall(first)
+        await first.close()
+        var count = 0
+        var resumed = 0
+        let ours = try await repeatFor {
+            let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
+            if withRequest { try await getSmall(connection) }
+            count += 1
+            if connection.isTLSSessionReused { resumed += 1 }
+            await connection.close()
+        }
+        let reference = try await sTime(site: site, mode: "-reuse", www: withRequest ? "/small" : nil)
+        return Row(
+            what: "resumed handshakes, \(version)\(withRequest ? " + GET /small" : "")", reference: reference.command,
+            ours: ours, theirs: reference.measurement,
+            note: "resumed: southbridge \(resumed) of \(count), s_time \(reference.resumed) of \(reference.connections)")
+    }
+
+    private func keepAliveRequests(site: String) async throws -> Row {
+        let context = try TLSContext.client(caFile: caFile)
+        let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
+        let ours = try await repeatFor { try await getSmall(connection) }
+        await connection.close()
+        let arguments = ["-t1", "-c1", "-d\(seconds)s", "https://127.0.0.1:\(nginx.port(of: site))/small"]
+        let run = try await runTool("wrk", arguments)
+        let lines = run.output.split(separator: "\n")
+        guard let line = lines.first(where: { $0.hasPrefix("Requests/sec:") }),
+            let rate = Double(line.dropFirst("Requests/sec:".count).trimmingPrefix(while: { $0 == " " })),
+            let total = lines.first(where: { $0.contains(" requests in ") })?.split(separator: " ").first.flatMap({
+                Int($0)
+            })
+        else { throw BenchmarkError("no request count or Requests/sec line in wrk's output: \(run.output)") }
+        let errors = lines.filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }
+        return Row(
+            what: "keep-alive requests, TLS 1.3, GET /small", reference: "wrk " + arguments.joined(separator: " "),
+            ours: ours, theirs: run.measurement(operations: total, rate: rate),
+            note: errors.isEmpty ? "" : "wrk: " + errors.joined(separator: "; "))
+    }
+
+    /// Runs `body` back to back for `seconds` and measures it.
+    private func repeatFor(_ body: () async throws -> Void) async throws -> Measurement {
+        let clock = ContinuousClock()
+        let cpuBefore = Self.cpuTime(RUSAGE_SELF)
+        let nginxBefore = cpuSeconds(pid: nginx.pid)
+        let started = clock.now
+        let deadline = started + .seconds(seconds)
+        var count = 0
+        while clock.now < deadline {
+            try await body()
+            count += 1
+        }
+        let elapsed = clock.now - started
+        return Measurement(
+            rate: Double(count) / elapsed.seconds,
+            clientCPUPerOperation: (Self.cpuTime(RUSAGE_SELF) - cpuBefore) / count,
+            nginxCPUPerOperation: .seconds(cpuSeconds(pid: nginx.pid) - nginxBefore) / count)
+    }
+
+    private struct STimeResult {
+        var command: String
+        var connections: Int
+        var resumed: Int
+        var measurement: Measurement
+    }
+
+    /// Runs `openssl s_time`, trusting only the test CA as our client does, and reads the
+    /// "N connections in T real seconds" line and the per-connection progress marks
+    /// (`r` for a resumed session).
+    private func sTime(site: String, mode: String, www: String?) async throws -> STimeResult {
+        var arguments = [
+            "s_time", "-connect", "127.0.0.1:\(nginx.port(of: site))", mode, "-time", "\(seconds)",
+            "-CAfile", caFile, "-no-CApath", "-no-CAstore",
+        ]
+        if let www { arguments += ["-www", www] }
+        let run = try await runTool("openssl", arguments)
+        let lines = run.output.split(separator: "\n")
+        guard let line = lines.first(where: { $0.contains(" real seconds") }),
+            let connections = line.split(separator: " ").first.flatMap({ Int($0) })
+        else { throw BenchmarkError("no \"real seconds\" line in s_time's output: \(run.output)") }
+        let marks = lines.last { !$0.isEmpty && $0.allSatisfy { "r*tsf".contains($0) } }
+        return STimeResult(
+            command: "openssl " + arguments.map { $0 == caFile ? "ca.pem" : $0 }.joined(separator: " "),
+            connections: connections, resumed: marks?.filter { $0 == "r" }.count ?? 0,
+            measurement: run.measurement(operations: connections, rate: Double(connections) / run.wallTime.seconds))
+    }
+
+    private struct ToolRun {
+        var output: String
+        var wallTime: Duration
+        var cpuTime: Duration
+        var nginxCPUTime: Duration
+
+        func measurement(operations: Int, rate: Double) -> Measurement {
+            Measurement(
+                rate: rate, clientCPUPerOperation: cpuTime / operations,
+                nginxCPUPerOperation: nginxCPUTime / operations)
+        }
+    }
+
+    /// Runs a tool to completion and returns what it printed, how long it ran and the CPU it used.
+    private func runTool(_ executable: String, _ arguments: [String]) async throws -> ToolRun {
+        let clock = ContinuousClock()
+        let cpuBefore = Self.cpuTime(RUSAGE_CHILDREN)
+        let nginxBefore = cpuSeconds(pid: nginx.pid)
+        let started = clock.now
+        let process = try ChildProcess(
+            executable: executable, arguments: arguments, logPath: directory.path + "/\(executable).log")
+        guard let status = await process.waitForExit(timeout: .seconds(seconds + 30)) else {
+            await process.terminate()
+            throw BenchmarkError("\(executable) did not finish: \(process.output())")
+        }
+        let wallTime = clock.now - started
+        let output = process.output()
+        unlink(process.logPath)
+        guard status == 0 else { throw BenchmarkError("\(executable) \(arguments) exited with \(status): \(output)") }
+        return ToolRun(
+            output: output, wallTime: wallTime, cpuTime: Self.cpuTime(RUSAGE_CHILDREN) - cpuBefore,
+            nginxCPUTime: .seconds(cpuSeconds(pid: nginx.pid) - nginxBefore))
+    }
+
+    /// User + system CPU time of this process (`RUSAGE_SELF`) or of its reaped children (`RUSAGE_CHILDREN`).
+    private static func cpuTime(_ who: __rusage_who) -> Duration {
+        var usage = rusage()
+        getrusage(__rusage_who_t(who.rawValue), &usage)
+        func duration(_ time: timeval) -> Duration { .seconds(time.tv_sec) + .microseconds(time.tv_usec) }
+        return duration(usage.ru_utime) + duration(usage.ru_stime)
+    }
+
+    private static func micros(_ duration: Duration) -> String {
+        "\(Int((duration.seconds * 1e6).rounded())) µs"
+    }
+
+    private static func format(_ rate: Double) -> String {
+        var digits = String(Int(rate.rounded()))
+        var grouped = ""
+        while digits.count > 3 {
+            grouped = "," + digits.suffix(3) + grouped
+            digits = String(digits.dropLast(3))
+        }
+        return digits + grouped
+    }
+
+    private static func ratio(_ ours: Double, _ theirs: Double) -> String {
+        guard theirs > 0 else { return "n/a" }
+        let hundredths = Int((ours / theirs * 100).rounded())
+        return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
+    }
+
+    /// The 1, 5 and 15 minute load averages: other work on the machine moves every figure.
+    private static func loadAverage() -> String {
+        readFileText("/proc/loadavg").split(separator: " ").prefix(3).joined(separator: " ")
+    }
+
+    private static func nginxVersion() -> String {
+        firstLine(of: "\(NginxServer.executable) -v 2>&1").split(separator: "/").last.map(String.init) ?? "?"
+    }
+
+    private static func opensslVersion() -> String {
+        firstLine(of: "openssl version").split(separator: " ").prefix(2).joined(separator: " ")
+    }
+
+    private static func firstLine(of command: String) -> String {
+        guard let pipe = popen(command, "r") else { return "" }
+        defer { pclose(pipe) }
+        var line = [CChar](repeating: 0, count: 256)
+        guard fgets(&line, Int32(line.count), pipe) != nil else { return "" }
+        return String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// A benchmark step that could not run, with what went wrong.
+struct BenchmarkError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    fileprivate var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
