@@ -8,63 +8,58 @@ import Testing
 
 @Suite("ingest listener over a real socket")
 struct IngestServerTests {
-    @Test("a body over ingest.max_body_bytes gets 413 and stores nothing; smaller ones are served on the same socket path")
-    func enforcesMaxBodyBytes() async throws {
+    /// A real outbox and an ingest listener on a unix socket, torn down after `body`.
+    private func withServer(maxBodyBytes: Int,
+                            _ body: (_ socketPath: String, _ outbox: Outbox, _ group: any EventLoopGroup) async throws -> Void) async throws {
         let directory = try TemporaryDirectory(prefix: "southbridge-ingest-server")
         defer { directory.remove() }
         let outbox = try Outbox(path: directory.path + "/outbox.sqlite3", logger: Logger(label: "test"))
         defer { outbox.close() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup.singleton
         let api = IngestAPI(outbox: outbox, bearerToken: "secret", ownServerName: "self.example", logger: Logger(label: "test"),
                             metricsText: { "" }, newPDUsAccepted: { _ in })
         let socketPath = directory.path + "/ingest.sock"
-        let server = try await IngestServer.bind(unixPath: socketPath, api: api, maxBodyBytes: 2048, group: group)
-
-        let small = #"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#
-        let client = try await IngestClient.connect(unixPath: socketPath, token: "secret", group: group)
-        let accepted = try await client.send(txnID: "small", body: Array(small.utf8))
-        #expect(accepted.status == 200)
-        // Keep-alive: a second request on the same connection.
-        let health = try await client.request(method: .GET, target: "/health", authorized: false)
-        #expect(health.status == 200)
-        await client.close()
-
-        let padding = String(repeating: "a", count: 4096)
-        let large = #"{"pdus":[{"pdu":{"room_id":"!r:x","body":"\#(padding)"},"destinations":["a.example"]}]}"#
-        let second = try await IngestClient.connect(unixPath: socketPath, token: "secret", group: group)
-        let refused = try await second.send(txnID: "large", body: Array(large.utf8))
-        #expect(refused.status == 413)
-        #expect(refused.json?["errcode"]?.stringValue == "M_TOO_LARGE")
-        await second.close()
-
-        let stored = try await outbox.pendingPDUs(for: "a.example", after: 0, limit: 10)
-        #expect(stored.count == 1)
+        let server = try await IngestServer.bind(unixPath: socketPath, api: api, maxBodyBytes: maxBodyBytes, group: group)
+        try await body(socketPath, outbox, group)
         await server.close()
-        try await group.shutdownGracefully()
     }
-}
 
-extension IngestServerTests {
+    @Test("a body over ingest.max_body_bytes gets 413 and stores nothing; smaller ones are served on the same socket path")
+    func enforcesMaxBodyBytes() async throws {
+        try await withServer(maxBodyBytes: 2048) { socketPath, outbox, group in
+            let small = #"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#
+            let client = try await IngestClient.connect(unixPath: socketPath, token: "secret", group: group)
+            let accepted = try await client.send(txnID: "small", body: Array(small.utf8))
+            #expect(accepted.status == 200)
+            // Keep-alive: a second request on the same connection.
+            let health = try await client.request(method: .GET, target: "/health", authorized: false)
+            #expect(health.status == 200)
+            await client.close()
+
+            let padding = String(repeating: "a", count: 4096)
+            let large = #"{"pdus":[{"pdu":{"room_id":"!r:x","body":"\#(padding)"},"destinations":["a.example"]}]}"#
+            let second = try await IngestClient.connect(unixPath: socketPath, token: "secret", group: group)
+            let refused = try await second.send(txnID: "large", body: Array(large.utf8))
+            #expect(refused.status == 413)
+            #expect(refused.json?["errcode"]?.stringValue == "M_TOO_LARGE")
+            await second.close()
+
+            let stored = try await outbox.pendingPDUs(for: "a.example", after: 0, limit: 10)
+            #expect(stored.count == 1)
+        }
+    }
+
     @Test("a wrong token is refused from the request head, before the body is read")
     func refusesTokenBeforeBody() async throws {
-        let directory = try TemporaryDirectory(prefix: "southbridge-ingest-auth")
-        defer { directory.remove() }
-        let outbox = try Outbox(path: directory.path + "/outbox.sqlite3", logger: Logger(label: "test"))
-        defer { outbox.close() }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let api = IngestAPI(outbox: outbox, bearerToken: "secret", ownServerName: "self.example", logger: Logger(label: "test"),
-                            metricsText: { "" }, newPDUsAccepted: { _ in })
-        let socketPath = directory.path + "/ingest.sock"
-        let server = try await IngestServer.bind(unixPath: socketPath, api: api, maxBodyBytes: 1 << 20, group: group)
-        let client = try await IngestClient.connect(unixPath: socketPath, token: "wrong", group: group)
-        let body = Array(#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#.utf8)
-        let response = try await client.send(txnID: "t", body: body)
-        #expect(response.status == 401)
-        #expect(response.json?["errcode"]?.stringValue == "M_UNKNOWN_TOKEN")
-        await client.close()
-        let stored = try await outbox.pendingPDUs(for: "a.example", after: 0, limit: 10)
-        #expect(stored.isEmpty)
-        await server.close()
-        try await group.shutdownGracefully()
+        try await withServer(maxBodyBytes: 1 << 20) { socketPath, outbox, group in
+            let client = try await IngestClient.connect(unixPath: socketPath, token: "wrong", group: group)
+            let body = Array(#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#.utf8)
+            let response = try await client.send(txnID: "t", body: body)
+            #expect(response.status == 401)
+            #expect(response.json?["errcode"]?.stringValue == "M_UNKNOWN_TOKEN")
+            await client.close()
+            let stored = try await outbox.pendingPDUs(for: "a.example", after: 0, limit: 10)
+            #expect(stored.isEmpty)
+        }
     }
 }
