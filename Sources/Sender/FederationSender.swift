@@ -22,6 +22,8 @@ public actor FederationSender {
         public var pdusDelivered = 0
         public var activeDestinations = 0
         public var destinationsInBackoff = 0
+        /// Destinations with outstanding PDUs still waiting for their paced start-up turn.
+        public var destinationsAwaitingWakeup = 0
     }
 
     /// What identifies a transaction: enough to rebuild its body exactly.
@@ -63,9 +65,14 @@ public actor FederationSender {
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var metrics = Metrics()
     private var random = SystemRandomNumberGenerator()
+    private var startupWakeups: DestinationWakeupQueue
+    private var startupPacer: Task<Void, Never>?
 
+    /// - Parameter wakeupInterval: the pace at which destinations owed PDUs at start-up are
+    ///   woken, one per interval (the daemon uses the new-connection budget).
     public init(origin: String, outbox: Outbox, client: FederationClient, retryPolicy: RetryPolicy,
-                maxPDUsPerTransaction: Int, logger: Logger) {
+                maxPDUsPerTransaction: Int, wakeupInterval: Duration = .milliseconds(50), logger: Logger) {
+        self.startupWakeups = DestinationWakeupQueue(interval: wakeupInterval)
         self.origin = origin
         self.outbox = outbox
         self.client = client
@@ -85,10 +92,12 @@ public actor FederationSender {
         var snapshot = metrics
         snapshot.activeDestinations = destinations.values.filter(\.running).count
         snapshot.destinationsInBackoff = destinations.values.filter { $0.retryIntervalMS > 0 }.count
+        snapshot.destinationsAwaitingWakeup = startupWakeups.count
         return snapshot
     }
 
-    /// Wakes every destination the Outbox still owes PDUs to; called once at start-up.
+    /// Queues every destination the Outbox still owes PDUs to for a paced wake-up (see
+    /// `DestinationWakeupQueue`); called once at start-up.
     public func resumeOutstandingDestinations() async throws {
         let outstanding = try await outbox.destinationsWithPendingPDUs()
         if !outstanding.isEmpty {
@@ -101,8 +110,22 @@ public actor FederationSender {
             state.retryLastTS = record.retryLastTS ?? 0
             state.retryIntervalMS = record.retryIntervalMS
             destinations[record.name] = state
-            wake(record.name)
+            startupWakeups.enqueue(record.name)
         }
+        if startupPacer == nil, startupWakeups.count > 0 {
+            startupPacer = Task { await self.paceStartupWakeups() }
+        }
+    }
+
+    private func paceStartupWakeups() async {
+        let clock = ContinuousClock()
+        while !stopping, !Task.isCancelled {
+            let (names, nextAt) = startupWakeups.due(at: clock.now)
+            for name in names { wake(name) }
+            guard let nextAt else { break }
+            try? await Task.sleep(until: nextAt, clock: clock)
+        }
+        startupPacer = nil
     }
 
     /// New PDUs were committed for these destinations.
@@ -115,6 +138,7 @@ public actor FederationSender {
     /// whether everything in flight finished in time.
     public func shutdown(within timeout: Duration) async -> Bool {
         stopping = true
+        startupPacer?.cancel()
         for name in destinations.keys {
             destinations[name]?.retryTimer?.cancel()
             destinations[name]?.retryTimer = nil
@@ -173,6 +197,7 @@ public actor FederationSender {
 
     private func wake(_ name: String) {
         guard !stopping else { return }
+        startupWakeups.remove(name)
         var state = destinations[name, default: DestinationState()]
         state.wakeRequested = true
         if !state.running {

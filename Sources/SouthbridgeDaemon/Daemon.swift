@@ -109,7 +109,8 @@ public final class Daemon: Sendable {
                 initialIntervalMS: configuration.sender.retryInitialInterval.milliseconds,
                 multiplier: Int64(configuration.sender.retryMultiplier),
                 maxIntervalMS: configuration.sender.retryMaxInterval.milliseconds),
-            maxPDUsPerTransaction: configuration.limits.maxPDUsPerTransaction, logger: logger)
+            maxPDUsPerTransaction: configuration.limits.maxPDUsPerTransaction,
+            wakeupInterval: .seconds(1) / configuration.limits.maxNewConnectionsPerSecond, logger: logger)
 
         let api = IngestAPI(
             outbox: outbox, bearerToken: token, ownServerName: configuration.server.name, logger: logger,

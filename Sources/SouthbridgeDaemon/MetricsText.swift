@@ -12,6 +12,7 @@ enum MetricsText {
             ("southbridge_pdus_delivered_total", "counter", metrics.pdusDelivered),
             ("southbridge_destinations_active", "gauge", metrics.activeDestinations),
             ("southbridge_destinations_in_backoff", "gauge", metrics.destinationsInBackoff),
+            ("southbridge_destinations_awaiting_wakeup", "gauge", metrics.destinationsAwaitingWakeup),
             ("southbridge_connections_open", "gauge", counts.open),
             ("southbridge_connections_idle", "gauge", counts.idle),
             ("southbridge_tls_handshakes_in_progress", "gauge", counts.handshaking),

@@ -169,3 +169,33 @@ extension ConfiguredLimitsTests {
                 "\(fixture.process?.output() ?? "")")
     }
 }
+
+extension EndToEndTests {
+    @Test("after a restart, destinations owed PDUs are woken at the new-connection pace and all caught up")
+    func pacedWakeupsAfterRestart() async throws {
+        let fixture = try await DaemonProcess(destinations: 12) { $0.limits.maxNewConnectionsPerSecond = 4 }
+        defer { Task { await fixture.tearDown() } }
+        for server in fixture.swarm.servers { server.fail(next: 1_000_000, with: .fail(status: 503)) }
+        try await fixture.start()
+        let client = try await fixture.client()
+        _ = try await client.send(txnID: "owed", body: DaemonProcess.ingestBody(0..<5, destinations: fixture.swarm.serverNames))
+        await client.close()
+        fixture.process?.signal(SIGKILL)
+        _ = await fixture.process?.waitForExit(timeout: .seconds(10))
+        for server in fixture.swarm.servers { server.fail(next: 0, with: .accept) }
+
+        let restarted = ContinuousClock.now
+        try await fixture.start()
+        let metricsClient = try await fixture.client()
+        let metrics = try await metricsClient.request(method: .GET, target: "/metrics")
+        await metricsClient.close()
+        let text = String(decoding: metrics.body, as: UTF8.self)
+        let awaiting = text.split(separator: "\n").first { $0.hasPrefix("southbridge_destinations_awaiting_wakeup ") }
+        #expect(awaiting.map { Int($0.split(separator: " ")[1]) ?? 0 } ?? 0 > 0, "nobody waited for a turn: \(text)")
+        #expect(await DaemonProcess.eventually(timeout: .seconds(30)) {
+            fixture.swarm.servers.allSatisfy { Set(pduNumbers($0)) == Set(0..<5) }
+        })
+        // Twelve destinations at four per second take about three seconds, not one burst.
+        #expect(ContinuousClock.now - restarted >= .seconds(2))
+    }
+}
