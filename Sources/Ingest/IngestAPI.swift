@@ -44,7 +44,7 @@ public struct IngestResponse: Sendable {
         self.body = body
     }
 
-    init(_ error: IngestError) {
+    public init(_ error: IngestError) {
         self.init(status: error.status, body: error.body)
     }
 
@@ -60,6 +60,7 @@ public struct IngestResponse: Sendable {
 public struct IngestAPI: Sendable {
     static let sendPrefix = "/_southbridge/v1/send/"
     static let destinationsPath = "/_southbridge/v1/destinations"
+    static let queryPath = "/_southbridge/v1/query"
     static let maxListLimit = 1000
 
     private let outbox: Outbox
@@ -68,6 +69,7 @@ public struct IngestAPI: Sendable {
     private let newPDUsAccepted: @Sendable (Set<String>) async -> Void
     private let metricsText: @Sendable () async -> String
     private let administration: (any DestinationAdministration)?
+    private let queries: (any QueryForwarding)?
     private let logger: Logger
 
     /// - Parameters:
@@ -76,10 +78,12 @@ public struct IngestAPI: Sendable {
     public init(
         outbox: Outbox, bearerToken: String, ownServerName: String, logger: Logger,
         administration: (any DestinationAdministration)? = nil,
+        queries: (any QueryForwarding)? = nil,
         metricsText: @escaping @Sendable () async -> String,
         newPDUsAccepted: @escaping @Sendable (Set<String>) async -> Void
     ) {
         self.administration = administration
+        self.queries = queries
         self.outbox = outbox
         self.bearerToken = Array(bearerToken.utf8)
         self.parser = SendRequestParser(ownServerName: ownServerName)
@@ -122,6 +126,11 @@ public struct IngestAPI: Sendable {
             return IngestResponse(status: 200, contentType: "text/plain; version=0.0.4", body: Array(await metricsText().utf8))
         default:
             break
+        }
+        if request.path == Self.queryPath, let queries {
+            guard request.method == "POST" else { throw .methodNotAllowed(method: request.method, path: request.path) }
+            try authenticate(request)
+            return await queries.forward(try ForwardedQuery.parse(request.body))
         }
         if request.path == Self.destinationsPath || request.path.hasPrefix(Self.destinationsPath + "/") {
             try authenticate(request)

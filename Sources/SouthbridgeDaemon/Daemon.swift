@@ -115,6 +115,7 @@ public final class Daemon: Sendable {
         let api = IngestAPI(
             outbox: outbox, bearerToken: token, ownServerName: configuration.server.name, logger: logger,
             administration: DestinationAdmin(outbox: outbox, sender: sender, resolver: resolver),
+            queries: QueryForwarder(querier: FederationQuerier(client: client, outbox: outbox, logger: logger)),
             metricsText: { await MetricsText.render(sender: sender, pool: pool) },
             newPDUsAccepted: { await sender.notifyNewPDUs(for: $0) })
         let server: IngestServer

@@ -165,6 +165,9 @@ final class SwarmRequestHandler: ChannelInboundHandler {
             }
             return (200, answer)
         }
+        if head.uri.hasPrefix("/_matrix/federation/v1/query/") {
+            return answerQuery(head: head, body: body)
+        }
         let sendPrefix = "/_matrix/federation/v1/send/"
         guard head.uri.hasPrefix(sendPrefix) else {
             return (404, matrixError("M_UNRECOGNIZED", "no endpoint \(head.method.rawValue) \(head.uri)"))
@@ -205,13 +208,35 @@ final class SwarmRequestHandler: ChannelInboundHandler {
         }
     }
 
-    private func verifiedOrigin(head: HTTPRequestHead, content: JSONValue) -> String? {
+    /// Any signed query: echoes the method, the request target and the body it received,
+    /// after the same scripted failures as `/send`.
+    private func answerQuery(head: HTTPRequestHead, body: [UInt8]) -> (Int, JSONValue)? {
+        let content = body.isEmpty ? nil : try? JSONValue.parse(body)
+        guard verifiedOrigin(head: head, content: content) != nil else {
+            server.state.withLockedValue { $0.rejectedSignatures += 1 }
+            return (401, matrixError("M_UNAUTHORIZED", "missing or invalid X-Matrix signature"))
+        }
+        return server.state.withLockedValue { state -> (Int, JSONValue)? in
+            if state.failuresLeft > 0 {
+                state.failuresLeft -= 1
+                switch state.behaviour {
+                case .accept: break
+                case .fail(let status): return (status, matrixError("M_UNKNOWN", "failing on purpose"))
+                case .hangUp: return nil
+                case .stall: return (0, .null)
+                }
+            }
+            return (200, .object(["method": .string(head.method.rawValue), "uri": .string(head.uri), "content": content ?? .null]))
+        }
+    }
+
+    private func verifiedOrigin(head: HTTPRequestHead, content: JSONValue?) -> String? {
         guard let header = head.headers.first(name: "authorization"),
               let parsed = try? XMatrixAuthorization.parse(header),
               let key = server.trustedOrigins[parsed.origin],
               parsed.destination == nil || parsed.destination == server.serverName else { return nil }
         let valid = XMatrixAuthorization.verify(
-            method: head.method.rawValue, uri: head.uri, content: CanonicalJSON.encode(content),
+            method: head.method.rawValue, uri: head.uri, content: content.map { CanonicalJSON.encode($0) },
             destination: server.serverName, header: header, key: key)
         return valid ? parsed.origin : nil
     }
