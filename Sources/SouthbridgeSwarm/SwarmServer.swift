@@ -183,15 +183,7 @@ final class SwarmRequestHandler: ChannelInboundHandler {
         let txnID = String(head.uri.dropFirst(sendPrefix.count))
         return server.state.withLockedValue { state -> (Int, JSONValue)? in
             state.attempts.append(SwarmServer.TransactionAttempt(txnID: txnID, body: body))
-            if state.failuresLeft > 0 {
-                state.failuresLeft -= 1
-                switch state.behaviour {
-                case .accept: break
-                case .fail(let status): return (status, matrixError("M_UNKNOWN", "failing on purpose"))
-                case .hangUp: return nil
-                case .stall: return (0, .null)
-                }
-            }
+            if let failure = scriptedFailure(&state) { return failure }
             let key = "\(origin) \(txnID)"
             if let cached = state.transactions[key], let replay = try? JSONValue.parse(cached) {
                 return (200, replay)
@@ -208,6 +200,19 @@ final class SwarmRequestHandler: ChannelInboundHandler {
         }
     }
 
+    /// The scripted failure for this request, if one is due: `.some(nil)` hangs up,
+    /// status 0 stalls, anything else is answered.
+    private func scriptedFailure(_ state: inout SwarmServer.State) -> (Int, JSONValue)?? {
+        guard state.failuresLeft > 0 else { return .none }
+        state.failuresLeft -= 1
+        switch state.behaviour {
+        case .accept: return .none
+        case .fail(let status): return .some((status, matrixError("M_UNKNOWN", "failing on purpose")))
+        case .hangUp: return .some(nil)
+        case .stall: return .some((0, .null))
+        }
+    }
+
     /// Any signed query: echoes the method, the request target and the body it received,
     /// after the same scripted failures as `/send`.
     private func answerQuery(head: HTTPRequestHead, body: [UInt8]) -> (Int, JSONValue)? {
@@ -217,15 +222,7 @@ final class SwarmRequestHandler: ChannelInboundHandler {
             return (401, matrixError("M_UNAUTHORIZED", "missing or invalid X-Matrix signature"))
         }
         return server.state.withLockedValue { state -> (Int, JSONValue)? in
-            if state.failuresLeft > 0 {
-                state.failuresLeft -= 1
-                switch state.behaviour {
-                case .accept: break
-                case .fail(let status): return (status, matrixError("M_UNKNOWN", "failing on purpose"))
-                case .hangUp: return nil
-                case .stall: return (0, .null)
-                }
-            }
+            if let failure = scriptedFailure(&state) { return failure }
             return (200, .object(["method": .string(head.method.rawValue), "uri": .string(head.uri), "content": content ?? .null]))
         }
     }
