@@ -42,6 +42,7 @@ let package = Package(
         .target(name: "Sender", dependencies: [
             "Federation", "Outbox", "Transport", "Resolver",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

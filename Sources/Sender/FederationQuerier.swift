@@ -1,5 +1,6 @@
 import Federation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Outbox
 import Resolver
@@ -90,8 +91,8 @@ public struct FederationQuerier: Sendable {
         let request = FederationRequest(method: query.method, target: query.target, body: query.body)
         let client = self.client
         let destination = query.destination
+        let lastFailure = NIOLockedValueBox("no attempt finished")
         let outcome = await withDeadline(TimeAmount(query.timeout)) { () async -> FederationQueryResult in
-            var lastFailure = "no attempt was made"
             for attempt in 0..<Self.maxAttempts {
                 if attempt > 0 {
                     try? await Task.sleep(for: .milliseconds(min(500 << (attempt - 1), 2000)))
@@ -102,14 +103,16 @@ public struct FederationQuerier: Sendable {
                     guard response.statusCode >= 500 || response.statusCode == 429 else {
                         return .answered(status: response.statusCode, body: response.bodyBytes)
                     }
-                    lastFailure = "HTTP \(response.statusCode)"
+                    lastFailure.withLockedValue { $0 = "HTTP \(response.statusCode)" }
                     if attempt == Self.maxAttempts - 1 { return .answered(status: response.statusCode, body: response.bodyBytes) }
                 } catch {
-                    lastFailure = "\(error)"
+                    let failure = error as? FederationRequestError
+                    lastFailure.withLockedValue { $0 = failure?.reason ?? "\(error)" }
+                    if failure?.isPermanent == true { break }
                 }
             }
-            return .failed(reason: lastFailure)
+            return .failed(reason: lastFailure.withLockedValue { $0 })
         }
-        return outcome ?? .failed(reason: "no answer from \(query.destination) within \(query.timeout)")
+        return outcome ?? .failed(reason: "no answer within \(query.timeout); last error: \(lastFailure.withLockedValue { $0 })")
     }
 }

@@ -22,6 +22,8 @@ public struct FederationRequest: Sendable {
 public struct FederationRequestError: Error, Sendable, CustomStringConvertible {
     public var destination: String
     public var reason: String
+    /// Asking again at once cannot help: every address is blocked, or the name does not exist.
+    public var isPermanent = false
 
     public var description: String { "\(destination): \(reason)" }
 }
@@ -57,7 +59,11 @@ public struct FederationClient: Sendable {
         do {
             address = try await resolver.resolve(destination)
         } catch {
-            throw FederationRequestError(destination: destination.description, reason: error.description)
+            let permanent = switch error {
+            case .allAddressesBlocked, .noSuchName: true
+            default: false
+            }
+            throw FederationRequestError(destination: destination.description, reason: error.description, isPermanent: permanent)
         }
         let authorization = XMatrixAuthorization.header(
             method: request.method, uri: request.target, origin: origin,

@@ -75,6 +75,24 @@ struct QueryTests {
         await client.close()
     }
 
+    @Test("a destination whose addresses are all blocked fails at once, naming the range")
+    func blockedDestinationFailsFast() async throws {
+        let fixture = try await DaemonProcess(destinations: 0)
+        defer { Task { await fixture.tearDown() } }
+        try await fixture.start()
+        let client = try await fixture.client()
+        let started = ContinuousClock.now
+        let response = try await query(client, [
+            "destination": "10.1.2.3:8448", "method": "GET", "path": "/_matrix/federation/v1/query/directory",
+            "timeout_ms": 20000,
+        ])
+        #expect(response.status == 504)
+        #expect(response.json?["error"]?.stringValue?.contains("10.1.2.3 is in 10.0.0.0/8") == true,
+                "\(response.json?["error"]?.stringValue ?? "")")
+        #expect(ContinuousClock.now - started < .seconds(10), "a blocked destination was retried until the timeout")
+        await client.close()
+    }
+
     @Test("bad query requests name the field", arguments: [
         (#"{"method":"GET","path":"/_matrix/x"}"#, "destination: required string is missing"),
         (#"{"destination":"a.example","method":"PATCH","path":"/_matrix/x"}"#, "method: must be one of"),
