@@ -66,28 +66,30 @@ public struct IngestAPI: Sendable {
     private let outbox: Outbox
     private let bearerToken: [UInt8]
     private let parser: SendRequestParser
-    private let newPDUsAccepted: @Sendable (Set<String>) async -> Void
+    private let ephemeralDelivery: (any EphemeralDelivery)?
     private let metricsText: @Sendable () async -> String
     private let administration: (any DestinationAdministration)?
     private let queries: (any QueryForwarding)?
     private let logger: Logger
 
     /// - Parameters:
-    ///   - newPDUsAccepted: called after a commit with every destination that has new PDUs.
+    ///   - ephemeralDelivery: takes the typing, presence and receipt EDUs of each accepted
+    ///     request, and its events; PDUs and persistent EDUs reach the sender through the
+    ///     Outbox's commits.
     ///   - metricsText: the Prometheus text served at `/metrics`.
     public init(
         outbox: Outbox, bearerToken: String, ownServerName: String, logger: Logger,
         administration: (any DestinationAdministration)? = nil,
         queries: (any QueryForwarding)? = nil,
-        metricsText: @escaping @Sendable () async -> String,
-        newPDUsAccepted: @escaping @Sendable (Set<String>) async -> Void
+        ephemeralDelivery: (any EphemeralDelivery)? = nil,
+        metricsText: @escaping @Sendable () async -> String
     ) {
         self.administration = administration
         self.queries = queries
         self.outbox = outbox
         self.bearerToken = Array(bearerToken.utf8)
         self.parser = SendRequestParser(ownServerName: ownServerName)
-        self.newPDUsAccepted = newPDUsAccepted
+        self.ephemeralDelivery = ephemeralDelivery
         self.metricsText = metricsText
         self.logger = logger
     }
@@ -214,7 +216,16 @@ public struct IngestAPI: Sendable {
         guard !txnID.isEmpty, !txnID.contains("/"), txnID.utf8.count <= 255 else {
             throw .badJSON("txnId: must be 1 to 255 bytes without '/', got \(txnID.utf8.count) bytes: \"\(txnID.prefix(40))\"")
         }
-        let batch = try parser.parse(txnID: txnID, body: body)
+        let parsed = try parser.parse(txnID: txnID, body: body)
+        let batch = parsed.batch
+        if batch.pdus.isEmpty, batch.edus.isEmpty {
+            // Typing, presence and receipts only: they live in memory, so nothing is written
+            // (no fsync on the SD card for every typing notification). A repeat just collapses.
+            if let ephemeralDelivery, !parsed.ephemeral.isEmpty {
+                await ephemeralDelivery.accepted(events: [], ephemeral: parsed.ephemeral)
+            }
+            return IngestResponse(json: ["stream_ordering": .integer(outbox.maxStreamOrdering)])
+        }
         let receipt: IngestReceipt
         do {
             receipt = try await outbox.accept(batch)
@@ -229,11 +240,12 @@ public struct IngestAPI: Sendable {
             }
         }
         if !receipt.isReplay {
-            var destinations = Set<String>()
-            for pdu in batch.pdus { destinations.formUnion(pdu.destinations) }
-            if !destinations.isEmpty { await newPDUsAccepted(destinations) }
+            if let ephemeralDelivery, !parsed.ephemeral.isEmpty || !parsed.events.isEmpty {
+                await ephemeralDelivery.accepted(events: parsed.events, ephemeral: parsed.ephemeral)
+            }
             logger.debug("accepted ingest transaction", metadata: [
-                "txn_id": "\(txnID)", "pdus": "\(batch.pdus.count)", "stream_ordering": "\(receipt.streamOrdering)",
+                "txn_id": "\(txnID)", "pdus": "\(batch.pdus.count)", "edus": "\(batch.edus.count + parsed.ephemeral.count)",
+                "stream_ordering": "\(receipt.streamOrdering)",
             ])
         }
         return IngestResponse(json: ["stream_ordering": .integer(receipt.streamOrdering)])

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -6,7 +7,8 @@ import Glibc
 import Musl
 #endif
 
-/// The daemon's only storage: one SQLite file holding every accepted PDU until each of its destinations has it.
+/// The daemon's only storage: one SQLite file holding every accepted PDU and persistent EDU until each of its
+/// destinations has it.
 ///
 /// Guarantees:
 /// - `accept` returns only after the batch is committed with `synchronous=FULL` in WAL mode, i.e. fsync'd;
@@ -16,11 +18,12 @@ import Musl
 ///   on the same thread keeps one connection and needs no locking; reads are short and indexed.
 /// - Writes queued while a commit runs form the next group: one `BEGIN IMMEDIATE … COMMIT`, so many concurrent
 ///   ingest requests cost one fsync. Each write has its own savepoint, so one failing write fails alone.
-/// - Stream orderings increase strictly and are never reused, even after pruning.
+/// - Stream orderings and EDU ids increase strictly and are never reused, even after pruning.
 public final class Outbox: Sendable {
     public let path: String
     public let limits: OutboxLimits
     private let writer: OutboxWriter
+    private let commitObserver = Mutex<(@Sendable (OutboxCommit) -> Void)?>(nil)
 
     /// Opens the database at `path`, creating the file (not its directory) and migrating the schema.
     ///
@@ -52,13 +55,24 @@ public final class Outbox: Sendable {
         writer.committedTransactions.load(ordering: .relaxed)
     }
 
-    /// Stores `batch` durably and returns its stream orderings; a txn id accepted before gets its first receipt,
-    /// marked `isReplay`, and stores nothing. An invalid batch is refused before it reaches the writer.
+    /// Stores `batch` (PDUs and EDUs, in one transaction) durably and returns its stream orderings; a txn id
+    /// accepted before gets its first receipt, marked `isReplay`, and stores nothing. An invalid batch is refused
+    /// before it reaches the writer.
     public func accept(_ batch: IngestBatch) async throws(OutboxError) -> IngestReceipt {
         try batch.validate(limits: limits)
-        return try await submit(.write(bytes: batch.canonicalJSONBytes)) { store throws(SQLiteError) in
+        return try await submit(.write(bytes: batch.canonicalJSONBytes), afterCommit: { receipt in
+            guard !receipt.isReplay, let observer = self.commitObserver.withLock({ $0 }) else { return }
+            observer(OutboxCommit(batch: batch, receipt: receipt))
+        }) { store throws(SQLiteError) in
             try store.accept(batch)
         }
+    }
+
+    /// Calls `observer` with every batch `accept` commits from now on, on the writer thread,
+    /// in commit order, before `accept` returns to its caller. It must only hand the value
+    /// on (e.g. to an `AsyncStream`); one observer at a time.
+    public func observeCommits(_ observer: @escaping @Sendable (OutboxCommit) -> Void) {
+        commitObserver.withLock { $0 = observer }
     }
 
     /// Up to `limit` PDUs owed to `destination` with a stream ordering above `streamOrdering`, in stream order.
@@ -70,20 +84,54 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// The destination's delivery state, or nil when no PDU was ever accepted for it and nothing recorded.
+    /// The newest PDU of each room owed to `destination` with a stream ordering above `streamOrdering`, in stream
+    /// order, at most `limit` rooms: what a destination back from a long outage is sent instead of everything it
+    /// missed (Synapse's catch-up over `destination_rooms`). A PDU returned here is never pruned while
+    /// the destination's last successful stream ordering is below it.
+    public func catchUpPDUs(for destination: String, after streamOrdering: Int64, limit: Int) async throws(OutboxError)
+        -> [StoredPDU]
+    {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.catchUpPDUs(for: destination, after: streamOrdering, limit: max(0, limit))
+        }
+    }
+
+    /// Up to `limit` persistent EDUs still owed to `destination`, oldest (lowest EDU id) first.
+    public func pendingEDUs(for destination: String, limit: Int) async throws(OutboxError) -> [StoredEDU] {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.pendingEDUs(for: destination, limit: max(0, limit))
+        }
+    }
+
+    /// Records that `destination` has the EDUs `eduIDs`, and only those (the sender may deliver to-device and
+    /// device-list EDUs out of id order); ids it was not owed are ignored. The destination's backoff is untouched.
+    public func recordEDUsDelivered(destination: String, eduIDs: [Int64]) async throws(OutboxError) {
+        try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+            try store.recordEDUsDelivered(destination: destination, eduIDs: eduIDs)
+        }
+    }
+
+    /// How many persistent EDUs are still owed to `destination`.
+    public func pendingEDUCount(for destination: String) async throws(OutboxError) -> Int {
+        try await submit(.read) { store throws(SQLiteError) in
+            try store.pendingEDUCount(for: destination)
+        }
+    }
+
+    /// The destination's delivery state, or nil when no PDU or EDU was ever accepted for it and nothing recorded.
     public func destination(_ name: String) async throws(OutboxError) -> DestinationRecord? {
         try await submit(.read) { store throws(SQLiteError) in
             try store.destination(name)
         }
     }
 
-    /// Every destination with PDUs beyond its last successful stream ordering, sorted by name; page with `after`
-    /// (the last name of the previous page) and `limit`.
-    public func destinationsWithPendingPDUs(after: String = "", limit: Int = Int.max) async throws(OutboxError)
+    /// Every destination with PDUs beyond its last successful stream ordering or with persistent EDUs not yet
+    /// delivered, sorted by name; page with `after` (the last name of the previous page) and `limit`.
+    public func destinationsWithPendingWork(after: String = "", limit: Int = Int.max) async throws(OutboxError)
         -> [DestinationRecord]
     {
         try await submit(.read) { store throws(SQLiteError) in
-            try store.destinationsWithPendingPDUs(after: after, limit: max(0, limit))
+            try store.destinationsWithPendingWork(after: after, limit: max(0, limit))
         }
     }
 
@@ -131,8 +179,8 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// Deletes `pdu_destinations` rows every destination is past, then the PDUs no destination still needs, and,
-    /// when `cutoff` is given, the ingest txn ids received before it (ms). Works in steps of
+    /// Deletes `pdu_destinations` rows every destination is past, then the PDUs and the EDUs no destination still
+    /// needs, and, when `cutoff` is given, the ingest txn ids received before it (ms). Works in steps of
     /// `limits.pruneStepRows`, each its own short write, so ingest is never held up for long. Returns rows deleted.
     public func prune(ingestTransactionsReceivedBefore cutoff: Int64? = nil) async throws(OutboxError) -> Int {
         let step = max(1, limits.pruneStepRows)
@@ -151,6 +199,14 @@ public final class Outbox: Sendable {
             }
             deleted += rows
             cursor = next
+        }
+        var eduCursor: Int64? = 0
+        while let after = eduCursor {
+            let (rows, next) = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                try store.pruneUnneededEDUs(after: after, limit: step)
+            }
+            deleted += rows
+            eduCursor = next
         }
         if let cutoff {
             while true {
@@ -190,8 +246,11 @@ public final class Outbox: Sendable {
         return Int64(time.tv_sec) * 1_000 + Int64(time.tv_nsec) / 1_000_000
     }
 
+    /// Runs `body` on the writer thread; `afterCommit` runs there too, once the value is
+    /// committed, in commit order.
     private func submit<T: Sendable>(
         _ kind: WriterJob.Kind,
+        afterCommit: (@Sendable (T) -> Void)? = nil,
         _ body: @escaping @Sendable (OutboxStore) throws(SQLiteError) -> T
     ) async throws(OutboxError) -> T {
         let writer = self.writer
@@ -200,7 +259,10 @@ public final class Outbox: Sendable {
                 kind: kind,
                 perform: { store throws(SQLiteError) in
                     let value = try body(store)
-                    return { continuation.resume(returning: .success(value)) }
+                    return {
+                        afterCommit?(value)
+                        continuation.resume(returning: .success(value))
+                    }
                 },
                 fail: { error in continuation.resume(returning: .failure(error)) }))
         }

@@ -3,62 +3,81 @@ import Logging
 import Outbox
 import Transport
 
-/// Delivers every accepted PDU to every destination, in stream order, one transaction in
-/// flight per destination.
+/// Delivers every accepted PDU and EDU to every destination: PDUs in stream order, one
+/// transaction in flight per destination, within a fixed memory budget.
 ///
-/// PDUs are read from the Outbox in batches of at most `maxPDUsPerTransaction`. A
-/// transaction in flight is remembered by its id, timestamp and stream-ordering range only;
-/// its body is rebuilt from the Outbox for each attempt, byte for byte the same, so a
-/// destination that is down costs a few dozen bytes however large its PDUs are. A failed
-/// transaction is retried with the same txnId and body after the `RetryPolicy` interval,
-/// by a timer: a quiet destination is retried without waiting for new traffic. Progress
-/// (`last_successful_stream_ordering`) and retry state live in the Outbox, so a restart
-/// resumes where delivery stopped.
+/// Each destination's decisions live in its `PerDestinationQueue`; this actor carries them
+/// out: it follows the Outbox's commits in commit order (so a destination's in-memory queue
+/// is exactly what it is owed), reads from the Outbox when a queue is loaded or catching
+/// up, builds transactions from shared PDU references and EDUs, sends them through the
+/// `FederationClient`, and sleeps on the injected `SenderClock` until a backoff ends: a quiet
+/// destination is retried by its timer, not by new traffic. A failed transaction is retried
+/// with the same txnId and body. Progress (`last_successful_stream_ordering`), retry state
+/// and persistent EDUs live in the Outbox, so a restart resumes where delivery stopped.
 public actor FederationSender {
-    /// Totals since start, for `/metrics` and the demo.
+    /// Totals since start and current gauges, for `/metrics` and the admin API.
     public struct Metrics: Sendable {
         public var transactionsSent = 0
         public var transactionsFailed = 0
+        /// Units the receiver refused as a body (400/413) even alone; skipped and logged.
+        public var unitsRejected = 0
         public var pdusDelivered = 0
+        public var edusDelivered = 0
         public var activeDestinations = 0
         public var destinationsInBackoff = 0
-        /// Destinations with outstanding PDUs still waiting for their paced start-up turn.
+        public var destinationsCatchingUp = 0
+        /// Destinations woken later by a paced queue (start-up, presence, receipts, device lists).
         public var destinationsAwaitingWakeup = 0
+        /// PDU references held in memory across every destination.
+        public var pdusInMemory = 0
+        /// Times a destination's queue was dropped for catch-up because of the memory budget.
+        public var queueSpills = 0
+        public var ephemeralEDUsQueued = 0
+        public var ephemeralEDUsDroppedExpired = 0
+        public var ephemeralEDUsDroppedForMemory = 0
     }
 
-    /// What identifies a transaction: enough to rebuild its body exactly.
-    private struct PendingTransaction {
-        var txnID: String
-        var originServerTS: Int64
-        /// The destination's last successful stream ordering when the transaction was built.
-        var after: Int64
-        var pduCount: Int
-        var lastStreamOrdering: Int64
+    /// The sender's bounds, from `[limits]` and `[sender]`.
+    public struct Settings: Sendable {
+        public var maxPDUsPerTransaction = TransactionBody.maximumPDUCount
+        /// `limits.max_pdus_in_memory_per_destination`.
+        public var maxPDUsInMemoryPerDestination = 500
+        /// `limits.max_pdus_in_memory`: PDU references held across all destinations.
+        public var maxPDUsInMemory = 100_000
+        /// `limits.max_ephemeral_edus_in_memory`: typing, presence and receipt entries.
+        public var maxEphemeralEDUs = 10_000
+        /// `sender.catch_up_after_ms`: a backoff longer than this drops the queue for catch-up.
+        public var catchUpAfterMS: Int64 = 3_600_000
+        /// The pace of start-up wake-ups (the new-connection budget).
+        public var startupWakeupInterval: Duration = .milliseconds(50)
+        /// `sender.rr_transactions_per_room_per_second`: the pace of delayed wake-ups.
+        public var readReceiptTransactionsPerRoomPerSecond = 50
+
+        public init() {}
     }
 
-    private struct DestinationState {
+    private struct Destination {
+        var queue: PerDestinationQueue
         var running = false
         var wakeRequested = false
-        var lastSuccessfulStreamOrdering: Int64?
-        var retryLastTS: Int64 = 0
-        var retryIntervalMS: Int64 = 0
-        var inFlight: PendingTransaction?
+        /// Bumped whenever persistent EDUs are committed for the destination.
+        var eduNotifications = 0
         var retryTimer: Task<Void, Never>?
         var loop: Task<Void, Never>?
-    }
-
-    private struct OutboxReadFailure: Error {
-        var reason: String
     }
 
     private let origin: String
     private let outbox: Outbox
     private let client: FederationClient
     private let retryPolicy: RetryPolicy
-    private let maxPDUsPerTransaction: Int
+    private let settings: Settings
+    private let clock: any SenderClock
     private let logger: Logger
 
-    private var destinations: [String: DestinationState] = [:]
+    private var destinations: [String: Destination] = [:]
+    private var pdusInMemory = 0
+    private var ephemeral: EphemeralEDUBuffer
+    private var receiptPacer = ReadReceiptPacer(recentEventCapacity: 10_000)
     private let txnIDPrefix: String
     private var txnCounter = 0
     private var stopping = false
@@ -66,71 +85,96 @@ public actor FederationSender {
     private var metrics = Metrics()
     private var random = SystemRandomNumberGenerator()
     private var startupWakeups: DestinationWakeupQueue
+    private var pacedWakeups: DestinationWakeupQueue
     private var startupPacer: Task<Void, Never>?
+    private var delayedPacer: Task<Void, Never>?
+    private var commitFollower: Task<Void, Never>?
 
-    /// - Parameter wakeupInterval: the pace at which destinations owed PDUs at start-up are
-    ///   woken, one per interval (the daemon uses the new-connection budget).
     public init(origin: String, outbox: Outbox, client: FederationClient, retryPolicy: RetryPolicy,
-                maxPDUsPerTransaction: Int, wakeupInterval: Duration = .milliseconds(50), logger: Logger) {
-        self.startupWakeups = DestinationWakeupQueue(interval: wakeupInterval)
+                settings: Settings = Settings(), clock: any SenderClock = SystemSenderClock(), logger: Logger) {
         self.origin = origin
         self.outbox = outbox
         self.client = client
         self.retryPolicy = retryPolicy
-        self.maxPDUsPerTransaction = maxPDUsPerTransaction
+        self.settings = settings
+        self.clock = clock
         self.logger = logger
+        self.ephemeral = EphemeralEDUBuffer(maxEntries: settings.maxEphemeralEDUs)
+        self.startupWakeups = DestinationWakeupQueue(interval: settings.startupWakeupInterval)
+        self.pacedWakeups = ReadReceiptPacer.delayedWakeupQueue(
+            transactionsPerRoomPerSecond: settings.readReceiptTransactionsPerRoomPerSecond)
         // Receivers drop a transaction whose (origin, txnId) they have seen. Start time plus
         // a random part keeps ids unique across restarts, even when a Pi without a clock
         // battery boots with its clock behind.
         var generator = SystemRandomNumberGenerator()
         let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789")
         let nonce = String((0..<6).map { _ in letters.randomElement(using: &generator)! })
-        self.txnIDPrefix = "\(WallClock.nowMS())\(nonce)"
+        self.txnIDPrefix = "\(clock.nowMS())\(nonce)"
     }
 
     public var currentMetrics: Metrics {
         var snapshot = metrics
-        snapshot.activeDestinations = destinations.values.filter(\.running).count
-        snapshot.destinationsInBackoff = destinations.values.filter { $0.retryIntervalMS > 0 }.count
-        snapshot.destinationsAwaitingWakeup = startupWakeups.count
+        snapshot.activeDestinations = 0
+        snapshot.destinationsInBackoff = 0
+        snapshot.destinationsCatchingUp = 0
+        for destination in destinations.values {
+            if destination.running { snapshot.activeDestinations += 1 }
+            if destination.queue.isBackingOff { snapshot.destinationsInBackoff += 1 }
+            if destination.queue.phase == .catchingUp { snapshot.destinationsCatchingUp += 1 }
+        }
+        snapshot.destinationsAwaitingWakeup = startupWakeups.count + pacedWakeups.count
+        snapshot.pdusInMemory = pdusInMemory
+        snapshot.ephemeralEDUsQueued = ephemeral.count
+        snapshot.ephemeralEDUsDroppedExpired = ephemeral.droppedExpired
+        snapshot.ephemeralEDUsDroppedForMemory = ephemeral.droppedForMemory
         return snapshot
     }
 
-    /// Queues every destination the Outbox still owes PDUs to for a paced wake-up (see
-    /// `DestinationWakeupQueue`); called once at start-up.
-    public func resumeOutstandingDestinations() async throws {
-        let outstanding = try await outbox.destinationsWithPendingPDUs()
-        if !outstanding.isEmpty {
-            logger.info("resuming delivery to destinations with outstanding PDUs", metadata: ["count": "\(outstanding.count)"])
+    /// Starts following the Outbox's commits and queues every destination it still owes
+    /// PDUs or EDUs for a paced wake-up (see `DestinationWakeupQueue`); called once at start-up,
+    /// before ingest opens.
+    public func start() async throws {
+        if commitFollower == nil {
+            let (commits, continuation) = AsyncStream.makeStream(of: OutboxCommit.self)
+            outbox.observeCommits { continuation.yield($0) }
+            commitFollower = Task { await self.follow(commits) }
         }
-        // Ingest is already open: a destination woken while the list was read has fresher state.
+        let outstanding = try await outbox.destinationsWithPendingWork()
+        if !outstanding.isEmpty {
+            logger.info("resuming delivery to destinations with outstanding units", metadata: ["count": "\(outstanding.count)"])
+        }
         for record in outstanding where destinations[record.name] == nil {
-            var state = DestinationState()
-            state.lastSuccessfulStreamOrdering = record.lastSuccessfulStreamOrdering
-            state.retryLastTS = record.retryLastTS ?? 0
-            state.retryIntervalMS = record.retryIntervalMS
-            destinations[record.name] = state
+            _ = destination(record.name)
             startupWakeups.enqueue(record.name)
         }
-        if startupPacer == nil, startupWakeups.count > 0 {
-            startupPacer = Task { await self.paceStartupWakeups() }
-        }
+        startPacers()
     }
 
-    private func paceStartupWakeups() async {
-        let clock = ContinuousClock()
-        while !stopping, !Task.isCancelled {
-            let (names, nextAt) = startupWakeups.due(at: clock.now)
+    /// Typing, presence and read receipts the homeserver handed over: held in memory only,
+    /// collapsed per key. Typing goes out at once; presence wakes destinations at a pace;
+    /// read receipts go out at once to small rooms, for recent events and to the event's
+    /// own server, and at a pace to the rest (Synapse's rules).
+    public func queueEphemeral(_ edu: EphemeralEDU, to names: [String]) {
+        guard !stopping, !names.isEmpty else { return }
+        let now = clock.nowMS()
+        ephemeral.add(edu, for: names, nowMS: now)
+        switch edu {
+        case .typing:
             for name in names { wake(name) }
-            guard let nextAt else { break }
-            try? await Task.sleep(until: nextAt, clock: clock)
+        case .presence:
+            for name in names { wakeLater(name) }
+        case .receipts:
+            let delivery = receiptPacer.schedule(receiptFor: edu.receiptedEventIDs, to: names, nowMS: now)
+            for name in delivery.immediate { wake(name) }
+            for name in delivery.delayed { wakeLater(name) }
         }
-        startupPacer = nil
     }
 
-    /// New PDUs were committed for these destinations.
-    public func notifyNewPDUs(for names: Set<String>) {
-        for name in names { wake(name) }
+    /// Events just accepted, for the read-receipt rules ("received less than a minute ago",
+    /// "the event's own server").
+    public func noteRecentEvents(_ events: [(eventID: String, senderServer: String)]) {
+        let now = clock.nowMS()
+        for event in events { receiptPacer.eventReceived(eventID: event.eventID, senderServer: event.senderServer, receivedMS: now) }
     }
 
     /// Stops starting transactions and waits up to `timeout` for the ones in flight; those
@@ -138,7 +182,9 @@ public actor FederationSender {
     /// whether everything in flight finished in time.
     public func shutdown(within timeout: Duration) async -> Bool {
         stopping = true
+        commitFollower?.cancel()
         startupPacer?.cancel()
+        delayedPacer?.cancel()
         for name in destinations.keys {
             destinations[name]?.retryTimer?.cancel()
             destinations[name]?.retryTimer = nil
@@ -161,19 +207,27 @@ public actor FederationSender {
     public struct DestinationStatus: Sendable, Equatable {
         /// A transaction is being sent or prepared.
         public var isSending: Bool
+        /// `unloaded`, `loading`, `live` or `catching_up`.
+        public var phase: PerDestinationQueue.Phase
         /// The id of the transaction awaiting a 200, if any.
         public var transactionInFlight: String?
-        /// PDUs in that transaction.
         public var pdusInFlight: Int
+        public var edusInFlight: Int
+        /// PDU references queued in memory (not counting the transaction in flight).
+        public var queuedPDUs: Int
+        public var queuedEphemeralEDUs: Bool
         /// A retry timer is set.
         public var retryScheduled: Bool
     }
 
-    /// The in-memory state of `name`; nil when it owes nothing and is not sending.
+    /// The in-memory state of `name`; nil when the sender has not met it since start.
     public func status(of name: String) -> DestinationStatus? {
         guard let state = destinations[name] else { return nil }
-        return DestinationStatus(isSending: state.running, transactionInFlight: state.inFlight?.txnID,
-                                 pdusInFlight: state.inFlight?.pduCount ?? 0, retryScheduled: state.retryTimer != nil)
+        return DestinationStatus(
+            isSending: state.running, phase: state.queue.phase, transactionInFlight: state.queue.inFlight?.txnID,
+            pdusInFlight: state.queue.inFlight?.pdus.count ?? 0, edusInFlight: state.queue.inFlight?.edus.count ?? 0,
+            queuedPDUs: state.queue.queuedPDUCount, queuedEphemeralEDUs: ephemeral.hasPending(for: name),
+            retryScheduled: state.retryTimer != nil)
     }
 
     /// Clears the destination's backoff and tries it at once: the one entry point for the
@@ -182,11 +236,10 @@ public actor FederationSender {
     @discardableResult
     public func resetBackoffAndWake(_ name: String) async throws -> Bool {
         let known = try await outbox.resetBackoff(destination: name)
+        guard known || destinations[name] != nil else { return false }
         destinations[name]?.retryTimer?.cancel()
         destinations[name]?.retryTimer = nil
-        destinations[name]?.retryIntervalMS = 0
-        destinations[name]?.retryLastTS = 0
-        guard known || destinations[name] != nil else { return false }
+        destinations[name]?.queue.clearBackoff()
         logger.info("backoff cleared; trying the destination now", metadata: ["destination": "\(name)"])
         wake(name)
         return true
@@ -195,10 +248,68 @@ public actor FederationSender {
     /// Answers once the actor has run a job: the watchdog's health probe.
     public func probe() {}
 
+    // MARK: - Commits and wake-ups
+
+    private func follow(_ commits: AsyncStream<OutboxCommit>) async {
+        for await commit in commits {
+            committed(commit)
+        }
+    }
+
+    private func committed(_ commit: OutboxCommit) {
+        for pdu in commit.pdus {
+            for name in pdu.destinations {
+                _ = destination(name)
+                let before = destinations[name]!.queue.pduReferenceCount
+                let released = destinations[name]!.queue.pduCommitted(pdu.pdu)
+                pdusInMemory += destinations[name]!.queue.pduReferenceCount - before
+                if released > 0 {
+                    metrics.queueSpills += 1
+                    logger.info("destination's queue passed its memory budget; catching up from the outbox",
+                                metadata: ["destination": "\(name)", "pdus_released": "\(released)"])
+                }
+                wake(name)
+            }
+        }
+        for edu in commit.edus {
+            for name in edu.destinations {
+                _ = destination(name)
+                destinations[name]!.queue.persistentEDUsMayBePending = true
+                destinations[name]!.eduNotifications += 1
+                // To-device messages go at once; device-list updates reach many servers at
+                // once and wake them at a pace (Synapse's `immediate=False`).
+                if edu.isDeviceListUpdate { wakeLater(name) } else { wake(name) }
+            }
+        }
+        enforceGlobalBudget()
+    }
+
+    /// Spills the largest queues until the references held fit `maxPDUsInMemory`.
+    private func enforceGlobalBudget() {
+        while pdusInMemory > settings.maxPDUsInMemory {
+            guard let (name, largest) = destinations.max(by: { $0.value.queue.pduReferenceCount < $1.value.queue.pduReferenceCount }),
+                  largest.queue.pduReferenceCount > 0 else { return }
+            let released = destinations[name]!.queue.spill()
+            pdusInMemory -= released
+            metrics.queueSpills += 1
+            logger.info("sender memory budget reached; the largest queue catches up from the outbox",
+                        metadata: ["destination": "\(name)", "pdus_released": "\(released)"])
+        }
+    }
+
+    private func destination(_ name: String) -> Destination {
+        if let existing = destinations[name] { return existing }
+        let created = Destination(queue: PerDestinationQueue(
+            budget: settings.maxPDUsInMemoryPerDestination, catchUpAfterMS: settings.catchUpAfterMS))
+        destinations[name] = created
+        return created
+    }
+
     private func wake(_ name: String) {
         guard !stopping else { return }
         startupWakeups.remove(name)
-        var state = destinations[name, default: DestinationState()]
+        pacedWakeups.remove(name)
+        var state = destination(name)
         state.wakeRequested = true
         if !state.running {
             state.running = true
@@ -207,49 +318,225 @@ public actor FederationSender {
         destinations[name] = state
     }
 
+    /// Wakes `name` through the paced queue, unless it is sending already.
+    private func wakeLater(_ name: String) {
+        guard !stopping else { return }
+        if destinations[name]?.running == true {
+            destinations[name]?.wakeRequested = true
+            return
+        }
+        pacedWakeups.enqueue(name)
+        startPacers()
+    }
+
+    /// The two paced wake-up queues: start-up (at the new-connection budget's pace) and
+    /// delayed (presence, receipts, device lists; everyone within 30 s).
+    private enum Pace {
+        case startup, delayed
+    }
+
+    private func startPacers() {
+        if startupPacer == nil, startupWakeups.count > 0 {
+            startupPacer = Task { await self.pace(.startup) }
+        }
+        if delayedPacer == nil, pacedWakeups.count > 0 {
+            delayedPacer = Task { await self.pace(.delayed) }
+        }
+    }
+
+    private func pace(_ which: Pace) async {
+        let clock = ContinuousClock()
+        while !stopping, !Task.isCancelled {
+            let (names, nextAt) = which == .startup ? startupWakeups.due(at: clock.now) : pacedWakeups.due(at: clock.now)
+            for name in names { wake(name) }
+            guard let nextAt else { break }
+            try? await Task.sleep(until: nextAt, clock: clock)
+        }
+        switch which {
+        case .startup: startupPacer = nil
+        case .delayed: delayedPacer = nil
+        }
+        if !stopping { startPacers() }
+    }
+
+    // MARK: - Transmission
+
     private func transmissionLoop(_ name: String) async {
         var log = logger
         log[metadataKey: "destination"] = "\(name)"
-        while !stopping, !Task.isCancelled {
+        loop: while !stopping, !Task.isCancelled {
             destinations[name]?.wakeRequested = false
-            if let remaining = remainingBackoffMS(name) {
-                scheduleRetry(name, afterMS: remaining)
-                break
-            }
-            let transaction: PendingTransaction
-            let body: [UInt8]
+            let step = updateQueue(name) { $0.nextStep(nowMS: clock.nowMS(), maxPDUs: settings.maxPDUsPerTransaction) }
+            let transaction: OutgoingTransaction
             do {
-                guard let next = try await nextTransaction(name) else {
-                    if let remaining = remainingBackoffMS(name) {
-                        scheduleRetry(name, afterMS: remaining)
-                        break
+                switch step {
+                case .waitUntil(let deadline):
+                    scheduleRetry(name, atMS: deadline)
+                    break loop
+                case .load:
+                    let record = try await outbox.destination(name)
+                    let owed = try await outbox.pendingPDUs(
+                        for: name, after: record?.lastSuccessfulStreamOrdering ?? 0, limit: settings.maxPDUsInMemoryPerDestination + 1)
+                    updateQueue(name) { $0.loaded(record, owed: owed) }
+                    enforceGlobalBudget()
+                    if destinations[name]?.queue.phase == .catchingUp {
+                        log.info("catching up: sending the newest PDU of each room", metadata: [
+                            "after_stream_ordering": "\(destinations[name]?.queue.lastSuccessfulStreamOrdering ?? 0)",
+                        ])
                     }
-                    if destinations[name]?.wakeRequested == true { continue }
-                    break
+                    continue loop
+                case .resend:
+                    guard let inFlight = destinations[name]?.queue.inFlight else { continue loop }
+                    transaction = inFlight
+                case .readCatchUp(let after, let limit):
+                    let newest = try await outbox.catchUpPDUs(for: name, after: after, limit: limit)
+                    guard let pdus = updateQueue(name, { $0.caughtUp(with: newest) }) else {
+                        log.info("caught up; back to sending every PDU")
+                        continue loop
+                    }
+                    if pdus.isEmpty { continue loop }
+                    guard let built = try await buildTransaction(name, pdus: pdus, isCatchUp: true) else { continue loop }
+                    transaction = built
+                case .build(let pdus):
+                    guard let built = try await buildTransaction(name, pdus: pdus, isCatchUp: false) else {
+                        if destinations[name]?.wakeRequested == true { continue loop }
+                        break loop
+                    }
+                    transaction = built
                 }
-                (transaction, body) = next
             } catch {
-                if error is OutboxReadFailure { destinations[name]?.inFlight = nil }
-                // The PDUs are still in the outbox: try again later rather than forget them.
-                await recordFailure(name, reason: "cannot read outstanding PDUs from the outbox: \(error)", logger: log)
-                break
+                // The units are still in the outbox: try again later rather than forget them.
+                await recordFailure(name, reason: "cannot read outstanding units from the outbox: \(error)", logger: log)
+                break loop
             }
-            if await deliver(transaction, body: body, to: name, logger: log) == false { break }
+            if await deliver(transaction, to: name, logger: log) == false { break loop }
         }
         finishLoop(name)
+    }
+
+    /// Runs `change` on the destination's queue, keeping the count of PDU references in step.
+    @discardableResult
+    private func updateQueue<T>(_ name: String, _ change: (inout PerDestinationQueue) -> T) -> T {
+        var state = destination(name)
+        let before = state.queue.pduReferenceCount
+        let result = change(&state.queue)
+        pdusInMemory += state.queue.pduReferenceCount - before
+        destinations[name] = state
+        return result
+    }
+
+    /// A transaction of `pdus` and whatever EDUs are waiting, or nil when there is nothing to send.
+    private func buildTransaction(_ name: String, pdus: [StoredPDU], isCatchUp: Bool) async throws -> OutgoingTransaction? {
+        let unitLimit = destinations[name]?.queue.unitLimit ?? .max
+        let eduRoom = min(TransactionBody.maximumEDUCount, max(0, unitLimit - pdus.count))
+        var persistent: [StoredEDU] = []
+        if eduRoom > 0, destinations[name]?.queue.persistentEDUsMayBePending == true {
+            let notifications = destinations[name]?.eduNotifications ?? 0
+            persistent = try await outbox.pendingEDUs(for: name, limit: TransactionBody.maximumEDUCount)
+            if persistent.isEmpty, destinations[name]?.eduNotifications == notifications {
+                destinations[name]?.queue.persistentEDUsMayBePending = false
+            }
+        }
+        let now = clock.nowMS()
+        let plan = TransactionEDUPlan.assemble(for: name, ephemeral: &ephemeral, persistent: persistent,
+                                               nowMS: now, maxEDUs: eduRoom)
+        guard !pdus.isEmpty || !plan.edus.isEmpty else { return nil }
+        txnCounter += 1
+        let transaction = OutgoingTransaction(
+            txnID: "\(txnIDPrefix)\(txnCounter)", originServerTS: now, pdus: pdus, edus: plan.edus,
+            persistentEDUIDs: plan.persistentEDUIDs, isCatchUp: isCatchUp)
+        updateQueue(name) { $0.send(transaction) }
+        return transaction
+    }
+
+    /// Sends one transaction; returns whether the destination may go on to the next one.
+    private func deliver(_ transaction: OutgoingTransaction, to name: String, logger: Logger) async -> Bool {
+        var log = logger
+        log[metadataKey: "txn_id"] = "\(transaction.txnID)"
+        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
+                                        body: transaction.body(origin: origin))
+        let requestClass: RequestClass = transaction.isCatchUp ? .catchUp : transaction.pdus.isEmpty ? .eduTransaction : .pduTransaction
+        let outcome: TransactionOutcome
+        do {
+            let response = try await client.send(request, to: try ServerName(name), class: requestClass)
+            outcome = TransactionOutcome.classify(statusCode: response.statusCode, body: response.bodyBytes)
+            if outcome == .delivered { logPDUErrors(response.bodyBytes, logger: log) }
+        } catch {
+            outcome = TransactionOutcome.classify(error: error)
+        }
+        switch outcome {
+        case .delivered:
+            let wasBackingOff = updateQueue(name) { $0.delivered(transaction) }
+            metrics.transactionsSent += 1
+            metrics.pdusDelivered += transaction.pdus.count
+            metrics.edusDelivered += transaction.edus.count
+            await recordProgress(of: transaction, to: name, logger: log)
+            if wasBackingOff { log.info("destination is reachable again") }
+            log.debug("transaction delivered", metadata: [
+                "pdus": "\(transaction.pdus.count)", "edus": "\(transaction.edus.count)",
+                "stream_ordering": "\(transaction.lastStreamOrdering ?? 0)",
+            ])
+            return true
+        case .rejected(let reason):
+            let skipped = updateQueue(name) { $0.rejected(transaction) }
+            if skipped {
+                metrics.unitsRejected += transaction.unitCount
+                log.error("destination refuses this unit; skipping it", metadata: [
+                    "error": "\(reason)", "event_id": "\(transaction.pdus.first?.eventID ?? "")",
+                ])
+                await recordProgress(of: transaction, to: name, logger: log)
+            } else {
+                destinations[name]?.queue.persistentEDUsMayBePending = true
+                log.warning("destination refuses the transaction; splitting it", metadata: [
+                    "error": "\(reason)", "units": "\(transaction.unitCount)",
+                ])
+            }
+            return true
+        case .failed(let reason):
+            await recordFailure(name, reason: reason, logger: log)
+            return false
+        }
+    }
+
+    private func recordProgress(of transaction: OutgoingTransaction, to name: String, logger: Logger) async {
+        do {
+            if let last = transaction.lastStreamOrdering {
+                try await outbox.recordDelivered(destination: name, upTo: last)
+            }
+            if !transaction.persistentEDUIDs.isEmpty {
+                try await outbox.recordEDUsDelivered(destination: name, eduIDs: transaction.persistentEDUIDs)
+            }
+        } catch {
+            logger.error("could not record delivery in the outbox", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func recordFailure(_ name: String, reason: String, logger: Logger) async {
+        metrics.transactionsFailed += 1
+        let now = clock.nowMS()
+        let interval = retryPolicy.interval(after: destinations[name]?.queue.retryIntervalMS ?? 0, using: &random)
+        let enteredCatchUp = updateQueue(name) { $0.failed(nowMS: now, intervalMS: interval) }
+        if enteredCatchUp {
+            ephemeral.removeAll(for: name)
+            destinations[name]?.queue.persistentEDUsMayBePending = true
+        }
+        logger.warning("transaction failed, will retry", metadata: [
+            "error": "\(reason)", "retry_in_ms": "\(interval)", "catching_up": "\(enteredCatchUp)",
+        ])
+        do {
+            try await outbox.recordFailure(destination: name, retryLastTS: now, retryIntervalMS: interval)
+        } catch {
+            logger.error("could not record the failure in the outbox", metadata: ["error": "\(error)"])
+        }
+        scheduleRetry(name, atMS: now + interval)
     }
 
     private func finishLoop(_ name: String) {
         guard var state = destinations[name] else { return }
         state.running = false
         state.loop = nil
-        if state.inFlight == nil, state.retryIntervalMS == 0, !state.wakeRequested {
-            // Nothing owed: forget the destination until new PDUs arrive; the Outbox remembers its progress.
-            destinations.removeValue(forKey: name)
-        } else {
-            destinations[name] = state
-            if state.wakeRequested, state.retryTimer == nil, !stopping { wake(name) }
-        }
+        destinations[name] = state
+        if state.wakeRequested, state.retryTimer == nil, !stopping { wake(name) }
         if !destinations.values.contains(where: \.running) { resumeIdleWaiters() }
     }
 
@@ -259,17 +546,15 @@ public actor FederationSender {
         for waiter in waiters { waiter.resume() }
     }
 
-    private func remainingBackoffMS(_ name: String) -> Int64? {
-        guard let state = destinations[name], state.retryIntervalMS > 0 else { return nil }
-        let remaining = state.retryLastTS + state.retryIntervalMS - WallClock.nowMS()
-        return remaining > 0 ? remaining : nil
-    }
-
-    private func scheduleRetry(_ name: String, afterMS delay: Int64) {
+    private func scheduleRetry(_ name: String, atMS deadline: Int64) {
         destinations[name]?.retryTimer?.cancel()
+        let clock = self.clock
         destinations[name]?.retryTimer = Task {
-            try? await Task.sleep(for: .milliseconds(delay))
-            guard !Task.isCancelled else { return }
+            do {
+                try await clock.sleep(untilMS: deadline)
+            } catch {
+                return
+            }
             self.retryTimerFired(name)
         }
     }
@@ -277,104 +562,6 @@ public actor FederationSender {
     private func retryTimerFired(_ name: String) {
         destinations[name]?.retryTimer = nil
         wake(name)
-    }
-
-    /// The transaction to send and its body: the one that failed last time, unchanged, or
-    /// a new one made of the next PDUs after the last successful stream ordering. Nil when
-    /// nothing is owed, or when the destination turns out to be backing off.
-    private func nextTransaction(_ name: String) async throws -> (PendingTransaction, [UInt8])? {
-        if let pending = destinations[name]?.inFlight {
-            return (pending, try await transactionBody(pending, for: name))
-        }
-        let after: Int64
-        if let known = destinations[name]?.lastSuccessfulStreamOrdering {
-            after = known
-        } else {
-            let record = try await outbox.destination(name)
-            after = record?.lastSuccessfulStreamOrdering ?? 0
-            destinations[name]?.lastSuccessfulStreamOrdering = after
-            destinations[name]?.retryLastTS = record?.retryLastTS ?? 0
-            destinations[name]?.retryIntervalMS = record?.retryIntervalMS ?? 0
-            if remainingBackoffMS(name) != nil { return nil }
-        }
-        let pdus = try await outbox.pendingPDUs(for: name, after: after, limit: maxPDUsPerTransaction)
-        guard let last = pdus.last else { return nil }
-        txnCounter += 1
-        let transaction = PendingTransaction(
-            txnID: "\(txnIDPrefix)\(txnCounter)", originServerTS: WallClock.nowMS(), after: after,
-            pduCount: pdus.count, lastStreamOrdering: last.streamOrdering)
-        destinations[name]?.inFlight = transaction
-        let body = TransactionBody.encode(origin: origin, originServerTS: transaction.originServerTS,
-                                          pdus: pdus.map(\.canonicalJSON), edus: [])
-        return (transaction, body)
-    }
-
-    /// The canonical body of `transaction`, rebuilt from the Outbox: committed stream
-    /// orderings never change, so every attempt sends the same bytes.
-    private func transactionBody(_ transaction: PendingTransaction, for name: String) async throws -> [UInt8] {
-        let pdus = try await outbox.pendingPDUs(for: name, after: transaction.after, limit: transaction.pduCount)
-        guard pdus.count == transaction.pduCount, pdus.last?.streamOrdering == transaction.lastStreamOrdering else {
-            throw OutboxReadFailure(reason: "the PDUs of transaction \(transaction.txnID) are no longer in the outbox")
-        }
-        return TransactionBody.encode(origin: origin, originServerTS: transaction.originServerTS,
-                                      pdus: pdus.map(\.canonicalJSON), edus: [])
-    }
-
-    /// Sends one transaction; returns whether the destination may go on to the next one.
-    private func deliver(_ transaction: PendingTransaction, body: [UInt8], to name: String, logger: Logger) async -> Bool {
-        var log = logger
-        log[metadataKey: "txn_id"] = "\(transaction.txnID)"
-        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)", body: body)
-        let failure: String
-        do {
-            let destination = try ServerName(name)
-            let response = try await client.send(request, to: destination)
-            if response.statusCode == 200 {
-                logPDUErrors(response.bodyBytes, logger: log)
-                await recordSuccess(transaction, to: name, logger: log)
-                return true
-            }
-            failure = "HTTP \(response.statusCode): \(String(decoding: response.bodyBytes.prefix(200), as: UTF8.self))"
-        } catch {
-            failure = "\(error)"
-        }
-        await recordFailure(name, reason: failure, logger: log)
-        return false
-    }
-
-    private func recordSuccess(_ transaction: PendingTransaction, to name: String, logger: Logger) async {
-        metrics.transactionsSent += 1
-        metrics.pdusDelivered += transaction.pduCount
-        let wasBackingOff = (destinations[name]?.retryIntervalMS ?? 0) > 0
-        destinations[name]?.inFlight = nil
-        destinations[name]?.lastSuccessfulStreamOrdering = transaction.lastStreamOrdering
-        destinations[name]?.retryIntervalMS = 0
-        destinations[name]?.retryLastTS = 0
-        do {
-            try await outbox.recordDelivered(destination: name, upTo: transaction.lastStreamOrdering)
-        } catch {
-            logger.error("could not record delivery in the outbox", metadata: ["error": "\(error)"])
-        }
-        if wasBackingOff { logger.info("destination is reachable again") }
-        logger.debug("transaction delivered", metadata: [
-            "pdus": "\(transaction.pduCount)", "stream_ordering": "\(transaction.lastStreamOrdering)",
-        ])
-    }
-
-    private func recordFailure(_ name: String, reason: String, logger: Logger) async {
-        metrics.transactionsFailed += 1
-        let previous = destinations[name]?.retryIntervalMS ?? 0
-        let interval = retryPolicy.interval(after: previous, using: &random)
-        let now = WallClock.nowMS()
-        destinations[name]?.retryIntervalMS = interval
-        destinations[name]?.retryLastTS = now
-        logger.warning("transaction failed, will retry", metadata: ["error": "\(reason)", "retry_in_ms": "\(interval)"])
-        do {
-            try await outbox.recordFailure(destination: name, retryLastTS: now, retryIntervalMS: interval)
-        } catch {
-            logger.error("could not record the failure in the outbox", metadata: ["error": "\(error)"])
-        }
-        scheduleRetry(name, afterMS: interval)
     }
 
     /// A 200 may still carry per-PDU errors; they are logged and never block the queue.

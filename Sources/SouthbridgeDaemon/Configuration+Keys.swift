@@ -96,6 +96,12 @@ extension ConfigurationKey {
                       summary: "How long a destination may hold a connection, or keep opening one, while another waits, in milliseconds."),
         .integer("limits", "max_pdus_per_transaction", \.limits.maxPDUsPerTransaction, 1...50,
                  summary: "The most PDUs in one federation transaction; the spec allows 50."),
+        .integer("limits", "max_pdus_in_memory_per_destination", \.limits.maxPDUsInMemoryPerDestination, 1...1_000_000,
+                 summary: "The most PDUs a destination keeps queued in memory; beyond it the destination catches up from the outbox (newest PDU per room)."),
+        .integer("limits", "max_pdus_in_memory", \.limits.maxPDUsInMemory, 1...100_000_000,
+                 summary: "The most PDUs queued in memory across all destinations; beyond it the longest queue catches up from the outbox."),
+        .integer("limits", "max_ephemeral_edus_in_memory", \.limits.maxEphemeralEDUsInMemory, 1...10_000_000,
+                 summary: "The most typing, presence and receipt updates held in memory; beyond it the oldest are dropped."),
 
         .milliseconds("transport", "connect_timeout_ms", \.transport.connectTimeout, 100...600_000,
                       summary: "How long a TCP connect may take, in milliseconds."),
@@ -116,6 +122,10 @@ extension ConfigurationKey {
                  summary: "The factor each further wait before a retry is multiplied by."),
         .milliseconds("sender", "retry_max_ms", \.sender.retryMaxInterval, 1...31_536_000_000,
                       summary: "The longest wait between retries, in milliseconds; at least sender.retry_initial_ms."),
+        .milliseconds("sender", "catch_up_after_ms", \.sender.catchUpAfter, 1...31_536_000_000,
+                      summary: "A destination whose backoff grows past this drops its queue and is later caught up with the newest PDU of each room, in milliseconds."),
+        .integer("sender", "rr_transactions_per_room_per_second", \.sender.rrTransactionsPerRoomPerSecond, 1...10_000,
+                 summary: "The pace of delayed wake-ups for read receipts, presence and device lists: one destination per 1/N s, all within 30 s."),
 
         ConfigurationKey(
             "log", "level", \.log.level,

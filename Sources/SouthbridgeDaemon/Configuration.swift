@@ -124,6 +124,12 @@ extension Configuration {
         public var fairnessHoldTime: Duration = .milliseconds(10_000)
         /// `limits.max_pdus_per_transaction`: the most PDUs in one transaction; the spec allows 50.
         public var maxPDUsPerTransaction = 50
+        /// `limits.max_pdus_in_memory_per_destination`: PDUs a destination queues in memory before it catches up instead.
+        public var maxPDUsInMemoryPerDestination = 500
+        /// `limits.max_pdus_in_memory`: PDUs queued in memory across all destinations.
+        public var maxPDUsInMemory = 100_000
+        /// `limits.max_ephemeral_edus_in_memory`: typing, presence and receipt updates held in memory.
+        public var maxEphemeralEDUsInMemory = 10_000
 
         public init() {}
     }
@@ -156,6 +162,10 @@ extension Configuration {
         public var retryMultiplier = 2
         /// `sender.retry_max_ms`: the longest wait between retries (7 days); at least `retryInitialInterval`.
         public var retryMaxInterval: Duration = .milliseconds(604_800_000)
+        /// `sender.catch_up_after_ms`: a backoff longer than this (Synapse's 1 h) sends the destination to catch-up.
+        public var catchUpAfter: Duration = .milliseconds(3_600_000)
+        /// `sender.rr_transactions_per_room_per_second`: Synapse's `federation_rr_transactions_per_room_per_second`.
+        public var rrTransactionsPerRoomPerSecond = 50
 
         public init() {}
     }

@@ -79,45 +79,23 @@ public final class Daemon: Sendable {
         // Two event loops are plenty on a Pi; TLS and HTTP work is small per connection.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
 
-        let pool = ConnectionPool(
-            limits: .init(
-                maxConnections: configuration.limits.maxConnections,
-                maxTLSHandshakes: configuration.limits.maxTLSHandshakes,
-                connectTimeout: TimeAmount(configuration.transport.connectTimeout),
-                tlsHandshakeTimeout: TimeAmount(configuration.transport.tlsHandshakeTimeout),
-                idleTimeout: TimeAmount(configuration.transport.idleTimeout),
-                maxNewConnectionsPerSecond: configuration.limits.maxNewConnectionsPerSecond,
-                fairnessExchanges: configuration.limits.fairnessExchanges,
-                fairnessHoldTime: TimeAmount(configuration.limits.fairnessHoldTime),
-                waitTimeout: TimeAmount(configuration.transport.connectionWaitTimeout)),
-            tlsContext: tlsContext, group: group, logger: logger)
-        let dns = DNSResolver(
-            configuration: DNSResolver.Configuration(nameservers: try configuration.resolver.nameservers.map { try $0.socketAddress() }),
-            group: group, logger: logger)
-        let wellKnown = WellKnownResolver(
-            fetcher: PoolWellKnownFetcher(pool: pool), lookUpAddresses: { try await dns.addresses(for: $0) },
-            ipRangeAllowlist: configuration.network.ipRangeAllowlist, port: configuration.resolver.wellKnownPort, logger: logger)
-        let resolver = FederationResolver(dns: dns, wellKnown: wellKnown,
-                                          ipRangeAllowlist: configuration.network.ipRangeAllowlist, logger: logger)
-        let client = FederationClient(
-            origin: configuration.server.name, signingKey: signingKey, resolver: resolver, pool: pool,
-            requestTimeout: TimeAmount(configuration.transport.requestTimeout),
-            maxResponseBytes: configuration.transport.maxResponseBytes)
-        let sender = FederationSender(
-            origin: configuration.server.name, outbox: outbox, client: client,
-            retryPolicy: RetryPolicy(
-                initialIntervalMS: configuration.sender.retryInitialInterval.milliseconds,
-                multiplier: Int64(configuration.sender.retryMultiplier),
-                maxIntervalMS: configuration.sender.retryMaxInterval.milliseconds),
-            maxPDUsPerTransaction: configuration.limits.maxPDUsPerTransaction,
-            wakeupInterval: .seconds(1) / configuration.limits.maxNewConnectionsPerSecond, logger: logger)
+        let stack: FederationStack
+        do {
+            stack = try FederationStack(configuration: configuration, signingKey: signingKey, tlsContext: tlsContext,
+                                        outbox: outbox, group: group, logger: logger)
+        } catch {
+            outbox.close()
+            try? await group.shutdownGracefully()
+            throw DaemonStartError("resolver.nameservers: \(error)")
+        }
+        let (pool, resolver, client, sender) = (stack.pool, stack.resolver, stack.client, stack.sender)
 
         let api = IngestAPI(
             outbox: outbox, bearerToken: token, ownServerName: configuration.server.name, logger: logger,
             administration: DestinationAdmin(outbox: outbox, sender: sender, resolver: resolver),
             queries: QueryForwarder(querier: FederationQuerier(client: client, outbox: outbox, logger: logger)),
-            metricsText: { await MetricsText.render(sender: sender, pool: pool) },
-            newPDUsAccepted: { await sender.notifyNewPDUs(for: $0) })
+            ephemeralDelivery: SenderEphemeralDelivery(sender: sender),
+            metricsText: { await MetricsText.render(sender: sender, pool: pool) })
         let server: IngestServer
         let ingestEndpoint: Configuration.ListenAddress
         do {

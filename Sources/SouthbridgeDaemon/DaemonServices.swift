@@ -35,7 +35,7 @@ struct SenderService: Service {
     let logger: Logger
 
     func run() async throws {
-        try await sender.resumeOutstandingDestinations()
+        try await sender.start()
         try? await gracefulShutdown()
         if await sender.shutdown(within: stopTimeout) == false {
             logger.warning("stop timeout reached with transactions in flight; they will be resent after restart")

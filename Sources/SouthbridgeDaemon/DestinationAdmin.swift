@@ -23,9 +23,16 @@ struct DestinationAdmin: DestinationAdministration {
         var body = fields(of: record)
         body["pending_pdus"] = .integer(Int64(try await outbox.pendingPDUCount(for: name)))
         let status = await sender.status(of: name)
+        body["pending_edus"] = .integer(Int64(try await outbox.pendingEDUCount(for: name)))
         body["sending"] = .bool(status?.isSending ?? false)
+        body["catch_up"] = .string(status?.phase.rawValue ?? PerDestinationQueue.Phase.unloaded.rawValue)
+        body["queued_pdus_in_memory"] = .integer(Int64(status?.queuedPDUs ?? 0))
+        body["ephemeral_edus_queued"] = .bool(status?.queuedEphemeralEDUs ?? false)
         if let txnID = status?.transactionInFlight {
-            body["transaction_in_flight"] = .object(["txn_id": .string(txnID), "pdus": .integer(Int64(status?.pdusInFlight ?? 0))])
+            body["transaction_in_flight"] = .object([
+                "txn_id": .string(txnID), "pdus": .integer(Int64(status?.pdusInFlight ?? 0)),
+                "edus": .integer(Int64(status?.edusInFlight ?? 0)),
+            ])
         }
         do {
             let address = try await resolver.resolve(try ServerName(name))
@@ -52,5 +59,19 @@ struct DestinationAdmin: DestinationAdministration {
             "retry_interval_ms": .integer(record.retryIntervalMS),
             "failure_count": .integer(record.failureCount),
         ]
+    }
+}
+
+/// Hands the ingest API's typing, presence and receipt EDUs, and its accepted events, to the sender.
+struct SenderEphemeralDelivery: EphemeralDelivery {
+    let sender: FederationSender
+
+    func accepted(events: [AcceptedEvent], ephemeral: [AddressedEphemeralEDU]) async {
+        if !events.isEmpty {
+            await sender.noteRecentEvents(events.map { (eventID: $0.eventID, senderServer: $0.senderServer) })
+        }
+        for item in ephemeral {
+            await sender.queueEphemeral(item.edu, to: item.destinations)
+        }
     }
 }

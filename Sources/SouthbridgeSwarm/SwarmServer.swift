@@ -22,12 +22,32 @@ public final class SwarmServer: Sendable {
         case hangUp
         /// Keep the connection open and never answer (a blackholed server).
         case stall
+        /// Accept, but answer only after this many milliseconds (a slow server).
+        case slow(milliseconds: Int64)
+    }
+
+    struct Script {
+        var behaviour: Behaviour = .accept
+        var remaining = 0
+    }
+
+    /// What one destination name received, kept small so thousands of names fit in a test.
+    public struct DestinationLog: Sendable, Equatable {
+        /// Event ids (or `stream` numbers for PDUs without one) in arrival order, repeats included.
+        public var pduIDs: [String] = []
+        /// EDUs in arrival order, each as received.
+        public var edus: [JSONValue] = []
+        /// Distinct transactions accepted.
+        public var transactionCount = 0
+        /// `/send` requests, retries and refused ones included.
+        public var attemptCount = 0
     }
 
     struct State {
-        var behaviour: Behaviour = .accept
-        var failuresLeft = 0
+        var script = Script()
+        var destinationScripts: [String: Script] = [:]
         var receivedPDUs: [JSONValue] = []
+        var logs: [String: DestinationLog] = [:]
         var transactions: [String: [UInt8]] = [:]
         var transactionCount = 0
         var rejectedSignatures = 0
@@ -48,17 +68,31 @@ public final class SwarmServer: Sendable {
     let trustedOrigins: [String: VerifyKey]
     let state = NIOLockedValueBox(State())
     private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+    /// Accepted connections, closed by `stop` so a stopped server is really gone.
+    let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
     /// `.well-known/matrix/server` answers by `Host` header (without port).
     let wellKnownAnswers: [String: JSONValue]
+    /// When set, the server also answers to every name with this suffix (its certificate
+    /// should carry the matching wildcard): one listener stands in for thousands of servers.
+    let virtualHostSuffix: String?
 
     init(port: Int, serverName: String?, signingKey: SigningKey, trustedOrigins: [String: VerifyKey],
-         wellKnownAnswers: [String: JSONValue]) {
+         wellKnownAnswers: [String: JSONValue], virtualHostSuffix: String?) {
         self.port = port
         self.serverName = serverName ?? "127.0.0.1:\(port)"
         self.signingKey = signingKey
         self.trustedOrigins = trustedOrigins
         self.wellKnownAnswers = wellKnownAnswers
+        self.virtualHostSuffix = virtualHostSuffix
+    }
+
+    /// Whether `destination` is a name this server answers to.
+    func answers(to destination: String) -> Bool {
+        if destination == serverName { return true }
+        guard let suffix = virtualHostSuffix else { return false }
+        let host = destination.split(separator: ":").first.map(String.init) ?? destination
+        return host.hasSuffix(suffix)
     }
 
     /// Starts a server on `127.0.0.1` (port 0 = any free port).
@@ -67,8 +101,11 @@ public final class SwarmServer: Sendable {
     ///   - serverName: the Matrix name it answers to (X-Matrix `destination`); by default `127.0.0.1:<port>`.
     ///   - certificateNames: DNS names its certificate is valid for, besides 127.0.0.1 and localhost.
     ///   - wellKnownAnswers: `/.well-known/matrix/server` bodies by `Host` name; other hosts get 404.
+    ///   - virtualHostSuffix: also answer to every destination whose host ends with it (e.g.
+    ///     `.live.swarm.test`, with `*.live.swarm.test` among `certificateNames`), recording
+    ///     each name's traffic apart.
     public static func start(port: Int = 0, serverName: String? = nil, certificateNames: [String] = [],
-                             wellKnownAnswers: [String: JSONValue] = [:],
+                             wellKnownAnswers: [String: JSONValue] = [:], virtualHostSuffix: String? = nil,
                              certificateAuthority: TestCertificateAuthority,
                              trustedOrigins: [String: VerifyKey], group: any EventLoopGroup) async throws -> SwarmServer {
         let issued = try certificateAuthority.issue(dnsNames: ["localhost"] + certificateNames, ipAddresses: ["127.0.0.1"])
@@ -80,6 +117,9 @@ public final class SwarmServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard let server = box.withLockedValue({ $0 }) else { throw ChannelError.ioOnClosedChannel }
+                    let id = ObjectIdentifier(channel)
+                    server.connections.withLockedValue { $0[id] = channel }
+                    channel.closeFuture.whenComplete { _ in server.connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
                     try channel.pipeline.syncOperations.addHandler(OpenSSLHandler(serverContext: tlsContext))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(SwarmRequestHandler(server: server))
@@ -88,15 +128,20 @@ public final class SwarmServer: Sendable {
         let channel = try await bootstrap.bind(host: "127.0.0.1", port: port).get()
         let server = SwarmServer(port: channel.localAddress?.port ?? port, serverName: serverName,
                                  signingKey: try SigningKey.generate(version: "swarm"),
-                                 trustedOrigins: trustedOrigins, wellKnownAnswers: wellKnownAnswers)
+                                 trustedOrigins: trustedOrigins, wellKnownAnswers: wellKnownAnswers,
+                                 virtualHostSuffix: virtualHostSuffix)
         box.withLockedValue { $0 = server }
         server.channel.withLockedValue { $0 = channel }
         return server
     }
 
+    /// Stops listening and closes every open connection.
     public func stop() async {
         let channel = self.channel.withLockedValue { $0 }
         try? await channel?.close()
+        for connection in connections.withLockedValue({ Array($0.values) }) {
+            try? await connection.close()
+        }
     }
 
     /// Every PDU received so far, in arrival order, duplicates from retried transactions excluded.
@@ -110,13 +155,32 @@ public final class SwarmServer: Sendable {
     /// Every signed `/send` attempt, retries included, in arrival order.
     public var transactionAttempts: [TransactionAttempt] { state.withLockedValue { $0.attempts } }
 
-    /// Applies `behaviour` to the next `count` `/send` requests, then accepts again.
-    public func fail(next count: Int, with behaviour: Behaviour) {
+    /// What `destination` (this server's own name by default) received so far.
+    public func log(for destination: String? = nil) -> DestinationLog {
+        state.withLockedValue { $0.logs[destination ?? serverName] ?? DestinationLog() }
+    }
+
+    /// Every destination name that received at least one request, with its log.
+    public var logs: [String: DestinationLog] { state.withLockedValue { $0.logs } }
+
+    /// Applies `behaviour` to the next `count` `/send` and query requests (to `destination`
+    /// only, when given), then accepts again.
+    public func fail(next count: Int, with behaviour: Behaviour, destination: String? = nil) {
         state.withLockedValue {
-            $0.behaviour = behaviour
-            $0.failuresLeft = count
+            if let destination {
+                $0.destinationScripts[destination] = Script(behaviour: behaviour, remaining: count)
+            } else {
+                $0.script = Script(behaviour: behaviour, remaining: count)
+            }
         }
     }
+}
+
+/// How a request is answered.
+enum SwarmReply {
+    case answer(status: Int, body: JSONValue, afterMS: Int64 = 0)
+    case hangUp
+    case stall
 }
 
 final class SwarmRequestHandler: ChannelInboundHandler {
@@ -142,100 +206,130 @@ final class SwarmRequestHandler: ChannelInboundHandler {
             guard let requestHead = head else { return }
             head = nil
             switch respond(to: requestHead, body: body) {
-            case .some((0, _)):
+            case .stall:
                 break
-            case .some(let (status, json)):
+            case .answer(let status, let json, let delay) where delay > 0:
+                let bytes = CanonicalJSON.encode(json)
+                let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+                context.eventLoop.scheduleTask(in: .milliseconds(delay)) {
+                    bound.value.handler.write(status: status, body: bytes, context: bound.value.context)
+                }
+            case .answer(let status, let json, _):
                 write(status: status, body: CanonicalJSON.encode(json), context: context)
-            case .none:
+            case .hangUp:
                 context.close(promise: nil)
             }
         }
     }
 
-    /// The answer to one request; nil to hang up, `stalled` to never answer.
-    private func respond(to head: HTTPRequestHead, body: [UInt8]) -> (Int, JSONValue)? {
+    /// The answer to one request.
+    private func respond(to head: HTTPRequestHead, body: [UInt8]) -> SwarmReply {
         server.state.withLockedValue { $0.requestCount += 1 }
         if head.method == .GET, head.uri == "/_matrix/key/v2/server" {
-            return (200, keyResponse())
+            return .answer(status: 200, body: keyResponse())
         }
         if head.method == .GET, head.uri == "/.well-known/matrix/server" {
             let host = head.headers.first(name: "host").map { $0.split(separator: ":").first.map(String.init) ?? $0 } ?? ""
             guard let answer = server.wellKnownAnswers[host] else {
-                return (404, matrixError("M_NOT_FOUND", "no .well-known for \(host)"))
+                return .answer(status: 404, body: matrixError("M_NOT_FOUND", "no .well-known for \(host)"))
             }
-            return (200, answer)
+            return .answer(status: 200, body: answer)
         }
         if head.uri.hasPrefix("/_matrix/federation/v1/query/") {
             return answerQuery(head: head, body: body)
         }
         let sendPrefix = "/_matrix/federation/v1/send/"
         guard head.uri.hasPrefix(sendPrefix) else {
-            return (404, matrixError("M_UNRECOGNIZED", "no endpoint \(head.method.rawValue) \(head.uri)"))
+            return .answer(status: 404, body: matrixError("M_UNRECOGNIZED", "no endpoint \(head.method.rawValue) \(head.uri)"))
         }
-        guard head.method == .PUT else { return (405, matrixError("M_UNRECOGNIZED", "send needs PUT")) }
+        guard head.method == .PUT else { return .answer(status: 405, body: matrixError("M_UNRECOGNIZED", "send needs PUT")) }
         guard let content = try? JSONValue.parse(body), case .object(let fields) = content else {
-            return (400, matrixError("M_NOT_JSON", "transaction body is not a JSON object"))
+            return .answer(status: 400, body: matrixError("M_NOT_JSON", "transaction body is not a JSON object"))
         }
-        guard let origin = verifiedOrigin(head: head, content: content) else {
+        guard let (origin, destination) = verifiedOrigin(head: head, content: content) else {
             server.state.withLockedValue { $0.rejectedSignatures += 1 }
-            return (401, matrixError("M_UNAUTHORIZED", "missing or invalid X-Matrix signature"))
+            return .answer(status: 401, body: matrixError("M_UNAUTHORIZED", "missing or invalid X-Matrix signature"))
         }
         let txnID = String(head.uri.dropFirst(sendPrefix.count))
-        return server.state.withLockedValue { state -> (Int, JSONValue)? in
-            state.attempts.append(SwarmServer.TransactionAttempt(txnID: txnID, body: body))
-            if let failure = scriptedFailure(&state) { return failure }
-            let key = "\(origin) \(txnID)"
+        let ownName = destination == server.serverName
+        return server.state.withLockedValue { state -> SwarmReply in
+            if ownName { state.attempts.append(SwarmServer.TransactionAttempt(txnID: txnID, body: body)) }
+            state.logs[destination, default: SwarmServer.DestinationLog()].attemptCount += 1
+            var delay: Int64 = 0
+            switch scriptedFailure(&state, destination: destination) {
+            case .slow(let milliseconds)?: delay = milliseconds
+            case let failure?: return failure.reply(matrixError("M_UNKNOWN", "failing on purpose"))
+            case nil: break
+            }
+            let key = "\(origin) \(destination) \(txnID)"
             if let cached = state.transactions[key], let replay = try? JSONValue.parse(cached) {
-                return (200, replay)
+                return .answer(status: 200, body: replay, afterMS: delay)
             }
             let pdus = fields["pdus"]?.arrayValue ?? []
-            if pdus.count > 50 {
-                return (400, matrixError("M_BAD_JSON", "more than 50 PDUs"))
+            let edus = fields["edus"]?.arrayValue ?? []
+            if pdus.count > 50 || edus.count > 100 {
+                return .answer(status: 400, body: matrixError("M_BAD_JSON", "more than 50 PDUs or 100 EDUs"))
             }
-            state.receivedPDUs.append(contentsOf: pdus)
+            if ownName { state.receivedPDUs.append(contentsOf: pdus) }
+            state.logs[destination, default: SwarmServer.DestinationLog()].pduIDs.append(contentsOf: pdus.map(Self.pduID))
+            state.logs[destination, default: SwarmServer.DestinationLog()].edus.append(contentsOf: edus)
+            state.logs[destination, default: SwarmServer.DestinationLog()].transactionCount += 1
             state.transactionCount += 1
             let answer: JSONValue = .object(["pdus": .object([:])])
             state.transactions[key] = CanonicalJSON.encode(answer)
-            return (200, answer)
+            return .answer(status: 200, body: answer, afterMS: delay)
         }
     }
 
-    /// The scripted failure for this request, if one is due: `.some(nil)` hangs up,
-    /// status 0 stalls, anything else is answered.
-    private func scriptedFailure(_ state: inout SwarmServer.State) -> (Int, JSONValue)?? {
-        guard state.failuresLeft > 0 else { return .none }
-        state.failuresLeft -= 1
-        switch state.behaviour {
-        case .accept: return .none
-        case .fail(let status): return .some((status, matrixError("M_UNKNOWN", "failing on purpose")))
-        case .hangUp: return .some(nil)
-        case .stall: return .some((0, .null))
+    private static func pduID(_ pdu: JSONValue) -> String {
+        pdu["event_id"]?.stringValue ?? pdu["content"]?["n"]?.intValue.map { "\($0)" } ?? "?"
+    }
+
+    /// The scripted behaviour due for this request, if any: the destination's own script
+    /// first, then the server-wide one.
+    private func scriptedFailure(_ state: inout SwarmServer.State, destination: String) -> SwarmServer.Behaviour? {
+        if var script = state.destinationScripts[destination], script.remaining > 0 {
+            script.remaining -= 1
+            state.destinationScripts[destination] = script.remaining > 0 ? script : nil
+            return script.behaviour == .accept ? nil : script.behaviour
         }
+        guard state.script.remaining > 0 else { return nil }
+        state.script.remaining -= 1
+        return state.script.behaviour == .accept ? nil : state.script.behaviour
     }
 
     /// Any signed query: echoes the method, the request target and the body it received,
     /// after the same scripted failures as `/send`.
-    private func answerQuery(head: HTTPRequestHead, body: [UInt8]) -> (Int, JSONValue)? {
+    private func answerQuery(head: HTTPRequestHead, body: [UInt8]) -> SwarmReply {
         let content = body.isEmpty ? nil : try? JSONValue.parse(body)
-        guard verifiedOrigin(head: head, content: content) != nil else {
+        guard let (_, destination) = verifiedOrigin(head: head, content: content) else {
             server.state.withLockedValue { $0.rejectedSignatures += 1 }
-            return (401, matrixError("M_UNAUTHORIZED", "missing or invalid X-Matrix signature"))
+            return .answer(status: 401, body: matrixError("M_UNAUTHORIZED", "missing or invalid X-Matrix signature"))
         }
-        return server.state.withLockedValue { state -> (Int, JSONValue)? in
-            if let failure = scriptedFailure(&state) { return failure }
-            return (200, .object(["method": .string(head.method.rawValue), "uri": .string(head.uri), "content": content ?? .null]))
+        return server.state.withLockedValue { state -> SwarmReply in
+            let echo: JSONValue = .object([
+                "method": .string(head.method.rawValue), "uri": .string(head.uri), "content": content ?? .null,
+            ])
+            switch scriptedFailure(&state, destination: destination) {
+            case .slow(let milliseconds)?: return .answer(status: 200, body: echo, afterMS: milliseconds)
+            case let failure?: return failure.reply(matrixError("M_UNKNOWN", "failing on purpose"))
+            case nil: return .answer(status: 200, body: echo)
+            }
         }
     }
 
-    private func verifiedOrigin(head: HTTPRequestHead, content: JSONValue?) -> String? {
+    /// The signing origin and the destination the request was signed for, when the X-Matrix
+    /// signature is valid and the destination is a name this server answers to.
+    private func verifiedOrigin(head: HTTPRequestHead, content: JSONValue?) -> (origin: String, destination: String)? {
         guard let header = head.headers.first(name: "authorization"),
               let parsed = try? XMatrixAuthorization.parse(header),
-              let key = server.trustedOrigins[parsed.origin],
-              parsed.destination == nil || parsed.destination == server.serverName else { return nil }
+              let key = server.trustedOrigins[parsed.origin] else { return nil }
+        let destination = parsed.destination ?? server.serverName
+        guard server.answers(to: destination) else { return nil }
         let valid = XMatrixAuthorization.verify(
             method: head.method.rawValue, uri: head.uri, content: content.map { CanonicalJSON.encode($0) },
-            destination: server.serverName, header: header, key: key)
-        return valid ? parsed.origin : nil
+            destination: destination, header: header, key: key)
+        return valid ? (parsed.origin, destination) : nil
     }
 
     private func keyResponse() -> JSONValue {
@@ -260,5 +354,17 @@ final class SwarmRequestHandler: ChannelInboundHandler {
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}
+
+extension SwarmServer.Behaviour {
+    /// The reply for a scripted failure; `accept` and `slow` are handled by the caller.
+    func reply(_ error: JSONValue) -> SwarmReply {
+        switch self {
+        case .accept, .slow: .answer(status: 200, body: .object(["pdus": .object([:])]))
+        case .fail(let status): .answer(status: status, body: error)
+        case .hangUp: .hangUp
+        case .stall: .stall
+        }
     }
 }

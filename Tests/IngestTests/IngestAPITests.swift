@@ -7,8 +7,15 @@ import Testing
 
 @Suite("ingest API against a real outbox")
 struct IngestAPITests {
-    final class Recorder: @unchecked Sendable {
-        var notified: [Set<String>] = []
+    final class Recorder: EphemeralDelivery, @unchecked Sendable {
+        var commits: [Set<String>] = []
+        var ephemeral: [AddressedEphemeralEDU] = []
+        var events: [AcceptedEvent] = []
+
+        func accepted(events: [AcceptedEvent], ephemeral: [AddressedEphemeralEDU]) async {
+            self.events += events
+            self.ephemeral += ephemeral
+        }
     }
 
     private func withAPI(_ body: (IngestAPI, Outbox, Recorder) async throws -> Void) async throws {
@@ -17,8 +24,11 @@ struct IngestAPITests {
         let outbox = try Outbox(path: directory.path + "/outbox.sqlite3", logger: Logger(label: "test"))
         defer { outbox.close() }
         let recorder = Recorder()
+        outbox.observeCommits { commit in
+            recorder.commits.append(Set(commit.pdus.flatMap(\.destinations) + commit.edus.flatMap(\.destinations)))
+        }
         let api = IngestAPI(outbox: outbox, bearerToken: "secret", ownServerName: "self.example", logger: Logger(label: "test"),
-                            metricsText: { "m 1\n" }, newPDUsAccepted: { recorder.notified.append($0) })
+                            ephemeralDelivery: recorder, metricsText: { "m 1\n" })
         try await body(api, outbox, recorder)
     }
 
@@ -35,9 +45,26 @@ struct IngestAPITests {
             #expect(String(decoding: first.body, as: UTF8.self) == #"{"stream_ordering":2}"#)
             let again = await send(api, txn: "one", body: body)
             #expect(again.body == first.body)
-            #expect(recorder.notified == [["a.example", "b.example"]])
+            #expect(recorder.commits == [["a.example", "b.example"]])
             let stored = try await outbox.pendingPDUs(for: "a.example", after: 0, limit: 10)
             #expect(stored.count == 1)
+        }
+    }
+
+    @Test func typingGoesToTheSenderWithoutAWriteAndToDeviceIsStored() async throws {
+        try await withAPI { api, outbox, recorder in
+            let typing = #"{"edus":[{"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@u:self.example","typing":true},"destinations":["a.example"]}]}"#
+            let commitsBefore = outbox.committedTransactionCount
+            #expect(await send(api, txn: "typing", body: typing).status == 200)
+            #expect(outbox.committedTransactionCount == commitsBefore)
+            #expect(recorder.ephemeral.map(\.destinations) == [["a.example"]])
+            #expect(recorder.commits.isEmpty)
+
+            let toDevice = #"{"edus":[{"edu_type":"m.direct_to_device","content":{"sender":"@u:self.example","type":"t","message_id":"m","messages":{}},"destinations":["b.example"]}]}"#
+            #expect(await send(api, txn: "to-device", body: toDevice).status == 200)
+            #expect(recorder.commits == [["b.example"]])
+            let stored = try await outbox.pendingEDUs(for: "b.example", limit: 10)
+            #expect(stored.map(\.eduType) == ["m.direct_to_device"])
         }
     }
 

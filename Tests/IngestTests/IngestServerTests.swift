@@ -17,7 +17,7 @@ struct IngestServerTests {
         defer { outbox.close() }
         let group = MultiThreadedEventLoopGroup.singleton
         let api = IngestAPI(outbox: outbox, bearerToken: "secret", ownServerName: "self.example", logger: Logger(label: "test"),
-                            metricsText: { "" }, newPDUsAccepted: { _ in })
+                            metricsText: { "" })
         let socketPath = directory.path + "/ingest.sock"
         let server = try await IngestServer.bind(unixPath: socketPath, api: api, maxBodyBytes: maxBodyBytes, group: group)
         try await body(socketPath, outbox, group)

@@ -7,7 +7,7 @@ struct SendRequestParserTests {
     let parser = SendRequestParser(ownServerName: "self.example")
 
     private func parse(_ json: String) throws(IngestError) -> [IncomingPDUSummary] {
-        try parser.parse(txnID: "t", body: Array(json.utf8)).pdus.map {
+        try parser.parse(txnID: "t", body: Array(json.utf8)).batch.pdus.map {
             IncomingPDUSummary(roomID: $0.roomID, eventID: $0.eventID, destinations: $0.destinations,
                                canonical: String(decoding: $0.canonicalJSON, as: UTF8.self))
         }
@@ -41,7 +41,18 @@ struct SendRequestParserTests {
          "pdus[0].destinations[1]: \"exa_mple.org\" is not a valid server name"),
         (#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":[7]}]}"#, "M_BAD_JSON", "pdus[0].destinations[0]: must be a string"),
         (#"{"pdus":[{"pdu":{"room_id":"!r:x","f":1.5},"destinations":[]}]}"#, "M_NOT_JSON", "request body:"),
-        (#"{"edus":[{"edu_type":"m.typing","content":{}}]}"#, "M_UNRECOGNIZED", "edus:"),
+        (#"{"edus":{}}"#, "M_BAD_JSON", "edus: must be an array"),
+        (#"{"edus":[{"edu_type":"m.typing","content":{}}]}"#, "M_BAD_JSON", "edus[0].destinations: required field is missing"),
+        (#"{"edus":[{"edu_type":"m.typing","content":{},"destinations":[]}]}"#, "M_BAD_JSON",
+         "edus[0].content.room_id: required string is missing"),
+        (#"{"edus":[{"content":{},"destinations":[]}]}"#, "M_BAD_JSON", "edus[0].edu_type: required string is missing"),
+        (#"{"edus":[{"edu_type":"m.direct_to_device","content":[],"destinations":[]}]}"#, "M_BAD_JSON",
+         "edus[0].content: must be a JSON object"),
+        (#"{"edus":[{"edu_type":"m.direct_to_device","content":{},"destinations":[],"key":"k"}]}"#, "M_BAD_JSON",
+         "edus[0].key: only m.typing, m.presence and m.receipt EDUs are collapsed"),
+        (#"{"edus":[{"edu_type":"m.presence","content":{"push":[{}]},"destinations":[]}]}"#, "M_BAD_JSON",
+         "edus[0].content.push[0].user_id: required string is missing"),
+        (#"{"edus":[{"edu_type":"m.typing","content":{},"destinations":["a_b"],"x":1}]}"#, "M_BAD_JSON", "edus[0].x: unknown field"),
     ])
     func rejects(body: String, errcode: String, prefix: String) {
         #expect {
@@ -50,6 +61,29 @@ struct SendRequestParserTests {
             guard let error = error as? IngestError else { return false }
             return error.errcode == errcode && error.error.hasPrefix(prefix)
         }
+    }
+
+    @Test func typingPresenceAndReceiptsStayInMemoryAndOtherEDUsAreStored() throws {
+        let parsed = try parser.parse(txnID: "t", body: Array(#"""
+            {"edus":[
+              {"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@u:self.example","typing":true},"destinations":["a.example","self.example"]},
+              {"edu_type":"m.direct_to_device","content":{"sender":"@u:self.example","type":"m.room_key_request","message_id":"m1","messages":{}},"destinations":["b.example"]},
+              {"edu_type":"m.device_list_update","content":{"user_id":"@u:self.example","device_id":"D","stream_id":3},"destinations":["a.example","b.example"]}
+            ]}
+            """#.utf8))
+        #expect(parsed.ephemeral.map(\.destinations) == [["a.example"]])
+        #expect(parsed.ephemeral.first?.edu.eduType == "m.typing")
+        #expect(parsed.batch.edus.map(\.eduType) == ["m.direct_to_device", "m.device_list_update"])
+        #expect(parsed.batch.edus.map(\.destinations) == [["b.example"], ["a.example", "b.example"]])
+        #expect(String(decoding: parsed.batch.edus[1].canonicalJSON, as: UTF8.self)
+            == #"{"content":{"device_id":"D","stream_id":3,"user_id":"@u:self.example"},"edu_type":"m.device_list_update"}"#)
+    }
+
+    @Test func eventsAreReportedWithTheirSendersServer() throws {
+        let parsed = try parser.parse(txnID: "t", body: Array(#"""
+            {"pdus":[{"pdu":{"room_id":"!r:x","event_id":"$e","sender":"@u:self.example"},"destinations":["a.example"]}]}
+            """#.utf8))
+        #expect(parsed.events == [AcceptedEvent(eventID: "$e", senderServer: "self.example")])
     }
 
     @Test func tooManyPDUsAreRefused() {

@@ -48,7 +48,7 @@ import Testing
         }
     }
 
-    @Test func destinationsWithPendingPDUsListsOnlyThoseBehind() async throws {
+    @Test func destinationsWithPendingWorkListsOnlyThoseBehind() async throws {
         try await withTemporaryDirectory { directory in
             let outbox = try openOutbox(in: directory)
             defer { outbox.close() }
@@ -61,19 +61,44 @@ import Testing
             try await outbox.recordDelivered(destination: "b.example", upTo: 1)
             try await outbox.recordFailure(destination: "d.example", retryLastTS: 7_000, retryIntervalMS: 30_000)
 
-            let pending = try await outbox.destinationsWithPendingPDUs()
+            let pending = try await outbox.destinationsWithPendingWork()
             #expect(pending == [
                 DestinationRecord(name: "b.example", lastSuccessfulStreamOrdering: 1),
                 DestinationRecord(name: "c.example"),
                 DestinationRecord(name: "d.example", retryLastTS: 7_000, retryIntervalMS: 30_000, failureCount: 1),
             ])
-            #expect(try await outbox.destinationsWithPendingPDUs(limit: 2).map(\.name) == ["b.example", "c.example"])
-            #expect(try await outbox.destinationsWithPendingPDUs(after: "c.example", limit: 2).map(\.name) == ["d.example"])
+            #expect(try await outbox.destinationsWithPendingWork(limit: 2).map(\.name) == ["b.example", "c.example"])
+            #expect(try await outbox.destinationsWithPendingWork(after: "c.example", limit: 2).map(\.name) == ["d.example"])
 
             try await outbox.recordDelivered(destination: "b.example", upTo: 2)
             try await outbox.recordDelivered(destination: "c.example", upTo: 2)
             try await outbox.recordDelivered(destination: "d.example", upTo: 2)
-            #expect(try await outbox.destinationsWithPendingPDUs().isEmpty)
+            #expect(try await outbox.destinationsWithPendingWork().isEmpty)
+        }
+    }
+
+    @Test func destinationsWithPendingWorkListsThoseOwedOnlyEDUs() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory)
+            defer { outbox.close() }
+            _ = try await outbox.accept(IngestBatch(txnID: "t", pdus: [
+                pdu(room: "!r:hs.example", serial: 1, destinations: ["a.example", "b.example"]),
+            ], edus: [
+                edu(serial: 1, destinations: ["b.example", "c.example"]),
+            ]))
+            try await outbox.recordDelivered(destination: "b.example", upTo: 1)
+            try await outbox.recordFailure(destination: "c.example", retryLastTS: 7_000, retryIntervalMS: 30_000)
+            #expect(try await outbox.destinationsWithPendingWork() == [
+                DestinationRecord(name: "a.example"),
+                DestinationRecord(name: "b.example", lastSuccessfulStreamOrdering: 1),
+                DestinationRecord(name: "c.example", retryLastTS: 7_000, retryIntervalMS: 30_000, failureCount: 1),
+            ])
+            #expect(try await outbox.destinationsWithPendingWork(after: "a.example", limit: 1).map(\.name)
+                == ["b.example"])
+
+            try await outbox.recordEDUsDelivered(destination: "b.example", eduIDs: [1])
+            try await outbox.recordEDUsDelivered(destination: "c.example", eduIDs: [1])
+            #expect(try await outbox.destinationsWithPendingWork().map(\.name) == ["a.example"])
         }
     }
 

@@ -237,5 +237,53 @@ struct InvalidBatchCase: Sendable, CustomTestStringConvertible {
             name: "too many PDUs",
             batch: IngestBatch(txnID: "t", pdus: (1...1_001).map { pdu(room: "!r:hs", serial: $0, destinations: []) }),
             field: "pdus"),
+        InvalidBatchCase(
+            name: "empty EDU type",
+            batch: IngestBatch(txnID: "t", pdus: [], edus: [
+                IncomingEDU(eduType: "", canonicalJSON: Array("{}".utf8), destinations: ["a.example"]),
+            ]),
+            field: "edus[0].edu_type"),
+        InvalidBatchCase(
+            name: "EDU type over 255 bytes",
+            batch: IngestBatch(txnID: "t", pdus: [], edus: [
+                edu(serial: 1, destinations: ["a.example"]),
+                IncomingEDU(eduType: String(repeating: "m", count: 256), canonicalJSON: Array("{}".utf8),
+                            destinations: ["a.example"]),
+            ]),
+            field: "edus[1].edu_type"),
+        InvalidBatchCase(
+            name: "EDU over 65536 bytes",
+            batch: IngestBatch(txnID: "t", pdus: [pdu(room: "!r:hs", serial: 1, destinations: ["a.example"])], edus: [
+                IncomingEDU(eduType: "m.direct_to_device", canonicalJSON: [UInt8](repeating: 0x20, count: 65_537),
+                            destinations: ["a.example"]),
+            ]),
+            field: "edus[0].canonical_json"),
+        InvalidBatchCase(
+            name: "empty EDU canonical JSON",
+            batch: IngestBatch(txnID: "t", pdus: [], edus: [
+                IncomingEDU(eduType: "m.direct_to_device", canonicalJSON: [], destinations: ["a.example"]),
+            ]),
+            field: "edus[0].canonical_json"),
+        InvalidBatchCase(
+            name: "EDU destination over 255 bytes",
+            batch: IngestBatch(txnID: "t", pdus: [], edus: [
+                edu(serial: 1, destinations: ["a.example"]),
+                edu(serial: 2, destinations: ["b.example"]),
+                edu(serial: 3, destinations: [String(repeating: "d", count: 256), "a.example"]),
+            ]),
+            field: "edus[2].destinations[0]"),
+        InvalidBatchCase(
+            name: "empty EDU destination",
+            batch: IngestBatch(txnID: "t", pdus: [], edus: [edu(serial: 1, destinations: ["a.example", ""])]),
+            field: "edus[0].destinations[1]"),
+        InvalidBatchCase(
+            name: "EDUs take the batch over 8 MiB",
+            batch: IngestBatch(txnID: "t", pdus: [pdu(room: "!r:hs", serial: 1, destinations: ["a.example"])],
+                               edus: (1...128).map { _ in
+                                   IncomingEDU(eduType: "m.direct_to_device",
+                                               canonicalJSON: [UInt8](repeating: 0x20, count: 65_536),
+                                               destinations: ["a.example"])
+                               }),
+            field: "edus"),
     ]
 }

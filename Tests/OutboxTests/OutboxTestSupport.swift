@@ -70,3 +70,10 @@ func pdu(room: String, serial: Int, destinations: [String]) -> IncomingPDU {
     let json = #"{"content":{"body":"message \#(serial)"},"event_id":"\#(eventID)","room_id":"\#(room)"}"#
     return IncomingPDU(roomID: room, eventID: eventID, canonicalJSON: Array(json.utf8), destinations: destinations)
 }
+
+/// A small canonical-JSON to-device EDU (or one of `type`), unique per serial.
+func edu(type: String = "m.direct_to_device", serial: Int, destinations: [String]) -> IncomingEDU {
+    let content = #"{"message_id":"m\#(serial)","messages":{},"sender":"@alice:hs.example","type":"m.dummy"}"#
+    let json = #"{"content":\#(content),"edu_type":"\#(type)"}"#
+    return IncomingEDU(eduType: type, canonicalJSON: Array(json.utf8), destinations: destinations)
+}

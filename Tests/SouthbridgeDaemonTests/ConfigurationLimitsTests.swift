@@ -38,6 +38,10 @@ struct ConfigurationLimitsTests {
         ConfigurationLimit("limits.fairness_exchanges", 1...1_000_000, field: \.limits.fairnessExchanges),
         ConfigurationLimit("limits.fairness_hold_ms", 100...3_600_000, duration: \.limits.fairnessHoldTime),
         ConfigurationLimit("limits.max_pdus_per_transaction", 1...50, field: \.limits.maxPDUsPerTransaction),
+        ConfigurationLimit("limits.max_pdus_in_memory_per_destination", 1...1_000_000,
+                           field: \.limits.maxPDUsInMemoryPerDestination),
+        ConfigurationLimit("limits.max_pdus_in_memory", 1...100_000_000, field: \.limits.maxPDUsInMemory),
+        ConfigurationLimit("limits.max_ephemeral_edus_in_memory", 1...10_000_000, field: \.limits.maxEphemeralEDUsInMemory),
         ConfigurationLimit("transport.connect_timeout_ms", 100...600_000, duration: \.transport.connectTimeout),
         ConfigurationLimit("transport.tls_handshake_timeout_ms", 100...600_000, duration: \.transport.tlsHandshakeTimeout),
         ConfigurationLimit("transport.connection_wait_timeout_ms", 100...3_600_000, duration: \.transport.connectionWaitTimeout),
@@ -48,6 +52,9 @@ struct ConfigurationLimitsTests {
         ConfigurationLimit("sender.retry_multiplier", 1...10, field: \.sender.retryMultiplier),
         ConfigurationLimit("sender.retry_max_ms", 1...31_536_000_000,
                            companions: [("sender.retry_initial_ms", "1")], duration: \.sender.retryMaxInterval),
+        ConfigurationLimit("sender.catch_up_after_ms", 1...31_536_000_000, duration: \.sender.catchUpAfter),
+        ConfigurationLimit("sender.rr_transactions_per_room_per_second", 1...10_000,
+                           field: \.sender.rrTransactionsPerRoomPerSecond),
     ]
 
     @Test(arguments: limits)

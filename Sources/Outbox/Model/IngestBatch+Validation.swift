@@ -31,6 +31,28 @@ extension IngestBatch {
         guard totalBytes <= limits.maxBatchBytes else {
             throw invalid("pdus", "\(totalBytes) bytes of canonical JSON, more than the limit of \(limits.maxBatchBytes)")
         }
+        for (index, edu) in edus.enumerated() {
+            let field = "edus[\(index)]"
+            try checkIdentifier(edu.eduType, field: "\(field).edu_type", limits: limits)
+            guard !edu.canonicalJSON.isEmpty else {
+                throw invalid("\(field).canonical_json", "must not be empty")
+            }
+            guard edu.canonicalJSON.count <= limits.maxPDUBytes else {
+                throw invalid(
+                    "\(field).canonical_json",
+                    "\(edu.canonicalJSON.count) bytes, more than the limit of \(limits.maxPDUBytes)")
+            }
+            for (destinationIndex, destination) in edu.destinations.enumerated() {
+                try checkIdentifier(destination, field: "\(field).destinations[\(destinationIndex)]", limits: limits)
+            }
+            totalBytes += edu.canonicalJSON.count
+        }
+        // PDUs alone were within the bound above, so it is the EDUs that took the batch over it.
+        guard totalBytes <= limits.maxBatchBytes else {
+            throw invalid(
+                "edus",
+                "\(totalBytes) bytes of canonical JSON counting the PDUs, more than the limit of \(limits.maxBatchBytes)")
+        }
     }
 
     private func checkIdentifier(_ value: String, field: String, limits: OutboxLimits) throws(OutboxError) {

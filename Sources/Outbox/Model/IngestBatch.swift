@@ -1,20 +1,26 @@
-/// One ingest request as the Outbox stores it: the homeserver's transaction id and the PDUs it hands over.
+/// One ingest request as the Outbox stores it: the homeserver's transaction id, the PDUs and the persistent EDUs it
+/// hands over.
 ///
-/// The Outbox stores a batch atomically (all of its PDUs or none) and at most once per `txnID`.
+/// The Outbox stores a batch atomically (all of its PDUs and EDUs or none) and at most once per `txnID`.
 public struct IngestBatch: Sendable, Equatable {
     /// The homeserver's id for this request (`PUT /_southbridge/v1/send/{txnId}`); a repeat is answered, not stored.
     public var txnID: String
     /// The PDUs in the order the homeserver sent them; they get increasing stream orderings in this order.
     public var pdus: [IncomingPDU]
+    /// The EDUs that must survive a restart until delivered, in the order the homeserver sent them; they get
+    /// increasing EDU ids in this order.
+    public var edus: [IncomingEDU]
 
-    public init(txnID: String, pdus: [IncomingPDU]) {
+    public init(txnID: String, pdus: [IncomingPDU], edus: [IncomingEDU] = []) {
         self.txnID = txnID
         self.pdus = pdus
+        self.edus = edus
     }
 
-    /// The bytes of canonical JSON the batch carries, which is what group commit and queue bounds count.
+    /// The bytes of canonical JSON the batch carries, PDUs and EDUs, which is what group commit and queue bounds
+    /// count.
     public var canonicalJSONBytes: Int {
-        pdus.reduce(0) { $0 + $1.canonicalJSON.count }
+        pdus.reduce(0) { $0 + $1.canonicalJSON.count } + edus.reduce(0) { $0 + $1.canonicalJSON.count }
     }
 }
 
@@ -34,5 +40,37 @@ public struct IncomingPDU: Sendable, Equatable {
         self.eventID = eventID
         self.canonicalJSON = canonicalJSON
         self.destinations = destinations
+    }
+}
+
+/// One persistent EDU to deliver (`m.direct_to_device`, `m.device_list_update`, `m.signing_key_update`, or any
+/// type other than typing, presence and receipts): its canonical JSON, kept byte for byte, and the servers it must
+/// reach.
+///
+/// The Outbox keeps it, across restarts, until every destination has had it; it is stored once whatever the number
+/// of destinations. Ephemeral EDUs (see `isPersistent(eduType:)`) belong in the sender's memory, not here.
+public struct IncomingEDU: Sendable, Equatable {
+    public var eduType: String
+    /// The whole EDU object, `{"content":…,"edu_type":…}`, in canonical JSON, exactly as it will be put into
+    /// federation transactions.
+    public var canonicalJSON: [UInt8]
+    /// Server names to deliver to; repeats are stored once.
+    public var destinations: [String]
+
+    public init(eduType: String, canonicalJSON: [UInt8], destinations: [String]) {
+        self.eduType = eduType
+        self.canonicalJSON = canonicalJSON
+        self.destinations = destinations
+    }
+
+    /// Whether EDUs of `eduType` must survive a restart until delivered: every type except `m.typing`,
+    /// `m.presence` and `m.receipt`, which may be collapsed or dropped.
+    public static func isPersistent(eduType: String) -> Bool {
+        switch eduType {
+        case "m.typing", "m.presence", "m.receipt":
+            return false
+        default:
+            return true
+        }
     }
 }

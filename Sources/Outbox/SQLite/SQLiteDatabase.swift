@@ -91,6 +91,11 @@ final class SQLiteDatabase {
         connection.map { Int(sqlite3_changes64($0)) } ?? 0
     }
 
+    /// The rowid of the last row inserted on this connection, e.g. the `INTEGER PRIMARY KEY` SQLite chose.
+    var lastInsertRowID: Int64 {
+        connection.map { sqlite3_last_insert_rowid($0) } ?? 0
+    }
+
     private func openConnection(for sql: String) throws(SQLiteError) -> OpaquePointer {
         guard let connection else {
             throw SQLiteError(code: SQLITE_MISUSE, message: "database \(path) is closed", sql: sql)

@@ -45,6 +45,22 @@ enum OutboxSchema {
             );
             CREATE INDEX ingest_transactions_received_ts ON ingest_transactions (received_ts);
             """),
+        // Persistent EDUs (to-device, device-list and signing-key updates…): stored once, one row per destination
+        // that still needs it. AUTOINCREMENT so an id the sender holds is never handed to another EDU after pruning.
+        Migration(version: 2, sql: """
+            CREATE TABLE edus (
+                edu_id INTEGER PRIMARY KEY AUTOINCREMENT,
+                edu_type TEXT NOT NULL,
+                canonical_json BLOB NOT NULL,
+                received_ts INTEGER NOT NULL
+            );
+            CREATE TABLE edu_destinations (
+                destination TEXT NOT NULL REFERENCES destinations (destination),
+                edu_id INTEGER NOT NULL REFERENCES edus (edu_id),
+                PRIMARY KEY (destination, edu_id)
+            ) WITHOUT ROWID;
+            CREATE INDEX edu_destinations_edu_id ON edu_destinations (edu_id);
+            """),
     ]
 
     static var latestVersion: Int64 { migrations.last?.version ?? 0 }

@@ -11,13 +11,26 @@ extension OutboxStore {
         try query.bind(destination, at: 1)
         try query.bind(streamOrdering, at: 2)
         try query.bind(Int64(limit), at: 3)
-        return try query.rows { row in
-            StoredPDU(
-                streamOrdering: row.int64(at: 0),
-                roomID: row.text(at: 1),
-                eventID: row.optionalText(at: 2),
-                canonicalJSON: row.blob(at: 3))
-        }
+        return try query.rows(Self.storedPDU)
+    }
+
+    /// The newest PDU of each room owed to `destination` with a stream ordering above `streamOrdering`, oldest
+    /// first, at most `limit` rooms: Synapse's catch-up query over `destination_rooms`. Pruning never removes the
+    /// PDU such a row points at while the destination is behind it (see `pruneUnneededPDUs`).
+    func catchUpPDUs(for destination: String, after streamOrdering: Int64, limit: Int) throws(SQLiteError)
+        -> [StoredPDU]
+    {
+        let query = try database.statement("""
+            SELECT p.stream_ordering, p.room_id, p.event_id, p.canonical_json
+            FROM destination_rooms AS dr JOIN pdus AS p ON p.stream_ordering = dr.stream_ordering
+            WHERE dr.destination = ?1 AND dr.stream_ordering > ?2
+            ORDER BY dr.stream_ordering
+            LIMIT ?3
+            """)
+        try query.bind(destination, at: 1)
+        try query.bind(streamOrdering, at: 2)
+        try query.bind(Int64(limit), at: 3)
+        return try query.rows(Self.storedPDU)
     }
 
     func destination(_ name: String) throws(SQLiteError) -> DestinationRecord? {
@@ -29,16 +42,19 @@ extension OutboxStore {
         return try query.firstRow(Self.destinationRecord)
     }
 
-    /// Destinations with `pdu_destinations` rows beyond their last successful stream ordering, by name, after
-    /// `after` (exclusive). Every such destination has a `destinations` row: ingest creates it (foreign key).
-    func destinationsWithPendingPDUs(after: String, limit: Int) throws(SQLiteError) -> [DestinationRecord] {
+    /// Destinations with `pdu_destinations` rows beyond their last successful stream ordering or with
+    /// `edu_destinations` rows, by name, after `after` (exclusive). Every such destination has a `destinations`
+    /// row: ingest creates it (foreign key).
+    func destinationsWithPendingWork(after: String, limit: Int) throws(SQLiteError) -> [DestinationRecord] {
         let query = try database.statement("""
             SELECT d.destination, d.last_successful_stream_ordering, d.retry_last_ts, d.retry_interval_ms,
                    d.failure_count
             FROM destinations AS d
-            WHERE d.destination > ?1 AND EXISTS (
-                SELECT 1 FROM pdu_destinations AS pd
-                WHERE pd.destination = d.destination AND pd.stream_ordering > d.last_successful_stream_ordering)
+            WHERE d.destination > ?1 AND (
+                EXISTS (
+                    SELECT 1 FROM pdu_destinations AS pd
+                    WHERE pd.destination = d.destination AND pd.stream_ordering > d.last_successful_stream_ordering)
+                OR EXISTS (SELECT 1 FROM edu_destinations AS ed WHERE ed.destination = d.destination))
             ORDER BY d.destination
             LIMIT ?2
             """)
@@ -117,7 +133,8 @@ extension OutboxStore {
         let query = try database.statement("""
             SELECT (SELECT count(*) FROM pdus), (SELECT count(*) FROM pdu_destinations),
                    (SELECT count(*) FROM destination_rooms), (SELECT count(*) FROM destinations),
-                   (SELECT count(*) FROM ingest_transactions)
+                   (SELECT count(*) FROM ingest_transactions), (SELECT count(*) FROM edus),
+                   (SELECT count(*) FROM edu_destinations)
             """)
         return try query.firstRow { row in
             OutboxRowCounts(
@@ -125,8 +142,18 @@ extension OutboxStore {
                 pduDestinations: Int(row.int64(at: 1)),
                 destinationRooms: Int(row.int64(at: 2)),
                 destinations: Int(row.int64(at: 3)),
-                ingestTransactions: Int(row.int64(at: 4)))
+                ingestTransactions: Int(row.int64(at: 4)),
+                edus: Int(row.int64(at: 5)),
+                eduDestinations: Int(row.int64(at: 6)))
         } ?? OutboxRowCounts(pdus: 0, pduDestinations: 0, destinationRooms: 0, destinations: 0, ingestTransactions: 0)
+    }
+
+    private static func storedPDU(_ row: SQLiteStatement) -> StoredPDU {
+        StoredPDU(
+            streamOrdering: row.int64(at: 0),
+            roomID: row.text(at: 1),
+            eventID: row.optionalText(at: 2),
+            canonicalJSON: row.blob(at: 3))
     }
 
     private static func destinationRecord(_ row: SQLiteStatement) -> DestinationRecord {

@@ -1,7 +1,8 @@
 extension OutboxStore {
     /// Stores `batch` once: the PDU rows, a `pdu_destinations` row and a `destination_rooms` upsert per destination,
-    /// a `destinations` row for any new destination, and the txn id with its answer. A txn id seen before gets the
-    /// first answer back and nothing is written.
+    /// an `edus` row per EDU with an `edu_destinations` row per destination, a `destinations` row for any new
+    /// destination, and the txn id with its answer. A txn id seen before gets the first answer back and nothing is
+    /// written.
     func accept(_ batch: IngestBatch) throws(SQLiteError) -> IngestReceipt {
         if let earlier = try receipt(forTxnID: batch.txnID) {
             return earlier
@@ -46,6 +47,9 @@ extension OutboxStore {
             }
             perPDU.append(streamOrdering)
         }
+        if !batch.edus.isEmpty {
+            try insertEDUs(batch.edus, receivedTS: receivedTS, insertDestination: insertDestination)
+        }
         let receipt = IngestReceipt(
             streamOrdering: perPDU.last ?? allocatedStreamOrdering, isReplay: false, perPDU: perPDU)
         let recordTxn = try database.statement("""
@@ -57,6 +61,34 @@ extension OutboxStore {
         try recordTxn.bind(receivedTS, at: 4)
         try recordTxn.run()
         return receipt
+    }
+
+    private func insertEDUs(
+        _ edus: [IncomingEDU],
+        receivedTS: Int64,
+        insertDestination: SQLiteStatement
+    ) throws(SQLiteError) {
+        let insertEDU = try database.statement("""
+            INSERT INTO edus (edu_type, canonical_json, received_ts) VALUES (?1, ?2, ?3)
+            """)
+        let insertEDUDestination = try database.statement("""
+            INSERT INTO edu_destinations (destination, edu_id) VALUES (?1, ?2)
+            """)
+        for edu in edus {
+            try insertEDU.bind(edu.eduType, at: 1)
+            try insertEDU.bind(edu.canonicalJSON, at: 2)
+            try insertEDU.bind(receivedTS, at: 3)
+            try insertEDU.run()
+            let eduID = database.lastInsertRowID
+            var seen = Set<String>()
+            for destination in edu.destinations where seen.insert(destination).inserted {
+                try insertDestination.bind(destination, at: 1)
+                try insertDestination.run()
+                try insertEDUDestination.bind(destination, at: 1)
+                try insertEDUDestination.bind(eduID, at: 2)
+                try insertEDUDestination.run()
+            }
+        }
     }
 
     /// The answer given when `txnID` was first accepted, rebuilt from its last stream ordering and PDU count

@@ -1,0 +1,38 @@
+/// What one accepted ingest batch added, announced once it is committed, in commit order.
+///
+/// The sender's in-memory queues are fed from these, so each PDU reference is created once
+/// and shared by every destination's queue: the bytes are the ones ingest parsed, not a
+/// copy per destination.
+public struct OutboxCommit: Sendable {
+    public struct PDU: Sendable {
+        public var pdu: StoredPDU
+        public var destinations: [String]
+    }
+
+    public struct EDU: Sendable {
+        public var eduType: String
+        public var destinations: [String]
+
+        /// Device-list and cross-signing key updates, which Synapse sends at a pace
+        /// rather than at once because they go to every server sharing a room.
+        public var isDeviceListUpdate: Bool {
+            Self.deviceListTypes.contains(eduType)
+        }
+
+        public static let deviceListTypes: Set<String> = [
+            "m.device_list_update", "m.signing_key_update", "org.matrix.signing_key_update",
+        ]
+    }
+
+    public var pdus: [PDU]
+    public var edus: [EDU]
+
+    init(batch: IngestBatch, receipt: IngestReceipt) {
+        pdus = zip(batch.pdus, receipt.perPDU).map { incoming, streamOrdering in
+            PDU(pdu: StoredPDU(streamOrdering: streamOrdering, roomID: incoming.roomID, eventID: incoming.eventID,
+                               canonicalJSON: incoming.canonicalJSON),
+                destinations: incoming.destinations)
+        }
+        edus = batch.edus.map { EDU(eduType: $0.eduType, destinations: $0.destinations) }
+    }
+}

@@ -1,0 +1,261 @@
+import Outbox
+
+/// What the sender knows about one destination, and every decision about what to send it
+/// next. Pure: the `FederationSender` does the reading, sending and sleeping, and reports
+/// back; time comes in as wall-clock milliseconds.
+///
+/// PDUs reach a destination one of two ways:
+/// - `live`: every PDU owed beyond `lastSuccessfulStreamOrdering` is referenced in memory,
+///   in stream order, fed by the Outbox's commit stream. At most `budget` references are
+///   held (the queue plus the transaction in flight).
+/// - `catchingUp`: the in-memory queue was dropped, and transactions are made of the newest
+///   PDU of each room beyond the mark (the receiver fetches the rest itself), 50 rooms at a
+///   time, read from the Outbox. Entered when the queue would pass its budget, when the
+///   backoff grows past `catchUpAfterMS`, or when a restart finds more owed than the budget.
+///   PDUs committed meanwhile are not queued: their stream ordering is remembered, so one
+///   more read runs if a catch-up read came back empty before they were committed.
+/// Before the first transaction after a start the queue is `unloaded`: the sender reads the
+/// destination's record and up to `budget + 1` owed PDUs (`loading`), and `loaded` decides.
+public struct PerDestinationQueue: Sendable {
+    public enum Phase: String, Sendable, Equatable {
+        case unloaded, loading, live, catchingUp = "catching_up"
+    }
+
+    /// What the sender should do next for this destination.
+    public enum Step: Sendable, Equatable {
+        /// Backing off: nothing until the time given (ms).
+        case waitUntil(Int64)
+        /// Read the destination's record and its owed PDUs, then call `loaded`.
+        case load
+        /// Resend the transaction in flight, unchanged.
+        case resend
+        /// Read the newest PDU per room beyond `after` (at most the given number of rooms),
+        /// then call `caughtUp(with:)`.
+        case readCatchUp(after: Int64, limit: Int)
+        /// Build a transaction of these PDUs (possibly none) and any EDUs waiting.
+        case build(pdus: [StoredPDU])
+    }
+
+    public let budget: Int
+    public let catchUpAfterMS: Int64
+    public private(set) var phase: Phase = .unloaded
+    public private(set) var lastSuccessfulStreamOrdering: Int64 = 0
+    public private(set) var retryLastTS: Int64 = 0
+    public private(set) var retryIntervalMS: Int64 = 0
+    public private(set) var inFlight: OutgoingTransaction?
+    /// The most units the next transaction may hold; halved after the receiver refuses a body.
+    public private(set) var unitLimit = Int.max
+    /// Persistent EDUs may be waiting in the Outbox.
+    public var persistentEDUsMayBePending = true
+    private var queued: [StoredPDU] = []
+    private var queuedHead = 0
+    private var catchUpLastSkipped: Int64 = 0
+    private var spillWhenLoaded = false
+
+    public init(budget: Int, catchUpAfterMS: Int64) {
+        self.budget = max(1, budget)
+        self.catchUpAfterMS = catchUpAfterMS
+    }
+
+    /// PDU references held: the queue, and the transaction in flight when it is a catch-up
+    /// one (a live transaction's PDUs stay at the head of the queue until delivered).
+    public var pduReferenceCount: Int {
+        queued.count - queuedHead + (phase == .catchingUp ? inFlight?.pdus.count ?? 0 : 0)
+    }
+    public var queuedPDUCount: Int { queued.count - queuedHead }
+    public var isBackingOff: Bool { retryIntervalMS > 0 }
+
+    private var highestKnownStreamOrdering: Int64 {
+        max(lastSuccessfulStreamOrdering, inFlight?.lastStreamOrdering ?? 0, queued.last?.streamOrdering ?? 0)
+    }
+
+    /// A PDU for this destination was committed. Returns the number of references released
+    /// when this made the queue spill (0 otherwise).
+    @discardableResult
+    public mutating func pduCommitted(_ pdu: StoredPDU) -> Int {
+        switch phase {
+        case .unloaded:
+            // The load reads it from the Outbox.
+            return 0
+        case .loading:
+            guard !spillWhenLoaded else { return 0 }
+            if let last = queued.last, pdu.streamOrdering <= last.streamOrdering { return 0 }
+            if queuedPDUCount >= budget {
+                spillWhenLoaded = true
+                return dropQueue()
+            }
+            queued.append(pdu)
+            return 0
+        case .live:
+            guard pdu.streamOrdering > highestKnownStreamOrdering else { return 0 }
+            if pduReferenceCount >= budget {
+                catchUpLastSkipped = pdu.streamOrdering
+                return startCatchingUp()
+            }
+            queued.append(pdu)
+            return 0
+        case .catchingUp:
+            catchUpLastSkipped = max(catchUpLastSkipped, pdu.streamOrdering)
+            return 0
+        }
+    }
+
+    /// Drops the in-memory queue and the transaction in flight, and catches up from the Outbox
+    /// instead: the memory budget is needed elsewhere. A transaction being sent at this moment
+    /// still counts when its answer comes (`delivered(_:)` takes it back). Returns the
+    /// references released.
+    @discardableResult
+    public mutating func spill() -> Int {
+        switch phase {
+        case .live, .catchingUp:
+            let before = pduReferenceCount
+            startCatchingUp()
+            inFlight = nil
+            unitLimit = .max
+            return before
+        case .loading:
+            spillWhenLoaded = true
+            return dropQueue()
+        case .unloaded:
+            return 0
+        }
+    }
+
+    /// What to do next at `nowMS`.
+    public mutating func nextStep(nowMS: Int64, maxPDUs: Int) -> Step {
+        if retryIntervalMS > 0, retryLastTS + retryIntervalMS > nowMS {
+            return .waitUntil(retryLastTS + retryIntervalMS)
+        }
+        if inFlight != nil { return .resend }
+        switch phase {
+        case .unloaded, .loading:
+            phase = .loading
+            return .load
+        case .catchingUp:
+            return .readCatchUp(after: lastSuccessfulStreamOrdering, limit: min(maxPDUs, unitLimit))
+        case .live:
+            let count = min(maxPDUs, unitLimit, queuedPDUCount)
+            return .build(pdus: Array(queued[queuedHead..<(queuedHead + count)]))
+        }
+    }
+
+    /// The destination's stored state and up to `budget + 1` PDUs owed beyond its mark.
+    public mutating func loaded(_ record: DestinationRecord?, owed: [StoredPDU]) {
+        lastSuccessfulStreamOrdering = record?.lastSuccessfulStreamOrdering ?? 0
+        retryLastTS = record?.retryLastTS ?? 0
+        retryIntervalMS = record?.retryIntervalMS ?? 0
+        let arrivedWhileLoading = Array(queued[queuedHead...])
+        _ = dropQueue()
+        if spillWhenLoaded || owed.count > budget || retryIntervalMS > catchUpAfterMS {
+            spillWhenLoaded = false
+            catchUpLastSkipped = max(catchUpLastSkipped, arrivedWhileLoading.last?.streamOrdering ?? 0)
+            phase = .catchingUp
+            return
+        }
+        phase = .live
+        queued = owed
+        let mark = owed.last?.streamOrdering ?? lastSuccessfulStreamOrdering
+        queued.append(contentsOf: arrivedWhileLoading.lazy.filter { $0.streamOrdering > mark })
+        if pduReferenceCount > budget { startCatchingUp() }
+    }
+
+    /// What a catch-up read returned. Returns the PDUs to send, or nil when catch-up is over
+    /// (the queue is live again and `nextStep` gives the next thing to do).
+    public mutating func caughtUp(with pdus: [StoredPDU]) -> [StoredPDU]? {
+        guard phase == .catchingUp else { return nil }
+        if !pdus.isEmpty { return pdus }
+        if catchUpLastSkipped > lastSuccessfulStreamOrdering {
+            // Committed after that read began: read once more. Resetting the mark keeps a PDU
+            // that was pruned meanwhile from making this loop forever.
+            catchUpLastSkipped = 0
+            return []
+        }
+        catchUpLastSkipped = 0
+        phase = .live
+        return nil
+    }
+
+    /// `transaction` is about to be sent; it stays in flight until it is delivered, rejected
+    /// or dropped.
+    public mutating func send(_ transaction: OutgoingTransaction) {
+        inFlight = transaction
+    }
+
+    /// `transaction` got a 200. Returns whether the destination was backing off.
+    @discardableResult
+    public mutating func delivered(_ transaction: OutgoingTransaction) -> Bool {
+        let wasBackingOff = retryIntervalMS > 0
+        advance(past: transaction)
+        unitLimit = .max
+        retryIntervalMS = 0
+        retryLastTS = 0
+        return wasBackingOff
+    }
+
+    /// The receiver refused `transaction` as a body (400, 413). A transaction of several units
+    /// is split: the next one holds half as many. A single unit is skipped. Returns whether
+    /// the units were skipped.
+    public mutating func rejected(_ transaction: OutgoingTransaction) -> Bool {
+        if transaction.unitCount > 1 {
+            unitLimit = max(1, transaction.unitCount / 2)
+            if inFlight?.txnID == transaction.txnID { inFlight = nil }
+            return false
+        }
+        advance(past: transaction)
+        return true
+    }
+
+    /// The transaction in flight failed; the destination waits `intervalMS` from `nowMS`.
+    /// When that is longer than `catchUpAfterMS` the queue and the transaction are dropped
+    /// and the destination will be caught up. Returns whether it entered catch-up.
+    @discardableResult
+    public mutating func failed(nowMS: Int64, intervalMS: Int64) -> Bool {
+        retryLastTS = nowMS
+        retryIntervalMS = intervalMS
+        guard intervalMS > catchUpAfterMS, phase == .live || phase == .catchingUp else { return false }
+        inFlight = nil
+        unitLimit = .max
+        if phase == .live { startCatchingUp() }
+        return true
+    }
+
+    /// The backoff was cleared by an operator or because the destination is known to be up.
+    public mutating func clearBackoff() {
+        retryIntervalMS = 0
+        retryLastTS = 0
+    }
+
+    /// Nothing owed in memory and nothing in flight or scheduled.
+    public var isQuiet: Bool {
+        phase == .live && queuedPDUCount == 0 && inFlight == nil && retryIntervalMS == 0
+    }
+
+    private mutating func advance(past transaction: OutgoingTransaction) {
+        if inFlight?.txnID == transaction.txnID { inFlight = nil }
+        guard let last = transaction.lastStreamOrdering else { return }
+        lastSuccessfulStreamOrdering = max(lastSuccessfulStreamOrdering, last)
+        while queuedHead < queued.count, queued[queuedHead].streamOrdering <= last {
+            queuedHead += 1
+        }
+        if queuedHead == queued.count {
+            queued.removeAll()
+            queuedHead = 0
+        } else if queuedHead > 64, queuedHead * 2 > queued.count {
+            queued.removeFirst(queuedHead)
+            queuedHead = 0
+        }
+    }
+
+    @discardableResult
+    private mutating func startCatchingUp() -> Int {
+        phase = .catchingUp
+        return dropQueue()
+    }
+
+    private mutating func dropQueue() -> Int {
+        let released = queuedPDUCount
+        queued = []
+        queuedHead = 0
+        return released
+    }
+}

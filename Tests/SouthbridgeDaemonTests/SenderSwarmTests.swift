@@ -1,0 +1,154 @@
+import Federation
+import Outbox
+import Sender
+import SouthbridgeDaemon
+import SouthbridgeSwarm
+import Testing
+
+/// The PDU numbers a destination received, first arrival of each, in arrival order.
+private func firstArrivals(_ log: SwarmServer.DestinationLog) -> [Int] {
+    var seen = Set<String>()
+    return log.pduIDs.filter { seen.insert($0).inserted }.compactMap { Int($0.dropFirst()) }
+}
+
+private func eventually(_ timeout: Duration = .seconds(30), _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return await condition()
+}
+
+@Suite("Sender against a swarm of live, dead, blackholed, slow, failing and flapping servers", .serialized)
+struct SenderSwarmTests {
+    let rooms = ["!a:origin.test", "!b:origin.test", "!c:origin.test"]
+
+    @Test("every PDU reaches every server that is live at some point, in order; the dead and blackholed delay no one")
+    func mixedSwarm() async throws {
+        let harness = try await SenderHarness(hosts: [
+            "live": 3, "slow": 2, "failing": 2, "flapping": 2, "blackholed": 2, "dead": 2,
+        ]) { $0.transport.requestTimeout = .seconds(20) }
+        let live = try await harness.startGroup("live")
+        let slow = try await harness.startGroup("slow")
+        slow.fail(next: 10_000, with: .slow(milliseconds: 200))
+        let failing = try await harness.startGroup("failing")
+        let flapping = try await harness.startGroup("flapping")
+        let blackholed = try await harness.startGroup("blackholed")
+        blackholed.fail(next: 10_000, with: .stall)
+        let dead = try await harness.startGroup("dead")
+        await harness.stopGroup("dead")
+
+        let liveNames = SenderHarness.names(3, in: "live", port: live.port)
+        let slowNames = SenderHarness.names(2, in: "slow", port: slow.port)
+        let failingNames = SenderHarness.names(2, in: "failing", port: failing.port)
+        let flappingNames = SenderHarness.names(2, in: "flapping", port: flapping.port)
+        let blackholedNames = SenderHarness.names(2, in: "blackholed", port: blackholed.port)
+        let deadNames = SenderHarness.names(2, in: "dead", port: dead.port)
+        for name in failingNames { failing.fail(next: 2, with: .fail(status: 500), destination: name) }
+        let everyone = liveNames + slowNames + failingNames + flappingNames + blackholedNames + deadNames
+
+        let started = ContinuousClock.now
+        try await harness.ingest(0..<30, rooms: rooms, destinations: everyone)
+        #expect(await eventually {
+            (liveNames + slowNames).allSatisfy { name in
+                firstArrivals((name.contains(".live.") ? live : slow).log(for: name)).count == 30
+            } && flappingNames.allSatisfy { firstArrivals(flapping.log(for: $0)).count == 30 }
+        })
+        await harness.stopGroup("flapping")
+        try await harness.ingest(30..<60, rooms: rooms, destinations: everyone)
+        #expect(await eventually { liveNames.allSatisfy { firstArrivals(live.log(for: $0)).count == 60 } })
+        // Blackholed requests are still waiting for their 20 s timeout: they held up no one.
+        #expect(ContinuousClock.now - started < .seconds(15))
+        #expect(await eventually { slowNames.allSatisfy { firstArrivals(slow.log(for: $0)).count == 60 } })
+
+        // The flapping servers come back; the failing ones answer 500 once more, then heal.
+        let flappingAgain = try await harness.startGroup("flapping", port: flapping.port)
+        await harness.advance(byMS: 10 * 60_000, stepMS: 5 * 60_000, settle: .milliseconds(200))
+        await harness.advance(byMS: 40 * 60_000, stepMS: 5 * 60_000, settle: .milliseconds(200))
+        #expect(await eventually {
+            failingNames.allSatisfy { firstArrivals(failing.log(for: $0)).count == 60 }
+                && flappingNames.allSatisfy { firstArrivals(flapping.log(for: $0)).count + firstArrivals(flappingAgain.log(for: $0)).count == 60 }
+        })
+        for name in liveNames { #expect(firstArrivals(live.log(for: name)) == Array(0..<60)) }
+        for name in slowNames { #expect(firstArrivals(slow.log(for: name)) == Array(0..<60)) }
+        for name in failingNames {
+            #expect(firstArrivals(failing.log(for: name)) == Array(0..<60))
+            #expect(failing.log(for: name).attemptCount >= 3)
+        }
+        for name in flappingNames {
+            #expect(firstArrivals(flapping.log(for: name)) + firstArrivals(flappingAgain.log(for: name)) == Array(0..<60))
+        }
+        for name in blackholedNames { #expect(blackholed.log(for: name).transactionCount == 0) }
+
+        // Four hours later the dead servers' backoff is past an hour: they will be caught up.
+        await harness.advance(byMS: 4 * 3_600_000, stepMS: 5 * 60_000)
+        for name in deadNames {
+            #expect(await harness.sender.status(of: name)?.phase == .catchingUp)
+        }
+        let revived = try await harness.startGroup("dead", port: dead.port)
+        for name in deadNames {
+            #expect(try await harness.sender.resetBackoffAndWake(name))
+        }
+        #expect(await eventually { deadNames.allSatisfy { revived.log(for: $0).pduIDs.count >= 3 } })
+        // The newest PDU of each room, in stream order, and nothing else.
+        for name in deadNames { #expect(revived.log(for: name).pduIDs == ["$57", "$58", "$59"]) }
+        for name in deadNames {
+            #expect(await eventually { await harness.sender.status(of: name)?.phase == .live })
+        }
+        #expect(live.rejectedSignatureCount + slow.rejectedSignatureCount + failing.rejectedSignatureCount == 0)
+        await harness.tearDown()
+    }
+
+    @Test("5,000 destinations, half of them down for four days: memory stays inside the budget, then they are caught up")
+    func fiveThousandDestinationsFourDayOutage() async throws {
+        let perDestination = 50
+        let total = 20_000
+        let harness = try await SenderHarness(hosts: ["up": 2_500, "down": 2_500]) {
+            $0.limits.maxConnections = 64
+            $0.limits.maxTLSHandshakes = 4
+            $0.limits.maxPDUsInMemoryPerDestination = perDestination
+            $0.limits.maxPDUsInMemory = total
+            $0.transport.requestTimeout = .seconds(10)
+        }
+        let live = try await harness.startGroup("up")
+        let dead = try await harness.startGroup("down")
+        await harness.stopGroup("down")
+        let liveNames = SenderHarness.names(2_500, in: "up", port: live.port)
+        let deadNames = SenderHarness.names(2_500, in: "down", port: dead.port)
+        let rooms = (0..<5).map { "!room\($0):origin.test" }
+        let baselineKiB = ProcessMemory.currentKiB()
+        var peakKiB = baselineKiB
+        var peakReferences = 0
+
+        for day in 0..<4 {
+            let numbers = (day * 10)..<(day * 10 + 10)
+            try await harness.ingest(numbers, rooms: rooms, destinations: liveNames + deadNames)
+            #expect(await eventually(.seconds(240)) {
+                liveNames.allSatisfy { live.log(for: $0).pduIDs.count >= numbers.upperBound }
+            })
+            for _ in 0..<48 {
+                await harness.advance(byMS: 30 * 60_000, stepMS: 30 * 60_000, settle: .milliseconds(50))
+                let metrics = await harness.sender.currentMetrics
+                peakReferences = max(peakReferences, metrics.pdusInMemory)
+                peakKiB = max(peakKiB, ProcessMemory.currentKiB())
+            }
+        }
+        let metrics = await harness.sender.currentMetrics
+        #expect(peakReferences <= total)
+        #expect(metrics.destinationsCatchingUp == deadNames.count)
+        #expect(metrics.pdusInMemory == 0)
+        for name in liveNames.prefix(50) { #expect(firstArrivals(live.log(for: name)) == Array(0..<40)) }
+        // What the sender holds for 5,000 destinations and four days of backoff, measured in
+        // this process (the swarm's own records included).
+        let growthMiB = Double(peakKiB - baselineKiB) / 1024
+        print("5,000 destinations: RSS \(baselineKiB / 1024) MiB before, peak \(peakKiB / 1024) MiB; growth \(growthMiB) MiB; peak PDU references \(peakReferences)")
+        #expect(growthMiB < 64, "RSS grew by \(growthMiB) MiB")
+
+        let revived = try await harness.startGroup("down", port: dead.port)
+        for name in deadNames { _ = try await harness.sender.resetBackoffAndWake(name) }
+        #expect(await eventually(.seconds(240)) { deadNames.allSatisfy { revived.log(for: $0).pduIDs.count >= 5 } })
+        for name in deadNames.prefix(50) { #expect(revived.log(for: name).pduIDs == ["$35", "$36", "$37", "$38", "$39"]) }
+        await harness.tearDown()
+    }
+}
