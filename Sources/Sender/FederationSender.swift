@@ -89,6 +89,9 @@ public actor FederationSender {
     private var startupPacer: Task<Void, Never>?
     private var delayedPacer: Task<Void, Never>?
     private var commitFollower: Task<Void, Never>?
+    /// Set once `start` has listed the destinations owed something: any destination met
+    /// after that owed nothing at start.
+    private var backlogsKnown = false
 
     public init(origin: String, outbox: Outbox, client: FederationClient, retryPolicy: RetryPolicy,
                 settings: Settings = Settings(), clock: any SenderClock = SystemSenderClock(), logger: Logger) {
@@ -134,11 +137,12 @@ public actor FederationSender {
     /// PDUs or EDUs for a paced wake-up (see `DestinationWakeupQueue`); called once at start-up,
     /// before ingest opens.
     public func start() async throws {
-        if commitFollower == nil {
-            let (commits, continuation) = AsyncStream.makeStream(of: OutboxCommit.self)
-            outbox.observeCommits { continuation.yield($0) }
-            commitFollower = Task { await self.follow(commits) }
-        }
+        guard commitFollower == nil else { return }
+        // Commits are buffered in the stream from here on, and followed only once the
+        // destinations owed something now are known: every other destination then owes
+        // exactly what the stream brings, and needs no read of its backlog.
+        let (commits, continuation) = AsyncStream.makeStream(of: OutboxCommit.self)
+        outbox.observeCommits { continuation.yield($0) }
         let outstanding = try await outbox.destinationsWithPendingWork()
         if !outstanding.isEmpty {
             logger.info("resuming delivery to destinations with outstanding units", metadata: ["count": "\(outstanding.count)"])
@@ -147,6 +151,8 @@ public actor FederationSender {
             _ = destination(record.name)
             startupWakeups.enqueue(record.name)
         }
+        backlogsKnown = true
+        commitFollower = Task { await self.follow(commits) }
         startPacers()
     }
 
@@ -300,7 +306,8 @@ public actor FederationSender {
     private func destination(_ name: String) -> Destination {
         if let existing = destinations[name] { return existing }
         let created = Destination(queue: PerDestinationQueue(
-            budget: settings.maxPDUsInMemoryPerDestination, catchUpAfterMS: settings.catchUpAfterMS))
+            budget: settings.maxPDUsInMemoryPerDestination, catchUpAfterMS: settings.catchUpAfterMS,
+            backlogKnownEmpty: backlogsKnown))
         destinations[name] = created
         return created
     }
@@ -375,8 +382,12 @@ public actor FederationSender {
                     break loop
                 case .load:
                     let record = try await outbox.destination(name)
-                    let owed = try await outbox.pendingPDUs(
-                        for: name, after: record?.lastSuccessfulStreamOrdering ?? 0, limit: settings.maxPDUsInMemoryPerDestination + 1)
+                    var owed: [StoredPDU] = []
+                    if destinations[name]?.queue.needsBacklogRead != false {
+                        owed = try await outbox.pendingPDUs(
+                            for: name, after: record?.lastSuccessfulStreamOrdering ?? 0,
+                            limit: settings.maxPDUsInMemoryPerDestination + 1)
+                    }
                     updateQueue(name) { $0.loaded(record, owed: owed) }
                     enforceGlobalBudget()
                     if destinations[name]?.queue.phase == .catchingUp {
@@ -454,7 +465,7 @@ public actor FederationSender {
         var log = logger
         log[metadataKey: "txn_id"] = "\(transaction.txnID)"
         let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
-                                        body: transaction.body(origin: origin))
+                                        makeBody: { [origin] in transaction.body(origin: origin) })
         let requestClass: RequestClass = transaction.isCatchUp ? .catchUp : transaction.pdus.isEmpty ? .eduTransaction : .pduTransaction
         let outcome: TransactionOutcome
         do {

@@ -52,9 +52,19 @@ public struct PerDestinationQueue: Sendable {
     private var catchUpLastSkipped: Int64 = 0
     private var spillWhenLoaded = false
 
-    public init(budget: Int, catchUpAfterMS: Int64) {
+    /// Whether `load` must read the PDUs owed from the Outbox: false for a destination that
+    /// owed nothing when the sender started, since everything committed for it since then
+    /// comes through `pduCommitted` (so a new destination costs no copy of any PDU).
+    public let needsBacklogRead: Bool
+
+    /// - Parameter backlogKnownEmpty: the destination owed no PDU when the sender started
+    ///   following commits; it is then loaded from its record alone, and PDUs committed
+    ///   before that load are queued rather than read back.
+    public init(budget: Int, catchUpAfterMS: Int64, backlogKnownEmpty: Bool = false) {
         self.budget = max(1, budget)
         self.catchUpAfterMS = catchUpAfterMS
+        self.needsBacklogRead = !backlogKnownEmpty
+        if backlogKnownEmpty { phase = .loading }
     }
 
     /// PDU references held: the queue, and the transaction in flight when it is a catch-up

@@ -124,6 +124,17 @@ public final class SenderHarness: @unchecked Sendable {
         }
     }
 
+    /// Waits until no destination is sending (every attempt due has ended), or `timeout`.
+    @discardableResult
+    public func waitUntilQuiet(timeout: Duration = .seconds(60)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await stack.sender.currentMetrics.activeDestinations == 0 { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
     public func tearDown() async {
         _ = await stack.sender.shutdown(within: .seconds(2))
         await stack.pool.closeIdleConnections()

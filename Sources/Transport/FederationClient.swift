@@ -8,13 +8,21 @@ public struct FederationRequest: Sendable {
     public var method: String
     /// The path and query exactly as they go on the request line and into X-Matrix `uri`.
     public var target: String
-    /// Canonical JSON; `nil` for requests without a body.
-    public var body: [UInt8]?
+    /// Makes the canonical JSON body, or nil for requests without one. Called once a
+    /// connection is leased, so a request waiting for a slot holds no copy of its body:
+    /// thousands of destinations waiting cost no memory for the bytes they will send.
+    public var makeBody: @Sendable () -> [UInt8]?
 
     public init(method: String, target: String, body: [UInt8]?) {
         self.method = method
         self.target = target
-        self.body = body
+        self.makeBody = { body }
+    }
+
+    public init(method: String, target: String, makeBody: @escaping @Sendable () -> [UInt8]) {
+        self.method = method
+        self.target = target
+        self.makeBody = { makeBody() }
     }
 }
 
@@ -65,21 +73,24 @@ public struct FederationClient: Sendable {
             }
             throw FederationRequestError(destination: destination.description, reason: error.description, isPermanent: permanent)
         }
-        let authorization = XMatrixAuthorization.header(
-            method: request.method, uri: request.target, origin: origin,
-            destination: destination.description, content: request.body, key: signingKey)
-        var headers: [(name: String, value: String)] = [
-            ("Host", address.hostHeader), ("Authorization", authorization), ("User-Agent", "southbridge"),
-        ]
-        if request.body != nil { headers.append(("Content-Type", "application/json")) }
-        let httpRequest = HTTPClientRequest(method: request.method, target: request.target,
-                                            headers: headers, body: request.body ?? [])
+        // Signed after the lease: the body is made only then.
+        let makeRequest: @Sendable () -> HTTPClientRequest = { [origin, signingKey] in
+            let body = request.makeBody()
+            let authorization = XMatrixAuthorization.header(
+                method: request.method, uri: request.target, origin: origin,
+                destination: destination.description, content: body, key: signingKey)
+            var headers: [(name: String, value: String)] = [
+                ("Host", address.hostHeader), ("Authorization", authorization), ("User-Agent", "southbridge"),
+            ]
+            if body != nil { headers.append(("Content-Type", "application/json")) }
+            return HTTPClientRequest(method: request.method, target: request.target, headers: headers, body: body ?? [])
+        }
         do {
-            return try await exchange(httpRequest, at: address, class: requestClass, reusingIdle: true)
+            return try await exchange(makeRequest, at: address, class: requestClass, reusingIdle: true)
         } catch is StaleKeepAlive {
             // A kept connection the peer closed while it sat idle: not the destination's fault.
             do {
-                return try await exchange(httpRequest, at: address, class: requestClass, reusingIdle: false)
+                return try await exchange(makeRequest, at: address, class: requestClass, reusingIdle: false)
             } catch {
                 throw FederationRequestError(destination: destination.description, reason: "\(error)")
             }
@@ -89,12 +100,12 @@ public struct FederationClient: Sendable {
     }
 
     /// One exchange on a leased connection; its outcome goes back to the pool for the `HostRanker`.
-    private func exchange(_ request: HTTPClientRequest, at address: ResolvedFederationAddress, class requestClass: RequestClass,
+    private func exchange(_ makeRequest: () -> HTTPClientRequest, at address: ResolvedFederationAddress, class requestClass: RequestClass,
                           reusingIdle: Bool) async throws -> HTTPClientResponse {
         let lease = try await pool.lease(for: address, class: requestClass, reusingIdle: reusingIdle)
         let started = NIODeadline.now()
         do {
-            let response = try await lease.connection.execute(request, timeout: requestTimeout, maxResponseBytes: maxResponseBytes)
+            let response = try await lease.connection.execute(makeRequest(), timeout: requestTimeout, maxResponseBytes: maxResponseBytes)
             await pool.release(lease.connection, for: address,
                                outcome: HostRanker.Outcome(statusCode: response.statusCode, latency: .now() - started))
             return response

@@ -20,6 +20,11 @@ import Transport
 ///   connection on both sides.
 /// - keep-alive requests: sequential `GET /small` on one connection against `wrk -t1 -c1`.
 ///
+/// Our loops run on the event loop that carries the connections (`EventLoopTaskExecutor`), as a
+/// caller that adopts it does, so awaiting a handshake or a response crosses no thread. The
+/// resumed TLS 1.2 and keep-alive rows are measured once more with the loop on Swift's global
+/// executor, where every await hops between two threads, against the same tool run.
+///
 /// The OpenSSL figures are counts divided by the wall time of the tool's process, which is more
 /// precise than the whole seconds `s_time` prints.
 struct TLSBenchmark {
@@ -44,6 +49,14 @@ struct TLSBenchmark {
     let caFile: String
     let directory: TemporaryDirectory
     let group: MultiThreadedEventLoopGroup
+    /// The executor of the group's single loop, which every connection uses.
+    let loopExecutor: EventLoopTaskExecutor
+
+    /// Where the measured loop runs.
+    enum Caller {
+        case eventLoop
+        case globalExecutor
+    }
 
     static let tls13Site = "tls13"
     static let tls12Site = "tls12"
@@ -64,13 +77,16 @@ struct TLSBenchmark {
         let loadBefore = loadAverage()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let benchmark = TLSBenchmark(
-            seconds: seconds, nginx: nginx, caFile: caFile, directory: directory, group: group)
+            seconds: seconds, nginx: nginx, caFile: caFile, directory: directory, group: group,
+            loopExecutor: EventLoopTaskExecutor(group.next()))
         var rows: [Row] = []
         rows.append(try await benchmark.fullHandshakes(site: tls13Site, version: "TLS 1.3"))
         rows.append(try await benchmark.fullHandshakes(site: tls12Site, version: "TLS 1.2"))
-        rows.append(try await benchmark.resumedHandshakes(site: tls12Site, version: "TLS 1.2", withRequest: false))
-        rows.append(try await benchmark.resumedHandshakes(site: tls13Site, version: "TLS 1.3", withRequest: true))
-        rows.append(try await benchmark.keepAliveRequests(site: tls13Site))
+        rows += try await benchmark.resumedHandshakes(
+            site: tls12Site, version: "TLS 1.2", withRequest: false, callers: [.eventLoop, .globalExecutor])
+        rows += try await benchmark.resumedHandshakes(
+            site: tls13Site, version: "TLS 1.3", withRequest: true, callers: [.eventLoop])
+        rows += try await benchmark.keepAliveRequests(site: tls13Site, callers: [.eventLoop, .globalExecutor])
         try await group.shutdownGracefully()
 
         print("tls: \(seconds) s per figure, one connection at a time, nginx \(nginxVersion()) (one process), \(opensslVersion())")
@@ -109,7 +125,7 @@ struct TLSBenchmark {
         let context = try TLSContext.client(caFile: caFile)
         var serial = 0
         var resumed = 0
-        let ours = try await repeatFor {
+        let ours = try await repeatFor(on: .eventLoop) {
             serial += 1
             let connection = try await connect(site: site, peer: .hostname("c\(serial).bench.test"), context: context)
             if connection.isTLSSessionReused { resumed += 1 }
@@ -121,32 +137,43 @@ struct TLSBenchmark {
             note: "resumed: southbridge \(resumed) of \(serial), s_time \(reference.resumed) of \(reference.connections)")
     }
 
-    private func resumedHandshakes(site: String, version: String, withRequest: Bool) async throws -> Row {
+    private func resumedHandshakes(
+        site: String, version: String, withRequest: Bool, callers: [Caller]
+    ) async throws -> [Row] {
         let context = try TLSContext.client(caFile: caFile)
         let first = try await connect(site: site, peer: .hostname("localhost"), context: context)
         // Reading a response also takes in the TLS 1.3 tickets sent after the handshake.
         try await getSmall(first)
         await first.close()
-        var count = 0
-        var resumed = 0
-        let ours = try await repeatFor {
-            let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
-            if withRequest { try await getSmall(connection) }
-            count += 1
-            if connection.isTLSSessionReused { resumed += 1 }
-            await connection.close()
+        var measured: [(caller: Caller, measurement: Measurement, note: String)] = []
+        for caller in callers {
+            var count = 0
+            var resumed = 0
+            let ours = try await repeatFor(on: caller) {
+                let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
+                if withRequest { try await getSmall(connection) }
+                count += 1
+                if connection.isTLSSessionReused { resumed += 1 }
+                await connection.close()
+            }
+            measured.append((caller, ours, "southbridge \(resumed) of \(count)"))
         }
         let reference = try await sTime(site: site, mode: "-reuse", www: withRequest ? "/small" : nil)
-        return Row(
-            what: "resumed handshakes, \(version)\(withRequest ? " + GET /small" : "")", reference: reference.command,
-            ours: ours, theirs: reference.measurement,
-            note: "resumed: southbridge \(resumed) of \(count), s_time \(reference.resumed) of \(reference.connections)")
+        return measured.map { caller, ours, note in
+            Row(
+                what: "resumed handshakes, \(version)\(withRequest ? " + GET /small" : "")\(Self.suffix(caller))",
+                reference: reference.command, ours: ours, theirs: reference.measurement,
+                note: "resumed: \(note), s_time \(reference.resumed) of \(reference.connections)")
+        }
     }
 
-    private func keepAliveRequests(site: String) async throws -> Row {
+    private func keepAliveRequests(site: String, callers: [Caller]) async throws -> [Row] {
         let context = try TLSContext.client(caFile: caFile)
         let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
-        let ours = try await repeatFor { try await getSmall(connection) }
+        var measured: [(caller: Caller, measurement: Measurement)] = []
+        for caller in callers {
+            measured.append((caller, try await repeatFor(on: caller) { try await getSmall(connection) }))
+        }
         await connection.close()
         let arguments = ["-t1", "-c1", "-d\(seconds)s", "https://127.0.0.1:\(nginx.port(of: site))/small"]
         let run = try await runTool("wrk", arguments)
@@ -158,23 +185,40 @@ struct TLSBenchmark {
             })
         else { throw BenchmarkError("no request count or Requests/sec line in wrk's output: \(run.output)") }
         let errors = lines.filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }
-        return Row(
-            what: "keep-alive requests, TLS 1.3, GET /small", reference: "wrk " + arguments.joined(separator: " "),
-            ours: ours, theirs: run.measurement(operations: total, rate: rate),
-            note: errors.isEmpty ? "" : "wrk: " + errors.joined(separator: "; "))
+        return measured.map { caller, ours in
+            Row(
+                what: "keep-alive requests, TLS 1.3, GET /small\(Self.suffix(caller))",
+                reference: "wrk " + arguments.joined(separator: " "),
+                ours: ours, theirs: run.measurement(operations: total, rate: rate),
+                note: errors.isEmpty ? "" : "wrk: " + errors.joined(separator: "; "))
+        }
     }
 
-    /// Runs `body` back to back for `seconds` and measures it.
-    private func repeatFor(_ body: () async throws -> Void) async throws -> Measurement {
+    private static func suffix(_ caller: Caller) -> String {
+        switch caller {
+        case .eventLoop: ""
+        case .globalExecutor: " (caller on the global executor)"
+        }
+    }
+
+    /// Runs `body` back to back for `seconds` on `caller`'s executor and measures it.
+    private func repeatFor(on caller: Caller, _ body: () async throws -> Void) async throws -> Measurement {
         let clock = ContinuousClock()
         let cpuBefore = Self.cpuTime(RUSAGE_SELF)
         let nginxBefore = cpuSeconds(pid: nginx.pid)
         let started = clock.now
         let deadline = started + .seconds(seconds)
         var count = 0
-        while clock.now < deadline {
-            try await body()
-            count += 1
+        let executor: EventLoopTaskExecutor? =
+            switch caller {
+            case .eventLoop: loopExecutor
+            case .globalExecutor: nil
+            }
+        try await withTaskExecutorPreference(executor) {
+            while clock.now < deadline {
+                try await body()
+                count += 1
+            }
         }
         let elapsed = clock.now - started
         return Measurement(

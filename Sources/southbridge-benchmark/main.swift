@@ -12,7 +12,8 @@ import Transport
 /// a swarm of fake homeservers in this process, and measure the daemon's process alone.
 ///
 ///     swift build -c release --static-swift-stdlib
-///     .build/release/southbridge-benchmark delivery --destinations 20 --pdus 10000
+///     .build/release/southbridge-benchmark delivery --destinations 20 --pdus 10000 \
+///         [--max-connections 64] [--max-tls-handshakes 4] [--new-connections-per-second 20]
 ///     .build/release/southbridge-benchmark resolve --names 2000 --rounds 20
 ///     .build/release/southbridge-benchmark tls --seconds 5
 
@@ -38,9 +39,12 @@ func cpuSeconds(pid: pid_t) -> Double {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
-func delivery(destinations: Int, pdus: Int) async throws {
+func delivery(destinations: Int, pdus: Int, maxConnections: Int, maxTLSHandshakes: Int, newConnectionsPerSecond: Int) async throws {
     let fixture = try await DaemonProcess(destinations: destinations) { configuration in
         configuration.log.level = "warning"
+        configuration.limits.maxConnections = maxConnections
+        configuration.limits.maxTLSHandshakes = maxTLSHandshakes
+        configuration.limits.maxNewConnectionsPerSecond = newConnectionsPerSecond
     }
     try await fixture.start()
     guard let process = fixture.process else { return }
@@ -77,8 +81,10 @@ func delivery(destinations: Int, pdus: Int) async throws {
     }
     print("""
         delivery: \(pdus) PDUs × \(destinations) destinations = \(expected) PDU copies
+          limits: max_connections \(maxConnections), max_tls_handshakes \(maxTLSHandshakes), \
+        max_new_connections_per_second \(newConnectionsPerSecond)
           accepted (ingest, fsync'd) in \(acceptedAfter), all delivered in \(elapsed)
-          daemon CPU: \((cpu * 100).rounded() / 100) s
+          daemon CPU: \((cpu * 100).rounded() / 100) s; \(Int(Double(expected) / max(cpu, 0.001))) PDU deliveries per CPU-second
           daemon RSS idle after start: \(idleKiB / 1024) MiB (\(idleKiB) KiB)
           daemon RSS after delivery:  \(afterKiB / 1024) MiB (\(afterKiB) KiB); peak \(peakKiB / 1024) MiB
         """)
@@ -133,12 +139,15 @@ func resolve(names: Int, rounds: Int) async throws {
 let arguments = CommandLine.arguments.dropFirst()
 switch arguments.first {
 case "delivery":
-    try await delivery(destinations: option("--destinations", default: 20), pdus: option("--pdus", default: 10_000))
+    try await delivery(destinations: option("--destinations", default: 20), pdus: option("--pdus", default: 10_000),
+                       maxConnections: option("--max-connections", default: 64),
+                       maxTLSHandshakes: option("--max-tls-handshakes", default: 4),
+                       newConnectionsPerSecond: option("--new-connections-per-second", default: 20))
 case "resolve":
     try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
 case "tls":
     try await TLSBenchmark.run(seconds: option("--seconds", default: 5))
 default:
-    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] | resolve [--names N] [--rounds N] | tls [--seconds N]")
+    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | resolve [--names N] [--rounds N] | tls [--seconds N]")
     exit(2)
 }

@@ -53,6 +53,17 @@ struct PerDestinationQueueTests {
         #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .build(pdus: [pdu(1), pdu(2), pdu(3)]))
     }
 
+    @Test func aDestinationThatOwedNothingAtStartQueuesWhatArrivesBeforeItsRecordIsRead() {
+        var queue = PerDestinationQueue(budget: 100, catchUpAfterMS: 3_600_000, backlogKnownEmpty: true)
+        #expect(queue.needsBacklogRead == false)
+        queue.pduCommitted(pdu(8))
+        #expect(queue.pduReferenceCount == 1)
+        #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .load)
+        queue.pduCommitted(pdu(9))
+        queue.loaded(DestinationRecord(name: "d", lastSuccessfulStreamOrdering: 3), owed: [])
+        #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .build(pdus: [pdu(8), pdu(9)]))
+    }
+
     @Test func aQueuePastItsBudgetIsDroppedAndCaughtUpWithTheNewestPDUOfEachRoom() {
         var queue = liveQueue(budget: 3)
         for streamOrdering in Int64(1)...3 { queue.pduCommitted(pdu(streamOrdering)) }

@@ -39,6 +39,40 @@ struct HTTPClientConnectionTests {
         }
     }
 
+    /// A caller that prefers the loop's executor gets its connection on that loop, and its first
+    /// request leaves together with the handshake's last flight.
+    @Test(arguments: [TLSVersion.tls12, .tls13])
+    func callerOnAnEventLoopKeepsItsConnectionOnThatLoop(_ version: TLSVersion) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
+        let loop = group.next()
+        do {
+            try await TrustedClient.with { client in
+                let serverContext = try client.serverContext(minimumVersion: version, maximumVersion: version)
+                try await TestHTTPSServer.with(tlsContext: serverContext) { server in
+                    try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+                        let connection = try await HTTPClientConnection.connect(
+                            to: try server.address, peer: .hostname("localhost"), tlsContext: client.context,
+                            on: group, connectTimeout: .seconds(5), handshakeTimeout: .seconds(5))
+                        #expect(connection.eventLoop === loop)
+                        #expect(loop.inEventLoop)
+                        for expected in 1...3 {
+                            let response = try await connection.execute(
+                                Self.get("/count"), timeout: .seconds(5), maxResponseBytes: 1024)
+                            #expect(String(buffer: response.body) == "\(expected)")
+                        }
+                        #expect(connection.isReusable)
+                        await connection.close()
+                        #expect(!connection.isReusable)
+                    }
+                }
+            }
+        } catch {
+            try await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+    }
+
     @Test func chunkedResponseIsReassembled() async throws {
         try await TrustedClient.with { client in
             try await TestHTTPSServer.with(tlsContext: try client.serverContext()) { server in

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import Synchronization
 
@@ -28,6 +27,10 @@ public final class HTTPClientConnection: Sendable {
     /// The TLS version in use, as OpenSSL names it ("TLSv1.3").
     public let tlsProtocolVersion: String
 
+    /// The event loop that carries the connection's I/O. A task that prefers
+    /// `EventLoopTaskExecutor(eventLoop)` talks to the connection without crossing threads.
+    public var eventLoop: any EventLoop { channel.eventLoop }
+
     private let channel: any Channel
     private let addressDescription: String
     private let exchangeState = Mutex(ExchangeState())
@@ -48,6 +51,9 @@ public final class HTTPClientConnection: Sendable {
 
     /// Opens TCP to `address`, runs the TLS handshake verifying the server as `peer`, and
     /// returns the connection ready for its first request.
+    ///
+    /// The connection lives on the event loop of `eventLoopGroup` that the caller runs on, if
+    /// any (see `EventLoopTaskExecutor`), otherwise on the group's next loop.
     public static func connect(
         to address: SocketAddress,
         peer: TLSPeer,
@@ -56,51 +62,44 @@ public final class HTTPClientConnection: Sendable {
         connectTimeout: TimeAmount,
         handshakeTimeout: TimeAmount
     ) async throws(HTTPClientError) -> HTTPClientConnection {
-        let eventLoop = eventLoopGroup.next()
+        let eventLoop = eventLoopGroup.any()
         let addressDescription = address.hostAndPort
-        let handshake = eventLoop.makePromise(of: TLSHandshakeCompleted.self)
-        let bootstrap = ClientBootstrap(group: eventLoop)
+        // Completed by the exchange handler once the handshake verified the peer, or failed by
+        // whatever ends the attempt first; the caller waits for this alone.
+        let ready = eventLoop.makePromise(of: HTTPClientChannelReady.self)
+        // ClientBootstrap sets TCP_NODELAY by default.
+        let connected = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 do {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(OpenSSLHandler(clientContext: tlsContext, peer: peer))
-                    try pipeline.addHandler(HTTPRequestEncoder())
-                    try pipeline.addHandler(
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .fireError)))
                     try pipeline.addHandler(
                         HTTPClientExchangeHandler(
-                            address: addressDescription, handshakePromise: handshake, handshakeTimeout: handshakeTimeout
-                        ))
+                            address: addressDescription, readyPromise: ready, handshakeTimeout: handshakeTimeout))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-
-        let channel: any Channel
-        do {
-            channel = try await bootstrap.connect(to: address).get()
-        } catch {
-            let failure: HTTPClientError
+            .connect(to: address)
+        connected.whenFailure { error in
             if case ChannelError.connectTimeout = error {
-                failure = .connectTimeout(address: addressDescription, timeout: connectTimeout)
+                ready.fail(HTTPClientError.connectTimeout(address: addressDescription, timeout: connectTimeout))
             } else {
-                failure = HTTPClientError(error, address: addressDescription)
+                ready.fail(HTTPClientError(error, address: addressDescription))
             }
-            handshake.fail(failure)
-            throw failure
         }
         do {
-            let completed = try await withTaskCancellationHandler {
-                try await handshake.futureResult.get()
+            let channelReady = try await withTaskCancellationHandler {
+                try await ready.futureResult.get()
             } onCancel: {
-                channel.close(promise: nil)
+                connected.whenSuccess { $0.close(promise: nil) }
             }
-            return HTTPClientConnection(channel: channel, remoteAddress: address, peer: peer, handshake: completed)
+            return HTTPClientConnection(
+                channel: channelReady.channel, remoteAddress: address, peer: peer, handshake: channelReady.handshake)
         } catch {
-            channel.close(promise: nil)
+            connected.whenSuccess { $0.close(promise: nil) }
             throw Task.isCancelled ? .cancelled : HTTPClientError(error, address: addressDescription)
         }
     }
@@ -127,23 +126,24 @@ public final class HTTPClientConnection: Sendable {
             guard state.reusable, !state.busy else { throw .connectionNotReusable(address: address) }
             state.busy = true
         }
-        let promise = channel.eventLoop.makePromise(of: HTTPClientExchangeResult.self)
-        let exchange = HTTPClientExchange(
-            request: request, timeout: timeout, maxResponseBytes: maxResponseBytes, promise: promise)
-        channel.writeAndFlush(exchange).whenFailure { error in
-            promise.fail(HTTPClientError(error, address: address))
-        }
-        let outcome: Result<HTTPClientExchangeResult, HTTPClientError>
-        do {
-            let channel = self.channel
-            outcome = .success(
-                try await withTaskCancellationHandler {
-                    try await promise.futureResult.get()
-                } onCancel: {
-                    channel.triggerUserOutboundEvent(HTTPClientExchangeCancellation(), promise: nil)
-                })
-        } catch {
-            outcome = .failure(HTTPClientError(error, address: address))
+        let channel = self.channel
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation {
+                (continuation: CheckedContinuation<Result<HTTPClientExchangeResult, HTTPClientError>, Never>) in
+                // The handler resumes the continuation once it has taken the exchange; a write
+                // that fails never reached it (the pipeline is gone), so it is resumed here.
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenFailure { error in
+                    continuation.resume(returning: .failure(HTTPClientError(error, address: address)))
+                }
+                channel.writeAndFlush(
+                    HTTPClientExchange(
+                        request: request, timeout: timeout, maxResponseBytes: maxResponseBytes,
+                        continuation: continuation),
+                    promise: written)
+            }
+        } onCancel: {
+            channel.triggerUserOutboundEvent(HTTPClientExchangeCancellation(), promise: nil)
         }
         exchangeState.withLock { state in
             state.busy = false
@@ -152,7 +152,14 @@ public final class HTTPClientConnection: Sendable {
             }
             state.reusable = false
         }
-        return try outcome.get().response
+        switch outcome {
+        case .success(let result):
+            return result.response
+        case .failure(let error):
+            // A cancellation that reached the channel before the request did closes the
+            // connection under it; the caller still learns that it was cancelled.
+            throw Task.isCancelled ? .cancelled : error
+        }
     }
 
     /// Closes the connection (sending TLS close_notify first); later requests fail.

@@ -1,12 +1,13 @@
 import NIOCore
-import NIOHTTP1
 
-/// One request handed to the channel, with the promise its response completes.
+/// One request handed to the channel, with the continuation of the task waiting for its response.
+///
+/// The handler that takes the exchange resumes the continuation exactly once, on the event loop.
 struct HTTPClientExchange: Sendable {
     var request: HTTPClientRequest
     var timeout: TimeAmount
     var maxResponseBytes: Int
-    var promise: EventLoopPromise<HTTPClientExchangeResult>
+    var continuation: CheckedContinuation<Result<HTTPClientExchangeResult, HTTPClientError>, Never>
 }
 
 /// A complete response and whether the connection may carry another request afterwards.
@@ -15,18 +16,28 @@ struct HTTPClientExchangeResult: Sendable {
     var connectionReusable: Bool
 }
 
+/// An open channel whose TLS handshake verified the peer: what `HTTPClientConnection.connect` waits for.
+struct HTTPClientChannelReady: Sendable {
+    var channel: any Channel
+    var handshake: TLSHandshakeCompleted
+}
+
 /// Outbound user event: the caller gave up on the request in flight.
 struct HTTPClientExchangeCancellation: Sendable {}
 
-/// The last handler of a client connection's pipeline: waits for the TLS handshake, then runs
-/// one request/response exchange at a time, enforcing the timeout and the response size limit.
+/// The HTTP/1.1 end of a client connection, right after `OpenSSLHandler`: waits for the TLS
+/// handshake, then runs one request/response exchange at a time over the plaintext, enforcing
+/// the timeout and the response size limit.
 ///
-/// Any failure fails the outstanding promise and closes the channel, so a connection is either
-/// idle and usable or gone.
+/// Requests are written as one buffer each; responses are read by `HTTPResponseParser`. Any
+/// failure resumes the waiting caller with the error and closes the channel, so a connection is
+/// either idle and usable or gone. One timer serves every request on the connection: it is
+/// scheduled for the earliest deadline and, when it fires early for a later request, moves on to
+/// that request's deadline, so a keep-alive request schedules nothing.
 final class HTTPClientExchangeHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = HTTPClientExchange
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
 
     private enum State {
         case handshaking
@@ -37,33 +48,40 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
     }
 
     private struct InFlight {
-        var promise: EventLoopPromise<HTTPClientExchangeResult>
+        var continuation: CheckedContinuation<Result<HTTPClientExchangeResult, HTTPClientError>, Never>
         var method: String
         var target: String
         var timeout: TimeAmount
+        var deadline: NIODeadline
         var maxResponseBytes: Int
         var requestAsksToClose: Bool
-        var timeoutTask: Scheduled<Void>?
-        var head: HTTPResponseHead?
-        var receivedBytes: Int
+        var head: HTTPResponseParser.Head?
     }
 
     private let address: String
     private let handshakeTimeout: TimeAmount
-    private var handshakePromise: EventLoopPromise<TLSHandshakeCompleted>?
+    private var readyPromise: EventLoopPromise<HTTPClientChannelReady>?
+    /// Whether TCP connected: before that, the connect attempt itself reports failures.
+    private var wasActive = false
     private var handshakeTimeoutTask: Scheduled<Void>?
+    private var requestTimer: Scheduled<Void>?
+    private var requestTimerDeadline = NIODeadline.distantFuture
     private var state = State.handshaking
     private var inFlight: InFlight?
+    private var parser = HTTPResponseParser()
+    /// Received bytes the parser could not use yet (an incomplete line).
+    private var unparsed: ByteBuffer?
     private var responseBody: ByteBuffer?
 
-    init(address: String, handshakePromise: EventLoopPromise<TLSHandshakeCompleted>, handshakeTimeout: TimeAmount) {
+    init(address: String, readyPromise: EventLoopPromise<HTTPClientChannelReady>, handshakeTimeout: TimeAmount) {
         self.address = address
-        self.handshakePromise = handshakePromise
+        self.readyPromise = readyPromise
         self.handshakeTimeout = handshakeTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive {
+            wasActive = true
             startHandshakeTimer(context: context)
         }
     }
@@ -73,11 +91,17 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        wasActive = true
         startHandshakeTimer(context: context)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // A body delimited by the connection closing ends here; `OpenSSLHandler` reports a close
+        // without close_notify as an error first, so a truncated body never gets this far.
+        if state == .receivingBody, case .end = parser.connectionClosed() {
+            completeResponse(context: context)
+        }
         finish(with: .connectionClosed(address: address))
         context.fireChannelInactive()
     }
@@ -91,63 +115,47 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
         state = .idle
         handshakeTimeoutTask?.cancel()
         handshakeTimeoutTask = nil
-        let promise = handshakePromise
-        handshakePromise = nil
-        promise?.succeed(completed)
+        let promise = readyPromise
+        readyPromise = nil
+        promise?.succeed(HTTPClientChannelReady(channel: context.channel, handshake: completed))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard state != .closed else { return }
-        finish(with: classify(error))
+        finish(with: HTTPClientError(error, address: address))
         context.close(promise: nil)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let exchange = unwrapOutboundIn(data)
+        // Taking the exchange makes this handler the one to resume its continuation.
+        promise?.succeed()
         guard state == .idle else {
-            let error = HTTPClientError.connectionNotReusable(address: address)
-            exchange.promise.fail(error)
-            promise?.fail(error)
+            exchange.continuation.resume(returning: .failure(.connectionNotReusable(address: address)))
             return
         }
         let request = exchange.request
-        var headers = HTTPHeaders(request.headers.map { ($0.name, $0.value) })
-        if !request.hasHeader("content-length") && !request.hasHeader("transfer-encoding")
-            && (request.body.readableBytes > 0 || !Self.methodsWithoutBody.contains(request.method))
-        {
-            headers.add(name: "Content-Length", value: String(request.body.readableBytes))
-        }
-        let head = HTTPRequestHead(
-            version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.target, headers: headers)
-
-        let loop = context.eventLoop.assumeIsolated()
-        let timeoutTask = loop.scheduleTask(in: exchange.timeout) {
-            self.requestTimedOut(context: context)
-        }
+        let deadline = NIODeadline.now() + exchange.timeout
         inFlight = InFlight(
-            promise: exchange.promise,
+            continuation: exchange.continuation,
             method: request.method,
             target: request.target,
             timeout: exchange.timeout,
+            deadline: deadline,
             maxResponseBytes: exchange.maxResponseBytes,
             requestAsksToClose: request.asksToClose,
-            timeoutTask: timeoutTask,
-            head: nil,
-            receivedBytes: 0)
+            head: nil)
         state = .awaitingHead
-        promise?.succeed()
+        parser.expectResponse(requestIsHEAD: request.method == "HEAD", limit: exchange.maxResponseBytes)
+        armRequestTimer(for: deadline, context: context)
 
-        let onWriteFailure: (any Error) -> Void = { error in
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenFailure { error in
             guard self.state == .awaitingHead || self.state == .receivingBody else { return }
-            self.finish(with: self.classify(error))
+            self.finish(with: HTTPClientError(error, address: self.address))
             context.close(promise: nil)
         }
-        context.write(wrapOutboundOut(.head(head))).assumeIsolated().whenFailure(onWriteFailure)
-        if request.body.readableBytes > 0 {
-            context.write(wrapOutboundOut(.body(.byteBuffer(request.body)))).assumeIsolated().whenFailure(
-                onWriteFailure)
-        }
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenFailure(onWriteFailure)
+        context.writeAndFlush(wrapOutboundOut(Self.encode(request, allocator: context.channel.allocator)), promise: written)
     }
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
@@ -162,59 +170,71 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            receive(head: head, context: context)
-        case .body(var chunk):
-            guard state == .receivingBody, var exchange = inFlight else { return }
-            exchange.receivedBytes += chunk.readableBytes
-            inFlight = exchange
-            guard exchange.receivedBytes <= exchange.maxResponseBytes else {
-                failTooLarge(exchange, context: context)
-                return
-            }
-            responseBody!.writeBuffer(&chunk)
-        case .end:
-            guard state == .receivingBody, let exchange = inFlight, let head = exchange.head else { return }
-            exchange.timeoutTask?.cancel()
-            let reusable = head.isKeepAlive && !exchange.requestAsksToClose
-            let response = HTTPClientResponse(
-                statusCode: Int(head.status.code),
-                headers: head.headers.map { (name: $0.name, value: $0.value) },
-                body: responseBody ?? ByteBuffer())
-            inFlight = nil
-            responseBody = nil
-            state = reusable ? .idle : .closed
-            exchange.promise.succeed(HTTPClientExchangeResult(response: response, connectionReusable: reusable))
-            if !reusable {
-                context.close(promise: nil)
-            }
-        }
-    }
-
-    private func receive(head: HTTPResponseHead, context: ChannelHandlerContext) {
-        // Parts decoded from the same read can still arrive after a failure closed the channel.
+        // Parts of a read can still arrive after a failure closed the channel.
         guard state != .closed else { return }
-        guard state == .awaitingHead, var exchange = inFlight else {
-            finish(
-                with: .malformedResponse(address: address, reason: "response received without an outstanding request"))
+        var bytes = unwrapInboundIn(data)
+        if var earlier = unparsed {
+            unparsed = nil
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        do {
+            while let part = try parser.next(&bytes) {
+                switch part {
+                case .head(let head):
+                    receive(head: head, context: context)
+                case .body(var chunk):
+                    responseBody?.writeBuffer(&chunk)
+                    if let exchange = inFlight, parser.responseBytes > exchange.maxResponseBytes {
+                        failTooLarge(exchange, context: context)
+                    }
+                case .end:
+                    completeResponse(context: context)
+                }
+                guard state != .closed else { return }
+            }
+        } catch {
+            switch error {
+            case .tooLarge:
+                finish(with: .responseTooLarge(limit: inFlight?.maxResponseBytes ?? 0))
+            case .malformed(let reason):
+                finish(with: .malformedResponse(address: address, reason: reason))
+            }
             context.close(promise: nil)
             return
         }
+        if bytes.readableBytes > 0 {
+            unparsed = bytes
+        }
+    }
+
+    private func receive(head: HTTPResponseParser.Head, context: ChannelHandlerContext) {
+        guard state == .awaitingHead, var exchange = inFlight else { return }
         exchange.head = head
-        // The status line and header fields count against the limit along with the body.
-        exchange.receivedBytes = head.headers.reduce(16) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
         inFlight = exchange
-        let declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) }.map { max(0, $0) }
-        if exchange.receivedBytes > exchange.maxResponseBytes
-            || (declaredLength ?? 0) > exchange.maxResponseBytes - exchange.receivedBytes
-        {
+        if let declared = head.contentLength, declared > exchange.maxResponseBytes - parser.responseBytes {
             failTooLarge(exchange, context: context)
             return
         }
         state = .receivingBody
         responseBody = context.channel.allocator.buffer(
-            capacity: min(declaredLength ?? 1024, exchange.maxResponseBytes))
+            capacity: min(head.contentLength ?? 1024, exchange.maxResponseBytes))
+    }
+
+    private func completeResponse(context: ChannelHandlerContext) {
+        guard state == .receivingBody, let exchange = inFlight, let head = exchange.head else { return }
+        let reusable = head.keepAlive && !exchange.requestAsksToClose
+        let response = HTTPClientResponse(
+            statusCode: head.statusCode, headers: head.headers, body: responseBody ?? ByteBuffer())
+        inFlight = nil
+        responseBody = nil
+        state = reusable ? .idle : .closed
+        exchange.continuation.resume(
+            returning: .success(HTTPClientExchangeResult(response: response, connectionReusable: reusable)))
+        if !reusable {
+            finish(with: .connectionClosed(address: address))
+            context.close(promise: nil)
+        }
     }
 
     private func failTooLarge(_ exchange: InFlight, context: ChannelHandlerContext) {
@@ -222,8 +242,23 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    private func requestTimedOut(context: ChannelHandlerContext) {
-        guard let exchange = inFlight else { return }
+    /// Makes sure the timer fires no later than `deadline`; a timer already due earlier is kept.
+    private func armRequestTimer(for deadline: NIODeadline, context: ChannelHandlerContext) {
+        guard requestTimer == nil || deadline < requestTimerDeadline else { return }
+        requestTimer?.cancel()
+        requestTimerDeadline = deadline
+        requestTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.requestTimerFired(context: context)
+        }
+    }
+
+    private func requestTimerFired(context: ChannelHandlerContext) {
+        requestTimer = nil
+        guard let exchange = inFlight, state != .closed else { return }
+        guard exchange.deadline <= .now() else {
+            armRequestTimer(for: exchange.deadline, context: context)
+            return
+        }
         finish(with: .requestTimeout(method: exchange.method, target: exchange.target, timeout: exchange.timeout))
         context.close(promise: nil)
     }
@@ -243,21 +278,57 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
         state = .closed
         handshakeTimeoutTask?.cancel()
         handshakeTimeoutTask = nil
-        if let promise = handshakePromise {
-            handshakePromise = nil
+        requestTimer?.cancel()
+        requestTimer = nil
+        unparsed = nil
+        // Before TCP connected, the failed connect attempt reports why, not the closing channel.
+        if wasActive, let promise = readyPromise {
+            readyPromise = nil
             promise.fail(error)
         }
         if let exchange = inFlight {
             inFlight = nil
             responseBody = nil
-            exchange.timeoutTask?.cancel()
-            exchange.promise.fail(error)
+            exchange.continuation.resume(returning: .failure(error))
         }
     }
 
-    private func classify(_ error: any Error) -> HTTPClientError {
-        HTTPClientError(error, address: address)
+    /// The request line, header fields and body in one buffer, so that a request leaves in as
+    /// few TLS records as its size allows.
+    private static func encode(_ request: HTTPClientRequest, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let bodyLength = request.body.readableBytes
+        let addsLength: Bool =
+            switch request.method {
+            case "GET", "HEAD", "DELETE", "OPTIONS": bodyLength > 0
+            default: true
+            }
+        var capacity = request.method.utf8.count + request.target.utf8.count + 14 + bodyLength
+        var declaresFraming = false
+        for header in request.headers {
+            capacity += header.name.utf8.count + header.value.utf8.count + 4
+            if addsLength, !declaresFraming {
+                declaresFraming = header.name.equalsIgnoringASCIICase("content-length")
+                    || header.name.equalsIgnoringASCIICase("transfer-encoding")
+            }
+        }
+        var buffer = allocator.buffer(capacity: capacity + 40)
+        buffer.writeString(request.method)
+        buffer.writeStaticString(" ")
+        buffer.writeString(request.target)
+        buffer.writeStaticString(" HTTP/1.1\r\n")
+        for header in request.headers {
+            buffer.writeString(header.name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(header.value)
+            buffer.writeStaticString("\r\n")
+        }
+        if addsLength, !declaresFraming {
+            buffer.writeStaticString("Content-Length: ")
+            buffer.writeString(String(bodyLength))
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+        buffer.writeImmutableBuffer(request.body)
+        return buffer
     }
-
-    private static let methodsWithoutBody: Set<String> = ["GET", "HEAD", "DELETE", "OPTIONS"]
 }

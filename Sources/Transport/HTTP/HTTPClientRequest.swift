@@ -43,16 +43,12 @@ public struct HTTPClientRequest: Sendable {
         }
     }
 
-    func hasHeader(_ name: String) -> Bool {
-        headers.contains { $0.name.lowercased() == name }
-    }
-
     /// Whether the request itself asks the server to close the connection after answering.
     var asksToClose: Bool {
         headers.contains { header in
-            header.name.lowercased() == "connection"
+            header.name.equalsIgnoringASCIICase("connection")
                 && header.value.split(separator: ",").contains {
-                    $0.trimmingWhitespace().lowercased() == "close"
+                    String($0.trimmingWhitespace()).equalsIgnoringASCIICase("close")
                 }
         }
     }
@@ -75,5 +71,17 @@ extension Substring {
         while let first = result.first, first == " " || first == "\t" { result.removeFirst() }
         while let last = result.last, last == " " || last == "\t" { result.removeLast() }
         return result
+    }
+}
+
+extension String {
+    /// Whether the string equals `lowercase` (lowercase ASCII) when ASCII letters are compared without case.
+    func equalsIgnoringASCIICase(_ lowercase: StaticString) -> Bool {
+        guard utf8.count == lowercase.utf8CodeUnitCount else { return false }
+        return lowercase.withUTF8Buffer { expected in
+            zip(utf8, expected).allSatisfy { byte, wanted in
+                byte == wanted || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") && byte + 32 == wanted)
+            }
+        }
     }
 }

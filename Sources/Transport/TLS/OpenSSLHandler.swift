@@ -7,11 +7,13 @@ import NIOCore
 /// from the socket are written into one, records OpenSSL produces are drained from the other
 /// into a single buffer per flush. Plaintext writes made before the handshake finishes are
 /// held back and sent once the peer is verified; a `TLSHandshakeCompleted` user event marks
-/// that moment. A client verifies the server's certificate against its `TLSContext`'s trust
-/// and the `TLSPeer` name or address; any failure is fired as a `TLSError` and the channel
-/// is closed. Closing sends close_notify; a close_notify from the peer is answered and closes
-/// the channel; a TCP close without one is reported as `TLSError.uncleanShutdown`.
-/// The `SSL` object is freed when the handler leaves the pipeline.
+/// that moment. The handshake's last flight waits until the tasks already queued on the event
+/// loop have run, so a request written meanwhile leaves in the same segment. A client verifies
+/// the server's certificate against its `TLSContext`'s trust and the `TLSPeer` name or address;
+/// any failure is fired as a `TLSError` and the channel is closed. Closing sends close_notify;
+/// a close_notify from the peer is answered and closes the channel; a TCP close without one is
+/// reported as `TLSError.uncleanShutdown`. The `SSL` object is freed when the handler leaves
+/// the pipeline.
 public final class OpenSSLHandler: ChannelDuplexHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
@@ -57,6 +59,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     private var state: State = .idle
     private var pendingWrites = CircularBuffer<PendingWrite>(initialCapacity: 4)
     private var flushRequested = false
+    /// Whether records wait in the output BIO for the send scheduled at the end of this loop tick.
+    private var outputDeferred = false
     private var plaintext: ByteBuffer?
 
     /// A client handler that verifies the server as `peer` with `clientContext`'s trust, resuming
@@ -147,7 +151,6 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
-        plaintext = context.channel.allocator.buffer(capacity: Self.plaintextChunk)
         if context.channel.isActive {
             startHandshake(context: context)
         }
@@ -266,14 +269,21 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         let result = SSL_do_handshake(ssl)
         if result == 1 {
             state = .active
-            sendNetworkOutput(context: context, promise: nil)
+            // The handshake's last flight (the client's Finished) stays in the output BIO until
+            // the tasks queued on this loop have run: a first request written meanwhile, by a
+            // caller that runs on this loop and resumes from the event below, leaves with it in
+            // one segment. Any earlier send takes it along.
+            outputDeferred = BIO_ctrl_pending(networkOutput) > 0
             context.fireUserInboundEventTriggered(handshakeCompleted(ssl))
             guard state == .active else { return }
             if flushRequested {
                 encryptPendingWrites(context: context)
             }
             // Application data may have arrived in the same read as the last handshake message.
-            readPlaintext(context: context)
+            if BIO_ctrl_pending(networkInput) > 0 || SSL_has_pending(ssl) == 1 {
+                readPlaintext(context: context)
+            }
+            scheduleDeferredOutput(context: context)
             return
         }
         let sslError = SSL_get_error(ssl, result)
@@ -331,8 +341,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         // Reuses the storage unless a handler downstream still holds the previous read.
         buffer.clear()
         var outcome = ReadOutcome.needMoreInput
+        // A successful SSL_read queues no error, so one clearing serves the whole loop.
+        ERR_clear_error()
         reading: while true {
-            ERR_clear_error()
             var result: Int32 = 0
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.plaintextChunk) { space in
                 result = SSL_read(ssl, space.baseAddress, Int32(clamping: space.count))
@@ -353,7 +364,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             break reading
         }
         // Post-handshake messages (key updates, alerts) can leave records to send.
-        if BIO_ctrl_pending(networkOutput) > 0 {
+        if !outputDeferred, BIO_ctrl_pending(networkOutput) > 0 {
             sendNetworkOutput(context: context, promise: nil)
         }
         if buffer.readableBytes > 0 {
@@ -417,8 +428,21 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         sendNetworkOutput(context: context, promise: combined)
     }
 
+    /// Sends the deferred records once the tasks already queued on the loop have run, unless
+    /// another send took them along first.
+    private func scheduleDeferredOutput(context: ChannelHandlerContext) {
+        guard outputDeferred else { return }
+        context.eventLoop.assumeIsolated().execute {
+            guard self.outputDeferred else { return }
+            self.outputDeferred = false
+            guard self.state == .active else { return }
+            self.sendNetworkOutput(context: context, promise: nil)
+        }
+    }
+
     /// Moves every record OpenSSL has queued into one buffer and writes and flushes it.
     private func sendNetworkOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        outputDeferred = false
         var pending = Int(BIO_ctrl_pending(networkOutput))
         guard pending > 0 else {
             promise?.succeed()
