@@ -457,6 +457,7 @@ public actor FederationSender {
             txnID: "\(txnIDPrefix)\(txnCounter)", originServerTS: now, pdus: pdus, edus: plan.edus,
             persistentEDUIDs: plan.persistentEDUIDs, isCatchUp: isCatchUp)
         updateQueue(name) { $0.send(transaction) }
+        enforceGlobalBudget()
         return transaction
     }
 

@@ -100,6 +100,43 @@ struct SenderSwarmTests {
         await harness.tearDown()
     }
 
+    @Test("a body the receiver refuses (400) is split until the one PDU it refuses is skipped; the rest arrive in order")
+    func refusedBodiesAreSplitAndSkipped() async throws {
+        let harness = try await SenderHarness(hosts: ["picky": 1])
+        let picky = try await harness.startGroup("picky")
+        let name = SenderHarness.names(1, in: "picky", port: picky.port)[0]
+        // 30 PDUs, then 15, 7, 3 and PDU 0 alone are refused; PDU 0 is skipped.
+        picky.fail(next: 5, with: .fail(status: 400), destination: name)
+        try await harness.ingest(0..<30, rooms: rooms, destinations: [name])
+        #expect(await eventually { firstArrivals(picky.log(for: name)).count == 29 })
+        #expect(firstArrivals(picky.log(for: name)) == Array(1..<30))
+        #expect(await harness.sender.currentMetrics.unitsRejected == 1)
+        #expect(await harness.sender.currentMetrics.destinationsInBackoff == 0)
+        await harness.tearDown()
+    }
+
+    @Test("past limits.max_pdus_in_memory the longest queues spill to catch-up, and are caught up later")
+    func globalBudgetSpillsTheLongestQueues() async throws {
+        let harness = try await SenderHarness(hosts: ["gone": 3]) { $0.limits.maxPDUsInMemory = 15 }
+        let gone = try await harness.startGroup("gone")
+        await harness.stopGroup("gone")
+        let names = SenderHarness.names(3, in: "gone", port: gone.port)
+        try await harness.ingest(0..<10, rooms: rooms, destinations: names)
+        #expect(await harness.waitUntilQuiet())
+        let metrics = await harness.sender.currentMetrics
+        #expect(metrics.pdusInMemory <= 15)
+        #expect(metrics.queueSpills >= 2)
+        let back = try await harness.startGroup("gone", port: gone.port)
+        for name in names { _ = try await harness.sender.resetBackoffAndWake(name) }
+        #expect(await eventually { names.allSatisfy { firstArrivals(back.log(for: $0)).count >= 3 } })
+        for name in names {
+            let received = firstArrivals(back.log(for: name))
+            // Either everything in order (kept in memory) or the newest of each room (caught up).
+            #expect(received == Array(0..<10) || received == [7, 8, 9], "\(name): \(received)")
+        }
+        await harness.tearDown()
+    }
+
     @Test("5,000 destinations, half of them down for four days: memory stays inside the budget, then they are caught up")
     func fiveThousandDestinationsFourDayOutage() async throws {
         let perHalf = 2_500
@@ -120,6 +157,7 @@ struct SenderSwarmTests {
         let deadNames = SenderHarness.names(perHalf, in: "down", port: dead.port)
         let rooms = (0..<5).map { "!room\($0):origin.test" }
         let baselineKiB = ProcessMemory.currentKiB()
+        var afterFirstDeliveryKiB = 0
         var peakKiB = baselineKiB
         var peakReferences = 0
         let started = ContinuousClock.now
@@ -133,6 +171,7 @@ struct SenderSwarmTests {
                     liveNames.allSatisfy { live.log(for: $0).pduIDs.count >= numbers.upperBound }
                 })
                 print("day \(day): live half has PDUs up to \(numbers.upperBound - 1) after \(ContinuousClock.now - started); RSS \(ProcessMemory.currentKiB() / 1024) MiB")
+                if day == 0 { afterFirstDeliveryKiB = ProcessMemory.currentKiB() }
             }
             for _ in 0..<48 {
                 await harness.advance(byMS: 30 * 60_000, stepMS: 30 * 60_000, settle: .milliseconds(5))
@@ -148,11 +187,16 @@ struct SenderSwarmTests {
         #expect(metrics.destinationsCatchingUp == deadNames.count)
         #expect(metrics.pdusInMemory == 0)
         for name in liveNames.prefix(50) { #expect(firstArrivals(live.log(for: name)) == Array(0..<20)) }
-        // What the sender holds for 5,000 destinations and four days of backoff, measured in
-        // this process (the swarm's own records included).
-        let growthMiB = Double(peakKiB - baselineKiB) / 1024
-        print("5,000 destinations: RSS \(baselineKiB / 1024) MiB before, peak \(peakKiB / 1024) MiB; peak PDU references \(peakReferences)")
-        #expect(growthMiB < 96, "RSS grew by \(growthMiB) MiB")
+        // Measured in this process, which also runs the swarm's side of every connection:
+        // meeting 5,000 destinations costs memory once (connections, TLS sessions, DNS and
+        // ranking entries, the swarm's records); four days of outage must not add to it.
+        let outageGrowthMiB = Double(peakKiB - afterFirstDeliveryKiB) / 1024
+        print("""
+            5,000 destinations: RSS \(baselineKiB / 1024) MiB before, \(afterFirstDeliveryKiB / 1024) MiB after the \
+            first delivery, peak \(peakKiB / 1024) MiB over four days; peak PDU references \(peakReferences)
+            """)
+        #expect(outageGrowthMiB < 32, "RSS grew by \(outageGrowthMiB) MiB during the outage")
+        #expect(Double(peakKiB - baselineKiB) / Double(2 * perHalf) < 48, "more than 48 KiB per destination")
 
         let revived = try await harness.startGroup("down", port: dead.port)
         for name in deadNames { _ = try await harness.sender.resetBackoffAndWake(name) }

@@ -225,17 +225,21 @@ extension EphemeralEDUBuffer {
     /// entry is never the oldest, since `maxEntries` is at least 1.
     private mutating func evictOldest(nowMS: Int64) {
         while head < insertionOrder.count {
-            let slot = insertionOrder[head]
+            // Copied out of the slot one by one: Swift 6.3's optimiser crashes on a switch over
+            // a borrowed `slot.key` here.
+            let sequence = insertionOrder[head].sequence
+            let destination = insertionOrder[head].destination
+            let key = insertionOrder[head].key
+            let lifetime = Self.lifetimeMS(of: key)
             head += 1
-            guard var edus = pending.removeValue(forKey: slot.destination) else { continue }
-            if let entry = edus[slot.key], entry.sequence == slot.sequence {
-                edus[slot.key] = nil
-                let stale = Self.lifetimeMS(of: slot.key).map { nowMS - entry.addedMS >= $0 } ?? false
-                drop(expired: stale)
-                restore(edus, for: slot.destination)
+            guard var edus = pending.removeValue(forKey: destination) else { continue }
+            if let entry = edus[key], entry.sequence == sequence {
+                edus[key] = nil
+                drop(expired: lifetime.map { nowMS - entry.addedMS >= $0 } ?? false)
+                restore(edus, for: destination)
                 return
             }
-            restore(edus, for: slot.destination)
+            restore(edus, for: destination)
         }
     }
 
