@@ -26,11 +26,13 @@ public actor FederationSender {
         public var activeDestinations = 0
         public var destinationsInBackoff = 0
         public var destinationsCatchingUp = 0
+        /// Destinations whose queue outgrew its memory budget, reading their backlog back in order.
+        public var destinationsReadingBacklog = 0
         /// Destinations woken later by a paced queue (start-up, presence, receipts, device lists).
         public var destinationsAwaitingWakeup = 0
         /// PDU references held in memory across every destination.
         public var pdusInMemory = 0
-        /// Times a destination's queue was dropped for catch-up because of the memory budget.
+        /// Times a destination's queue was dropped for the memory budget (read back from the outbox).
         public var queueSpills = 0
         public var ephemeralEDUsQueued = 0
         public var ephemeralEDUsDroppedExpired = 0
@@ -120,10 +122,12 @@ public actor FederationSender {
         snapshot.activeDestinations = 0
         snapshot.destinationsInBackoff = 0
         snapshot.destinationsCatchingUp = 0
+        snapshot.destinationsReadingBacklog = 0
         for destination in destinations.values {
             if destination.running { snapshot.activeDestinations += 1 }
             if destination.queue.isBackingOff { snapshot.destinationsInBackoff += 1 }
             if destination.queue.phase == .catchingUp { snapshot.destinationsCatchingUp += 1 }
+            if destination.queue.phase == .readingBacklog { snapshot.destinationsReadingBacklog += 1 }
         }
         snapshot.destinationsAwaitingWakeup = startupWakeups.count + pacedWakeups.count
         snapshot.pdusInMemory = pdusInMemory
@@ -271,7 +275,7 @@ public actor FederationSender {
                 pdusInMemory += destinations[name]!.queue.pduReferenceCount - before
                 if released > 0 {
                     metrics.queueSpills += 1
-                    logger.info("destination's queue passed its memory budget; catching up from the outbox",
+                    logger.info("destination's queue passed its memory budget; reading its backlog from the outbox",
                                 metadata: ["destination": "\(name)", "pdus_released": "\(released)"])
                 }
                 wake(name)
@@ -298,7 +302,7 @@ public actor FederationSender {
             let released = destinations[name]!.queue.spill()
             pdusInMemory -= released
             metrics.queueSpills += 1
-            logger.info("sender memory budget reached; the largest queue catches up from the outbox",
+            logger.info("sender memory budget reached; the largest queue reads its backlog from the outbox",
                         metadata: ["destination": "\(name)", "pdus_released": "\(released)"])
         }
     }
@@ -399,14 +403,17 @@ public actor FederationSender {
                 case .resend:
                     guard let inFlight = destinations[name]?.queue.inFlight else { continue loop }
                     transaction = inFlight
-                case .readCatchUp(let after, let limit):
-                    let newest = try await outbox.catchUpPDUs(for: name, after: after, limit: limit)
-                    guard let pdus = updateQueue(name, { $0.caughtUp(with: newest) }) else {
-                        log.info("caught up; back to sending every PDU")
+                case .readCatchUp(let after, let limit), .readBacklog(let after, let limit):
+                    let isCatchUp = step == .readCatchUp(after: after, limit: limit)
+                    let read = isCatchUp
+                        ? try await outbox.catchUpPDUs(for: name, after: after, limit: limit)
+                        : try await outbox.pendingPDUs(for: name, after: after, limit: limit)
+                    guard let pdus = updateQueue(name, { $0.caughtUp(with: read) }) else {
+                        log.info("caught up; back to sending PDUs as they are accepted")
                         continue loop
                     }
                     if pdus.isEmpty { continue loop }
-                    guard let built = try await buildTransaction(name, pdus: pdus, isCatchUp: true) else { continue loop }
+                    guard let built = try await buildTransaction(name, pdus: pdus, isCatchUp: isCatchUp) else { continue loop }
                     transaction = built
                 case .build(let pdus):
                     guard let built = try await buildTransaction(name, pdus: pdus, isCatchUp: false) else {

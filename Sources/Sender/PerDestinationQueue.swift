@@ -8,17 +8,22 @@ import Outbox
 /// - `live`: every PDU owed beyond `lastSuccessfulStreamOrdering` is referenced in memory,
 ///   in stream order, fed by the Outbox's commit stream. At most `budget` references are
 ///   held (the queue plus the transaction in flight).
-/// - `catchingUp`: the in-memory queue was dropped, and transactions are made of the newest
-///   PDU of each room beyond the mark (the receiver fetches the rest itself), 50 rooms at a
-///   time, read from the Outbox. Entered when the queue would pass its budget, when the
-///   backoff grows past `catchUpAfterMS`, or when a restart finds more owed than the budget.
-///   PDUs committed meanwhile are not queued: their stream ordering is remembered, so one
-///   more read runs if a catch-up read came back empty before they were committed.
+/// - `readingBacklog`: the queue passed its memory budget (the destination is slower than
+///   ingest, or the sender's total budget is needed elsewhere), so it was dropped and every
+///   PDU owed is read back from the Outbox in stream order, a transaction at a time, until
+///   the destination has caught up with ingest. Nothing is skipped: a live destination gets
+///   every PDU, in order.
+/// - `catchingUp`: transactions are made of the newest PDU of each room beyond the mark (the
+///   receiver fetches the rest itself), 50 rooms at a time, read from the Outbox. Entered
+///   when the backoff grows past `catchUpAfterMS` or when a restart finds more owed than the
+///   budget: a server back from a long outage needs the present, not the whole history.
+/// In both, PDUs committed meanwhile are not queued: their stream ordering is remembered, so
+/// one more read runs if a read came back empty before they were committed.
 /// Before the first transaction after a start the queue is `unloaded`: the sender reads the
 /// destination's record and up to `budget + 1` owed PDUs (`loading`), and `loaded` decides.
 public struct PerDestinationQueue: Sendable {
     public enum Phase: String, Sendable, Equatable {
-        case unloaded, loading, live, catchingUp = "catching_up"
+        case unloaded, loading, live, readingBacklog = "reading_backlog", catchingUp = "catching_up"
     }
 
     /// What the sender should do next for this destination.
@@ -32,6 +37,9 @@ public struct PerDestinationQueue: Sendable {
         /// Read the newest PDU per room beyond `after` (at most the given number of rooms),
         /// then call `caughtUp(with:)`.
         case readCatchUp(after: Int64, limit: Int)
+        /// Read the PDUs owed beyond `after`, in stream order (at most the given number),
+        /// then call `caughtUp(with:)`.
+        case readBacklog(after: Int64, limit: Int)
         /// Build a transaction of these PDUs (possibly none) and any EDUs waiting.
         case build(pdus: [StoredPDU])
     }
@@ -70,7 +78,7 @@ public struct PerDestinationQueue: Sendable {
     /// PDU references held: the queue, and the transaction in flight when it is a catch-up
     /// one (a live transaction's PDUs stay at the head of the queue until delivered).
     public var pduReferenceCount: Int {
-        queued.count - queuedHead + (phase == .catchingUp ? inFlight?.pdus.count ?? 0 : 0)
+        queued.count - queuedHead + (isReadingFromOutbox ? inFlight?.pdus.count ?? 0 : 0)
     }
     public var queuedPDUCount: Int { queued.count - queuedHead }
     public var isBackingOff: Bool { retryIntervalMS > 0 }
@@ -100,11 +108,11 @@ public struct PerDestinationQueue: Sendable {
             guard pdu.streamOrdering > highestKnownStreamOrdering else { return 0 }
             if pduReferenceCount >= budget {
                 catchUpLastSkipped = pdu.streamOrdering
-                return startCatchingUp()
+                return readFromOutbox(.readingBacklog)
             }
             queued.append(pdu)
             return 0
-        case .catchingUp:
+        case .readingBacklog, .catchingUp:
             catchUpLastSkipped = max(catchUpLastSkipped, pdu.streamOrdering)
             return 0
         }
@@ -117,9 +125,9 @@ public struct PerDestinationQueue: Sendable {
     @discardableResult
     public mutating func spill() -> Int {
         switch phase {
-        case .live, .catchingUp:
+        case .live, .readingBacklog, .catchingUp:
             let before = pduReferenceCount
-            startCatchingUp()
+            readFromOutbox(phase == .catchingUp ? .catchingUp : .readingBacklog)
             inFlight = nil
             unitLimit = .max
             return before
@@ -143,6 +151,8 @@ public struct PerDestinationQueue: Sendable {
             return .load
         case .catchingUp:
             return .readCatchUp(after: lastSuccessfulStreamOrdering, limit: min(maxPDUs, unitLimit))
+        case .readingBacklog:
+            return .readBacklog(after: lastSuccessfulStreamOrdering, limit: min(maxPDUs, unitLimit))
         case .live:
             let count = min(maxPDUs, unitLimit, queuedPDUCount)
             return .build(pdus: Array(queued[queuedHead..<(queuedHead + count)]))
@@ -157,22 +167,25 @@ public struct PerDestinationQueue: Sendable {
         let arrivedWhileLoading = Array(queued[queuedHead...])
         _ = dropQueue()
         if spillWhenLoaded || owed.count > budget || retryIntervalMS > catchUpAfterMS {
-            spillWhenLoaded = false
             catchUpLastSkipped = max(catchUpLastSkipped, arrivedWhileLoading.last?.streamOrdering ?? 0)
-            phase = .catchingUp
+            // A long outage or a large backlog found at start is caught up; a queue that only
+            // outgrew its memory is read back in full.
+            phase = owed.count > budget || retryIntervalMS > catchUpAfterMS ? .catchingUp : .readingBacklog
+            spillWhenLoaded = false
             return
         }
         phase = .live
         queued = owed
         let mark = owed.last?.streamOrdering ?? lastSuccessfulStreamOrdering
         queued.append(contentsOf: arrivedWhileLoading.lazy.filter { $0.streamOrdering > mark })
-        if pduReferenceCount > budget { startCatchingUp() }
+        if pduReferenceCount > budget { readFromOutbox(.readingBacklog) }
     }
 
-    /// What a catch-up read returned. Returns the PDUs to send, or nil when catch-up is over
-    /// (the queue is live again and `nextStep` gives the next thing to do).
+    /// What a catch-up or backlog read returned. Returns the PDUs to send, or nil when the
+    /// destination has caught up (the queue is live again and `nextStep` gives the next
+    /// thing to do).
     public mutating func caughtUp(with pdus: [StoredPDU]) -> [StoredPDU]? {
-        guard phase == .catchingUp else { return nil }
+        guard isReadingFromOutbox else { return nil }
         if !pdus.isEmpty { return pdus }
         if catchUpLastSkipped > lastSuccessfulStreamOrdering {
             // Committed after that read began: read once more. Resetting the mark keeps a PDU
@@ -222,10 +235,10 @@ public struct PerDestinationQueue: Sendable {
     public mutating func failed(nowMS: Int64, intervalMS: Int64) -> Bool {
         retryLastTS = nowMS
         retryIntervalMS = intervalMS
-        guard intervalMS > catchUpAfterMS, phase == .live || phase == .catchingUp else { return false }
+        guard intervalMS > catchUpAfterMS, phase == .live || isReadingFromOutbox else { return false }
         inFlight = nil
         unitLimit = .max
-        if phase == .live { startCatchingUp() }
+        readFromOutbox(.catchingUp)
         return true
     }
 
@@ -256,9 +269,13 @@ public struct PerDestinationQueue: Sendable {
         }
     }
 
+    /// Reading back from the Outbox: the backlog in order, or the newest PDU per room.
+    public var isReadingFromOutbox: Bool { phase == .readingBacklog || phase == .catchingUp }
+
+    /// Drops the queue and reads from the Outbox from now on; returns the references released.
     @discardableResult
-    private mutating func startCatchingUp() -> Int {
-        phase = .catchingUp
+    private mutating func readFromOutbox(_ next: Phase) -> Int {
+        phase = next
         return dropQueue()
     }
 

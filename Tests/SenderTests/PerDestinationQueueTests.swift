@@ -64,13 +64,33 @@ struct PerDestinationQueueTests {
         #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .build(pdus: [pdu(8), pdu(9)]))
     }
 
-    @Test func aQueuePastItsBudgetIsDroppedAndCaughtUpWithTheNewestPDUOfEachRoom() {
+    @Test func aQueuePastItsBudgetIsDroppedAndItsBacklogReadBackInOrder() {
         var queue = liveQueue(budget: 3)
         for streamOrdering in Int64(1)...3 { queue.pduCommitted(pdu(streamOrdering)) }
         #expect(queue.pduReferenceCount == 3)
         #expect(queue.pduCommitted(pdu(4)) == 3)
-        #expect(queue.phase == .catchingUp)
+        #expect(queue.phase == .readingBacklog)
         #expect(queue.pduReferenceCount == 0)
+        #expect(queue.nextStep(nowMS: 0, maxPDUs: 2) == .readBacklog(after: 0, limit: 2))
+        #expect(queue.caughtUp(with: [pdu(1), pdu(2)]) == [pdu(1), pdu(2)])
+        queue.send(transaction("b1", [pdu(1), pdu(2)]))
+        #expect(queue.pduReferenceCount == 2)
+        queue.delivered(queue.inFlight!)
+        #expect(queue.nextStep(nowMS: 0, maxPDUs: 2) == .readBacklog(after: 2, limit: 2))
+        #expect(queue.caughtUp(with: [pdu(3), pdu(4)]) == [pdu(3), pdu(4)])
+        queue.send(transaction("b2", [pdu(3), pdu(4)]))
+        queue.delivered(queue.inFlight!)
+        #expect(queue.caughtUp(with: []) == nil)
+        #expect(queue.phase == .live)
+        queue.pduCommitted(pdu(5))
+        #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .build(pdus: [pdu(5)]))
+    }
+
+    @Test func catchUpSendsTheNewestPDUOfEachRoomAndReadsAgainForPDUsCommittedMeanwhile() {
+        let record = DestinationRecord(name: "d", lastSuccessfulStreamOrdering: 0, retryLastTS: 0, retryIntervalMS: 7_200_000)
+        var queue = liveQueue(owed: [], record: record)
+        queue.clearBackoff()
+        #expect(queue.phase == .catchingUp)
         #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .readCatchUp(after: 0, limit: 50))
         let newest = [pdu(3, room: "!a:o"), pdu(4, room: "!b:o")]
         #expect(queue.caughtUp(with: newest) == newest)
