@@ -23,6 +23,7 @@ public actor FederationSender {
         public var unitsRejected = 0
         public var pdusDelivered = 0
         public var edusDelivered = 0
+        /// Destinations sending, or woken and waiting for a sending slot.
         public var activeDestinations = 0
         public var destinationsInBackoff = 0
         public var destinationsCatchingUp = 0
@@ -54,6 +55,10 @@ public actor FederationSender {
         public var startupWakeupInterval: Duration = .milliseconds(50)
         /// `sender.rr_transactions_per_room_per_second`: the pace of delayed wake-ups.
         public var readReceiptTransactionsPerRoomPerSecond = 50
+        /// Destinations preparing or sending a transaction at once; the others wait in a ready
+        /// queue costing a few bytes each. A few times the connection cap, so the pool still
+        /// chooses among more destinations than it has connections (the daemon uses 4×).
+        public var maxDestinationsSending = 256
 
         public init() {}
     }
@@ -61,6 +66,8 @@ public actor FederationSender {
     private struct Destination {
         var queue: PerDestinationQueue
         var running = false
+        /// Waiting in `readyToRun` for a sending slot.
+        var readyToRun = false
         var wakeRequested = false
         /// Bumped whenever persistent EDUs are committed for the destination.
         var eduNotifications = 0
@@ -77,6 +84,9 @@ public actor FederationSender {
     private let logger: Logger
 
     private var destinations: [String: Destination] = [:]
+    private var runningCount = 0
+    private var readyToRun: [String] = []
+    private var readyHead = 0
     private var pdusInMemory = 0
     private var ephemeral: EphemeralEDUBuffer
     private var receiptPacer = ReadReceiptPacer(recentEventCapacity: 10_000)
@@ -119,12 +129,11 @@ public actor FederationSender {
 
     public var currentMetrics: Metrics {
         var snapshot = metrics
-        snapshot.activeDestinations = 0
         snapshot.destinationsInBackoff = 0
         snapshot.destinationsCatchingUp = 0
         snapshot.destinationsReadingBacklog = 0
+        snapshot.activeDestinations = runningCount + readyToRun.count - readyHead
         for destination in destinations.values {
-            if destination.running { snapshot.activeDestinations += 1 }
             if destination.queue.isBackingOff { snapshot.destinationsInBackoff += 1 }
             if destination.queue.phase == .catchingUp { snapshot.destinationsCatchingUp += 1 }
             if destination.queue.phase == .readingBacklog { snapshot.destinationsReadingBacklog += 1 }
@@ -199,14 +208,14 @@ public actor FederationSender {
             destinations[name]?.retryTimer?.cancel()
             destinations[name]?.retryTimer = nil
         }
-        guard destinations.values.contains(where: \.running) else { return true }
+        guard runningCount > 0 else { return true }
         let deadline = Task {
             try? await Task.sleep(for: timeout)
             self.resumeIdleWaiters()
         }
         await withCheckedContinuation { idleWaiters.append($0) }
         deadline.cancel()
-        let finished = !destinations.values.contains(where: \.running)
+        let finished = runningCount == 0
         if !finished {
             for state in destinations.values { state.loop?.cancel() }
         }
@@ -322,17 +331,45 @@ public actor FederationSender {
         pacedWakeups.remove(name)
         var state = destination(name)
         state.wakeRequested = true
-        if !state.running {
-            state.running = true
-            state.loop = Task { await self.transmissionLoop(name) }
-        }
         destinations[name] = state
+        guard !state.running, !state.readyToRun else { return }
+        if runningCount < settings.maxDestinationsSending {
+            run(name)
+        } else {
+            destinations[name]?.readyToRun = true
+            readyToRun.append(name)
+        }
+    }
+
+    private func run(_ name: String) {
+        guard var state = destinations[name] else { return }
+        runningCount += 1
+        state.readyToRun = false
+        state.running = true
+        state.loop = Task { await self.transmissionLoop(name) }
+        destinations[name] = state
+    }
+
+    /// Gives free sending slots to the destinations waiting longest for one.
+    private func runReadyDestinations() {
+        while runningCount < settings.maxDestinationsSending, readyHead < readyToRun.count, !stopping {
+            let name = readyToRun[readyHead]
+            readyHead += 1
+            if destinations[name]?.readyToRun == true { run(name) }
+        }
+        if readyHead == readyToRun.count {
+            readyToRun.removeAll()
+            readyHead = 0
+        } else if readyHead > 1024, readyHead * 2 > readyToRun.count {
+            readyToRun.removeFirst(readyHead)
+            readyHead = 0
+        }
     }
 
     /// Wakes `name` through the paced queue, unless it is sending already.
     private func wakeLater(_ name: String) {
         guard !stopping else { return }
-        if destinations[name]?.running == true {
+        if destinations[name]?.running == true || destinations[name]?.readyToRun == true {
             destinations[name]?.wakeRequested = true
             return
         }
@@ -555,8 +592,10 @@ public actor FederationSender {
         state.running = false
         state.loop = nil
         destinations[name] = state
+        runningCount -= 1
         if state.wakeRequested, state.retryTimer == nil, !stopping { wake(name) }
-        if !destinations.values.contains(where: \.running) { resumeIdleWaiters() }
+        runReadyDestinations()
+        if runningCount == 0 { resumeIdleWaiters() }
     }
 
     private func resumeIdleWaiters() {

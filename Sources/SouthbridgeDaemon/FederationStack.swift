@@ -49,6 +49,7 @@ public struct FederationStack: Sendable {
         settings.catchUpAfterMS = configuration.sender.catchUpAfter.milliseconds
         settings.readReceiptTransactionsPerRoomPerSecond = configuration.sender.rrTransactionsPerRoomPerSecond
         settings.startupWakeupInterval = .seconds(1) / configuration.limits.maxNewConnectionsPerSecond
+        settings.maxDestinationsSending = max(16, 4 * configuration.limits.maxConnections)
         let sender = FederationSender(
             origin: configuration.server.name, outbox: outbox, client: client,
             retryPolicy: RetryPolicy(

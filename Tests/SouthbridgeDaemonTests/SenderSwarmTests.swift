@@ -194,7 +194,7 @@ struct SenderSwarmTests {
             first delivery, peak \(peakKiB / 1024) MiB over four days; peak PDU references \(peakReferences)
             """)
         #expect(outageGrowthMiB < 32, "RSS grew by \(outageGrowthMiB) MiB during the outage")
-        #expect(Double(peakKiB - baselineKiB) / Double(2 * perHalf) < 48, "more than 48 KiB per destination")
+        #expect(Double(peakKiB - baselineKiB) / Double(2 * perHalf) < 24, "more than 24 KiB per destination")
 
         let revived = try await harness.startGroup("down", port: dead.port)
         for name in deadNames { _ = try await harness.sender.resetBackoffAndWake(name) }
