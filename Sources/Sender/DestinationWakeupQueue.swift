@@ -17,8 +17,7 @@ public struct DestinationWakeupQueue: Sendable {
     public let interval: Duration
     /// The longest a destination may wait, or nil for a fixed pace of one per `interval`.
     public let maxTimeInQueue: Duration?
-    private var order: [String] = []
-    private var head = 0
+    private var order = FrontConsumedQueue<String>()
     private var members: Set<String> = []
     private var lastWake: ContinuousClock.Instant?
     /// The current gap between wake-ups: `interval`, or shorter to honour `maxTimeInQueue`.
@@ -60,14 +59,8 @@ public struct DestinationWakeupQueue: Sendable {
             turns = max(1, min(Int((now - lastWake) / gap), burst))
         }
         var names: [String] = []
-        while names.count < turns, head < order.count {
-            let name = order[head]
-            head += 1
+        while names.count < turns, let name = order.popFirst() {
             if members.remove(name) != nil { names.append(name) }
-        }
-        if head > 1024, head * 2 > order.count {
-            order.removeFirst(head)
-            head = 0
         }
         if !names.isEmpty {
             // Advance by whole gaps; after a burst the next turn is a full gap away.

@@ -85,8 +85,7 @@ public actor FederationSender {
 
     private var destinations: [String: Destination] = [:]
     private var runningCount = 0
-    private var readyToRun: [String] = []
-    private var readyHead = 0
+    private var readyToRun = FrontConsumedQueue<String>()
     private var pdusInMemory = 0
     private var ephemeral: EphemeralEDUBuffer
     private var receiptPacer = ReadReceiptPacer(recentEventCapacity: 10_000)
@@ -132,7 +131,7 @@ public actor FederationSender {
         snapshot.destinationsInBackoff = 0
         snapshot.destinationsCatchingUp = 0
         snapshot.destinationsReadingBacklog = 0
-        snapshot.activeDestinations = runningCount + readyToRun.count - readyHead
+        snapshot.activeDestinations = runningCount + readyToRun.count
         for destination in destinations.values {
             if destination.queue.isBackingOff { snapshot.destinationsInBackoff += 1 }
             if destination.queue.phase == .catchingUp { snapshot.destinationsCatchingUp += 1 }
@@ -352,17 +351,8 @@ public actor FederationSender {
 
     /// Gives free sending slots to the destinations waiting longest for one.
     private func runReadyDestinations() {
-        while runningCount < settings.maxDestinationsSending, readyHead < readyToRun.count, !stopping {
-            let name = readyToRun[readyHead]
-            readyHead += 1
+        while runningCount < settings.maxDestinationsSending, !stopping, let name = readyToRun.popFirst() {
             if destinations[name]?.readyToRun == true { run(name) }
-        }
-        if readyHead == readyToRun.count {
-            readyToRun.removeAll()
-            readyHead = 0
-        } else if readyHead > 1024, readyHead * 2 > readyToRun.count {
-            readyToRun.removeFirst(readyHead)
-            readyHead = 0
         }
     }
 

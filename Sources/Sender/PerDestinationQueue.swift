@@ -55,8 +55,7 @@ public struct PerDestinationQueue: Sendable {
     public private(set) var unitLimit = Int.max
     /// Persistent EDUs may be waiting in the Outbox.
     public var persistentEDUsMayBePending = true
-    private var queued: [StoredPDU] = []
-    private var queuedHead = 0
+    private var queued = FrontConsumedQueue<StoredPDU>()
     private var catchUpLastSkipped: Int64 = 0
     private var spillWhenLoaded = false
 
@@ -78,9 +77,9 @@ public struct PerDestinationQueue: Sendable {
     /// PDU references held: the queue, and the transaction in flight when it is a catch-up
     /// one (a live transaction's PDUs stay at the head of the queue until delivered).
     public var pduReferenceCount: Int {
-        queued.count - queuedHead + (isReadingFromOutbox ? inFlight?.pdus.count ?? 0 : 0)
+        queued.count + (isReadingFromOutbox ? inFlight?.pdus.count ?? 0 : 0)
     }
-    public var queuedPDUCount: Int { queued.count - queuedHead }
+    public var queuedPDUCount: Int { queued.count }
     public var isBackingOff: Bool { retryIntervalMS > 0 }
 
     private var highestKnownStreamOrdering: Int64 {
@@ -155,7 +154,7 @@ public struct PerDestinationQueue: Sendable {
             return .readBacklog(after: lastSuccessfulStreamOrdering, limit: min(maxPDUs, unitLimit))
         case .live:
             let count = min(maxPDUs, unitLimit, queuedPDUCount)
-            return .build(pdus: Array(queued[queuedHead..<(queuedHead + count)]))
+            return .build(pdus: Array(queued.elements.prefix(count)))
         }
     }
 
@@ -164,7 +163,7 @@ public struct PerDestinationQueue: Sendable {
         lastSuccessfulStreamOrdering = record?.lastSuccessfulStreamOrdering ?? 0
         retryLastTS = record?.retryLastTS ?? 0
         retryIntervalMS = record?.retryIntervalMS ?? 0
-        let arrivedWhileLoading = Array(queued[queuedHead...])
+        let arrivedWhileLoading = Array(queued.elements)
         _ = dropQueue()
         if spillWhenLoaded || owed.count > budget || retryIntervalMS > catchUpAfterMS {
             catchUpLastSkipped = max(catchUpLastSkipped, arrivedWhileLoading.last?.streamOrdering ?? 0)
@@ -175,7 +174,7 @@ public struct PerDestinationQueue: Sendable {
             return
         }
         phase = .live
-        queued = owed
+        queued = FrontConsumedQueue(owed)
         let mark = owed.last?.streamOrdering ?? lastSuccessfulStreamOrdering
         queued.append(contentsOf: arrivedWhileLoading.lazy.filter { $0.streamOrdering > mark })
         if pduReferenceCount > budget { readFromOutbox(.readingBacklog) }
@@ -257,15 +256,8 @@ public struct PerDestinationQueue: Sendable {
         if inFlight?.txnID == transaction.txnID { inFlight = nil }
         guard let last = transaction.lastStreamOrdering else { return }
         lastSuccessfulStreamOrdering = max(lastSuccessfulStreamOrdering, last)
-        while queuedHead < queued.count, queued[queuedHead].streamOrdering <= last {
-            queuedHead += 1
-        }
-        if queuedHead == queued.count {
-            queued.removeAll()
-            queuedHead = 0
-        } else if queuedHead > 64, queuedHead * 2 > queued.count {
-            queued.removeFirst(queuedHead)
-            queuedHead = 0
+        while let first = queued.first, first.streamOrdering <= last {
+            _ = queued.popFirst()
         }
     }
 
@@ -281,8 +273,7 @@ public struct PerDestinationQueue: Sendable {
 
     private mutating func dropQueue() -> Int {
         let released = queuedPDUCount
-        queued = []
-        queuedHead = 0
+        queued.removeAll()
         return released
     }
 }

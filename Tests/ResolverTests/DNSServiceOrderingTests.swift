@@ -1,4 +1,5 @@
 import Resolver
+import SouthbridgeSwarm
 import Testing
 
 @Suite("RFC 2782 ordering of SRV records for connection attempts")

@@ -1,5 +1,6 @@
 import Outbox
 import Sender
+import SouthbridgeSwarm
 import Testing
 
 /// A PDU whose bytes say which one it is.
@@ -181,24 +182,11 @@ struct PerDestinationQueueTests {
     }
 }
 
-/// A deterministic generator, so a backoff schedule can be checked to the millisecond.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("Backoff schedule under an injected clock")
 struct BackoffScheduleTests {
     @Test func theQueueWaitsExactlyThePolicysIntervalsAndEntersCatchUpPastOneHour() {
         let policy = RetryPolicy(initialIntervalMS: 600_000, multiplier: 2, maxIntervalMS: 604_800_000)
-        var expectedRandom = SplitMix64(state: 42)
+        var expectedRandom = SplitMix64(seed: 42)
         var expected: [Int64] = []
         var previous: Int64 = 0
         for _ in 0..<12 {
@@ -208,7 +196,7 @@ struct BackoffScheduleTests {
         #expect(expected[0] == 600_000)
         #expect(expected.last == 604_800_000)
 
-        var random = SplitMix64(state: 42)
+        var random = SplitMix64(seed: 42)
         var queue = liveQueue(owed: [pdu(1)])
         var now: Int64 = 1_000_000
         var enteredCatchUpAt: Int?
