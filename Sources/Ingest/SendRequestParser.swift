@@ -23,6 +23,8 @@ public struct SendRequestParser: Sendable {
     public static let maxPDUsPerRequest = 1000
     /// The most EDUs one ingest request may carry.
     public static let maxEDUsPerRequest = 1000
+    /// The spec's private read receipt: it must never leave the user's homeserver.
+    static let privateReadReceiptType = "m.read.private"
 
     let ownServerName: String
 
@@ -100,6 +102,10 @@ public struct SendRequestParser: Sendable {
             ephemeral = try EphemeralEDU.parse(eduType: eduType, content: content)
         } catch {
             throw .badJSON("\(path).\(error)")
+        }
+        if case .receipts(let receipts)? = ephemeral,
+           let hidden = receipts.first(where: { $0.receiptType == Self.privateReadReceiptType }) {
+            throw .badJSON("\(path).content[\"\(hidden.roomID)\"]: \(Self.privateReadReceiptType) receipts are private to their user's server and are never sent over federation")
         }
         if let ephemeral {
             if let key = fields["key"], key.stringValue == nil {

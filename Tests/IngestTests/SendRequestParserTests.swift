@@ -53,6 +53,8 @@ struct SendRequestParserTests {
         (#"{"edus":[{"edu_type":"m.presence","content":{"push":[{}]},"destinations":[]}]}"#, "M_BAD_JSON",
          "edus[0].content.push[0].user_id: required string is missing"),
         (#"{"edus":[{"edu_type":"m.typing","content":{},"destinations":["a_b"],"x":1}]}"#, "M_BAD_JSON", "edus[0].x: unknown field"),
+        (#"{"edus":[{"edu_type":"m.receipt","content":{"!r:x":{"m.read.private":{"@u:x":{"event_ids":["$e"],"data":{}}}}},"destinations":[]}]}"#,
+         "M_BAD_JSON", "edus[0].content[\"!r:x\"]: m.read.private receipts are private to their user's server"),
     ])
     func rejects(body: String, errcode: String, prefix: String) {
         #expect {
