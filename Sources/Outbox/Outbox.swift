@@ -96,10 +96,13 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// Up to `limit` persistent EDUs still owed to `destination`, oldest (lowest EDU id) first.
-    public func pendingEDUs(for destination: String, limit: Int) async throws(OutboxError) -> [StoredEDU] {
+    /// Up to `limit` persistent EDUs still owed to `destination`, oldest (lowest EDU id) first;
+    /// only of the types in `onlyTypes` when given, and none of the types in `exceptTypes`
+    /// (so one kind flooding the outbox cannot hide another from the sender).
+    public func pendingEDUs(for destination: String, limit: Int, onlyTypes: Set<String>? = nil,
+                            exceptTypes: Set<String> = []) async throws(OutboxError) -> [StoredEDU] {
         try await submit(.read) { store throws(SQLiteError) in
-            try store.pendingEDUs(for: destination, limit: max(0, limit))
+            try store.pendingEDUs(for: destination, limit: max(0, limit), onlyTypes: onlyTypes, exceptTypes: exceptTypes)
         }
     }
 

@@ -477,7 +477,15 @@ public actor FederationSender {
         var persistent: [StoredEDU] = []
         if eduRoom > 0, destinations[name]?.queue.persistentEDUsMayBePending == true {
             let notifications = destinations[name]?.eduNotifications ?? 0
-            persistent = try await outbox.pendingEDUs(for: name, limit: TransactionBody.maximumEDUCount)
+            // Read per kind, so a flood of to-device messages cannot push device-list updates
+            // out of the read and out of their reserved slots.
+            let limit = TransactionBody.maximumEDUCount
+            let toDevice: Set<String> = [TransactionEDUPlan.toDeviceEDUType]
+            let deviceLists = TransactionEDUPlan.deviceListEDUTypes
+            persistent = try await outbox.pendingEDUs(for: name, limit: limit, onlyTypes: toDevice)
+            persistent += try await outbox.pendingEDUs(for: name, limit: limit, onlyTypes: deviceLists)
+            persistent += try await outbox.pendingEDUs(for: name, limit: limit, exceptTypes: toDevice.union(deviceLists))
+            persistent.sort { $0.eduID < $1.eduID }
             if persistent.isEmpty, destinations[name]?.eduNotifications == notifications {
                 destinations[name]?.queue.persistentEDUsMayBePending = false
             }

@@ -27,6 +27,13 @@ import Testing
             #expect(try await outbox.pendingEDUs(for: "c.example", limit: 10).map(\.eduID) == [1, 3])
             #expect(try await outbox.pendingEDUs(for: "d.example", limit: 10).isEmpty)
             #expect(try await outbox.pendingEDUs(for: "b.example", limit: 1).map(\.eduID) == [1])
+            // By kind, so one kind in a flood cannot hide another.
+            #expect(try await outbox.pendingEDUs(for: "a.example", limit: 10, onlyTypes: ["m.signing_key_update"]).map(\.eduID) == [3])
+            #expect(try await outbox.pendingEDUs(for: "a.example", limit: 10, exceptTypes: ["m.direct_to_device"]).map(\.eduID) == [3])
+            #expect(try await outbox.pendingEDUs(
+                for: "b.example", limit: 10, onlyTypes: ["m.direct_to_device", "m.device_list_update"]).map(\.eduID) == [1, 2])
+            #expect(try await outbox.pendingEDUs(
+                for: "b.example", limit: 10, exceptTypes: ["m.direct_to_device", "m.device_list_update"]).isEmpty)
             #expect(try await outbox.pendingEDUCount(for: "a.example") == 2)
             #expect(try await outbox.pendingEDUCount(for: "d.example") == 0)
             #expect(try await outbox.destination("c.example") == DestinationRecord(name: "c.example"))

@@ -1,15 +1,33 @@
 extension OutboxStore {
-    /// Persistent EDUs still owed to `destination`, oldest (lowest id) first.
-    func pendingEDUs(for destination: String, limit: Int) throws(SQLiteError) -> [StoredEDU] {
+    /// Persistent EDUs still owed to `destination`, oldest (lowest id) first: of the types in
+    /// `onlyTypes` when given, and never of the types in `exceptTypes`.
+    func pendingEDUs(for destination: String, limit: Int, onlyTypes: Set<String>?, exceptTypes: Set<String>)
+        throws(SQLiteError) -> [StoredEDU]
+    {
+        var placeholder = 3
+        func list(_ types: Set<String>) -> String {
+            let text = types.map { _ in
+                defer { placeholder += 1 }
+                return "?\(placeholder)"
+            }.joined(separator: ", ")
+            return "(\(text))"
+        }
+        let only = onlyTypes.map { "AND e.edu_type IN \(list($0))" } ?? ""
+        let except = exceptTypes.isEmpty ? "" : "AND e.edu_type NOT IN \(list(exceptTypes))"
         let query = try database.statement("""
             SELECT e.edu_id, e.edu_type, e.canonical_json
             FROM edu_destinations AS ed JOIN edus AS e ON e.edu_id = ed.edu_id
-            WHERE ed.destination = ?1
+            WHERE ed.destination = ?1 \(only) \(except)
             ORDER BY ed.edu_id
             LIMIT ?2
             """)
         try query.bind(destination, at: 1)
         try query.bind(Int64(limit), at: 2)
+        var index: Int32 = 3
+        for type in Array(onlyTypes ?? []) + Array(exceptTypes) {
+            try query.bind(type, at: index)
+            index += 1
+        }
         return try query.rows { row in
             StoredEDU(eduID: row.int64(at: 0), eduType: row.text(at: 1), canonicalJSON: row.blob(at: 2))
         }

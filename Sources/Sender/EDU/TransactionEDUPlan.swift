@@ -20,9 +20,7 @@ public struct TransactionEDUPlan: Sendable, Equatable {
     public static let reservedDeviceListSlots = 10
     public static let toDeviceEDUType = "m.direct_to_device"
     /// The EDU types that describe device lists and cross-signing keys.
-    public static let deviceListEDUTypes: Set<String> = [
-        "m.device_list_update", "m.signing_key_update", "org.matrix.signing_key_update",
-    ]
+    public static let deviceListEDUTypes = OutboxCommit.EDU.deviceListTypes
 
     public init(edus: [[UInt8]], persistentEDUIDs: [Int64]) {
         self.edus = edus
