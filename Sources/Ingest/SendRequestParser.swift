@@ -166,8 +166,8 @@ public struct SendRequestParser: Sendable {
                               "\(path).pdu: \(canonical.count) bytes of canonical JSON is over the \(Self.maxPDUBytes)-byte PDU limit")
         }
         var accepted: AcceptedEvent?
-        if let eventID, case .string(let sender)? = event["sender"], let colon = sender.firstIndex(of: ":") {
-            accepted = AcceptedEvent(eventID: eventID, senderServer: String(sender[sender.index(after: colon)...]))
+        if let eventID, case .string(let sender)? = event["sender"], let server = UserID.serverName(of: sender) {
+            accepted = AcceptedEvent(eventID: eventID, senderServer: server)
         }
         return (IncomingPDU(roomID: roomID, eventID: eventID, canonicalJSON: canonical, destinations: destinations), accepted)
     }

@@ -275,30 +275,30 @@ public actor FederationSender {
     }
 
     private func committed(_ commit: OutboxCommit) {
+        var woken = Set<String>()
         for pdu in commit.pdus {
             for name in pdu.destinations {
-                _ = destination(name)
-                let before = destinations[name]!.queue.pduReferenceCount
-                let released = destinations[name]!.queue.pduCommitted(pdu.pdu)
-                pdusInMemory += destinations[name]!.queue.pduReferenceCount - before
+                let released = updateQueue(name) { $0.pduCommitted(pdu.pdu) }
                 if released > 0 {
                     metrics.queueSpills += 1
                     logger.info("destination's queue passed its memory budget; reading its backlog from the outbox",
                                 metadata: ["destination": "\(name)", "pdus_released": "\(released)"])
                 }
-                wake(name)
+                woken.insert(name)
             }
         }
+        var pacedWakes = Set<String>()
         for edu in commit.edus {
             for name in edu.destinations {
-                _ = destination(name)
-                destinations[name]!.queue.persistentEDUsMayBePending = true
-                destinations[name]!.eduNotifications += 1
+                updateQueue(name) { $0.persistentEDUsMayBePending = true }
+                destinations[name]?.eduNotifications += 1
                 // To-device messages go at once; device-list updates reach many servers at
                 // once and wake them at a pace (Synapse's `immediate=False`).
-                if edu.isDeviceListUpdate { wakeLater(name) } else { wake(name) }
+                if edu.isDeviceListUpdate { pacedWakes.insert(name) } else { woken.insert(name) }
             }
         }
+        for name in woken { wake(name) }
+        for name in pacedWakes.subtracting(woken) { wakeLater(name) }
         enforceGlobalBudget()
     }
 
@@ -459,14 +459,14 @@ public actor FederationSender {
         finishLoop(name)
     }
 
-    /// Runs `change` on the destination's queue, keeping the count of PDU references in step.
+    /// Runs `change` on the destination's queue, in place, keeping the count of PDU
+    /// references in step.
     @discardableResult
     private func updateQueue<T>(_ name: String, _ change: (inout PerDestinationQueue) -> T) -> T {
-        var state = destination(name)
-        let before = state.queue.pduReferenceCount
-        let result = change(&state.queue)
-        pdusInMemory += state.queue.pduReferenceCount - before
-        destinations[name] = state
+        if destinations[name] == nil { _ = destination(name) }
+        let before = destinations[name]!.queue.pduReferenceCount
+        let result = change(&destinations[name]!.queue)
+        pdusInMemory += destinations[name]!.queue.pduReferenceCount - before
         return result
     }
 

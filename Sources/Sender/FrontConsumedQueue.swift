@@ -1,7 +1,7 @@
 /// An array read from the front: `popFirst` is O(1), and the consumed prefix is dropped
 /// once it is most of the storage, so memory follows what is still queued. The one place
 /// for the sender's FIFOs (a destination's PDUs, destinations waiting to send or to be
-/// woken).
+/// woken, the insertion order of ephemeral EDUs and of recent events).
 struct FrontConsumedQueue<Element> {
     private var storage: [Element] = []
     private var head = 0
@@ -33,6 +33,13 @@ struct FrontConsumedQueue<Element> {
         head += 1
         compact()
         return element
+    }
+
+    /// Keeps only the elements still queued that satisfy `isIncluded`, in order: for queues
+    /// whose entries go stale in place (a replaced or removed key).
+    mutating func keepOnly(_ isIncluded: (Element) -> Bool) {
+        storage = storage[head...].filter(isIncluded)
+        head = 0
     }
 
     mutating func removeAll() {

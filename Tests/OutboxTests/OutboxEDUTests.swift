@@ -177,12 +177,4 @@ import Testing
             ])
         }
     }
-
-    @Test(arguments: [
-        ("m.direct_to_device", true), ("m.device_list_update", true), ("m.signing_key_update", true),
-        ("org.example.custom", true), ("m.typing", false), ("m.presence", false), ("m.receipt", false),
-    ])
-    func onlyTypingPresenceAndReceiptsAreEphemeral(_ eduType: String, _ persistent: Bool) {
-        #expect(IncomingEDU.isPersistent(eduType: eduType) == persistent)
-    }
 }

@@ -48,7 +48,7 @@ public struct IncomingPDU: Sendable, Equatable {
 /// reach.
 ///
 /// The Outbox keeps it, across restarts, until every destination has had it; it is stored once whatever the number
-/// of destinations. Ephemeral EDUs (see `isPersistent(eduType:)`) belong in the sender's memory, not here.
+/// of destinations. Ephemeral EDUs (`EphemeralEDU`: typing, presence, receipts) belong in the sender's memory, not here.
 public struct IncomingEDU: Sendable, Equatable {
     public var eduType: String
     /// The whole EDU object, `{"content":…,"edu_type":…}`, in canonical JSON, exactly as it will be put into
@@ -61,16 +61,5 @@ public struct IncomingEDU: Sendable, Equatable {
         self.eduType = eduType
         self.canonicalJSON = canonicalJSON
         self.destinations = destinations
-    }
-
-    /// Whether EDUs of `eduType` must survive a restart until delivered: every type except `m.typing`,
-    /// `m.presence` and `m.receipt`, which may be collapsed or dropped.
-    public static func isPersistent(eduType: String) -> Bool {
-        switch eduType {
-        case "m.typing", "m.presence", "m.receipt":
-            return false
-        default:
-            return true
-        }
     }
 }

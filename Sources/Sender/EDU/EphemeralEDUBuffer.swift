@@ -36,8 +36,7 @@ public struct EphemeralEDUBuffer: Sendable {
     private var pending: [String: PendingEDUs] = [:]
     /// Every insertion in order, for eviction. Slots whose entry was since replaced, taken or
     /// dropped stay behind and are skipped; `compactInsertionOrder` bounds how many there are.
-    private var insertionOrder: [Slot] = []
-    private var head = 0
+    private var insertionOrder = FrontConsumedQueue<Slot>()
     private var nextSequence: UInt64 = 0
 
     /// - Parameter maxEntries: the bound on pending entries over all destinations; at least 1.
@@ -62,14 +61,6 @@ public struct EphemeralEDUBuffer: Sendable {
                 insert(unit.payload, key: unit.key, destination: destination, nowMS: nowMS)
             }
         }
-    }
-
-    /// Removes and returns up to `maxEDUs` EDUs for `destination`: one `m.presence` EDU of
-    /// the oldest states, up to five `m.receipt` EDUs, then one `m.typing` EDU per typing state.
-    public mutating func take(for destination: String, maxEDUs: Int, nowMS: Int64) -> [[UInt8]] {
-        var edus = takeLeading(for: destination, maxEDUs: maxEDUs, nowMS: nowMS)
-        edus += takeTyping(for: destination, maxEDUs: maxEDUs - edus.count, nowMS: nowMS)
-        return edus
     }
 
     /// The EDUs that lead a transaction, removed: at most one `m.presence` EDU of up to
@@ -224,14 +215,13 @@ extension EphemeralEDUBuffer {
     /// Removes the entry inserted longest ago, whichever destination it belongs to. The new
     /// entry is never the oldest, since `maxEntries` is at least 1.
     private mutating func evictOldest(nowMS: Int64) {
-        while head < insertionOrder.count {
+        while let slot = insertionOrder.popFirst() {
             // Copied out of the slot one by one: Swift 6.3's optimiser crashes on a switch over
             // a borrowed `slot.key` here.
-            let sequence = insertionOrder[head].sequence
-            let destination = insertionOrder[head].destination
-            let key = insertionOrder[head].key
+            let sequence = slot.sequence
+            let destination = slot.destination
+            let key = slot.key
             let lifetime = Self.lifetimeMS(of: key)
-            head += 1
             guard var edus = pending.removeValue(forKey: destination) else { continue }
             if let entry = edus[key], entry.sequence == sequence {
                 edus[key] = nil
@@ -252,21 +242,13 @@ extension EphemeralEDUBuffer {
         if !edus.isEmpty { pending[destination] = edus }
     }
 
-    /// Keeps `insertionOrder` within about twice the live entries: drops the consumed prefix
-    /// once it is most of the array, and rebuilds the array from live slots once dead ones
-    /// (replaced, taken or dropped entries) dominate. Each rebuild follows at least
-    /// `count + 1024` insertions, so the cost per insertion stays O(1) amortised.
+    /// Keeps `insertionOrder` within about twice the live entries by rebuilding it from live
+    /// slots once dead ones (replaced, taken or dropped entries) dominate. Each rebuild
+    /// follows at least `count + 1024` insertions, so the cost per insertion stays O(1)
+    /// amortised.
     private mutating func compactInsertionOrder() {
-        let waiting = insertionOrder.count - head
-        if waiting > 2 * count + 1024 {
-            insertionOrder = insertionOrder[head...].filter { slot in
-                pending[slot.destination]?[slot.key]?.sequence == slot.sequence
-            }
-            head = 0
-        } else if head > 1024, head * 2 > insertionOrder.count {
-            insertionOrder.removeFirst(head)
-            head = 0
-        }
+        guard insertionOrder.count > 2 * count + 1024 else { return }
+        insertionOrder.keepOnly { slot in pending[slot.destination]?[slot.key]?.sequence == slot.sequence }
     }
 
     private mutating func takePresence(from edus: inout PendingEDUs, nowMS: Int64) -> [UInt8]? {

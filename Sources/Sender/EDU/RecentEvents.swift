@@ -20,8 +20,7 @@ public struct RecentEvents: Sendable {
     public let capacity: Int
     private var events: [String: Stamped] = [:]
     /// Recording order, for forgetting; slots of re-recorded events stay behind and are skipped.
-    private var order: [(eventID: String, sequence: UInt64)] = []
-    private var head = 0
+    private var order = FrontConsumedQueue<(eventID: String, sequence: UInt64)>()
     private var nextSequence: UInt64 = 0
 
     private struct Stamped: Sendable {
@@ -47,12 +46,8 @@ public struct RecentEvents: Sendable {
             forKey: eventID)
         order.append((eventID, sequence))
         if previous == nil, events.count > capacity { forgetOldest() }
-        if order.count - head > 2 * events.count + 1024 {
-            order = order[head...].filter { events[$0.eventID]?.sequence == $0.sequence }
-            head = 0
-        } else if head > 1024, head * 2 > order.count {
-            order.removeFirst(head)
-            head = 0
+        if order.count > 2 * events.count + 1024 {
+            order.keepOnly { events[$0.eventID]?.sequence == $0.sequence }
         }
     }
 
@@ -61,18 +56,8 @@ public struct RecentEvents: Sendable {
         events[eventID]?.event
     }
 
-    /// The server part of a user ID (`@alice:example.org` → `example.org`), or nil when the
-    /// ID has no colon. A localpart cannot contain a colon, so the first one separates them.
-    public static func serverName(ofUserID userID: String) -> String? {
-        guard let colon = userID.firstIndex(of: ":") else { return nil }
-        let server = userID[userID.index(after: colon)...]
-        return server.isEmpty ? nil : String(server)
-    }
-
     private mutating func forgetOldest() {
-        while head < order.count {
-            let slot = order[head]
-            head += 1
+        while let slot = order.popFirst() {
             if events[slot.eventID]?.sequence == slot.sequence {
                 events[slot.eventID] = nil
                 return

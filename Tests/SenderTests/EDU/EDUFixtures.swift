@@ -52,3 +52,13 @@ enum EDUFixtures {
         var eduType: String
     }
 }
+
+extension EphemeralEDUBuffer {
+    /// What a transaction without persistent EDUs takes: the leading EDUs (presence,
+    /// receipts), then typing, never more than `maxEDUs` in all.
+    mutating func take(for destination: String, maxEDUs: Int, nowMS: Int64) -> [[UInt8]] {
+        var edus = takeLeading(for: destination, maxEDUs: maxEDUs, nowMS: nowMS)
+        edus += takeTyping(for: destination, maxEDUs: maxEDUs - edus.count, nowMS: nowMS)
+        return edus
+    }
+}

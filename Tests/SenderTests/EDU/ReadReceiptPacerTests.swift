@@ -81,7 +81,7 @@ struct ReadReceiptPacerTests {
         ("@c:[::1]:8448", "[::1]:8448"), ("nocolon", nil), ("@d:", nil),
     ] as [(String, String?)])
     func serverName(userID: String, expected: String?) {
-        #expect(RecentEvents.serverName(ofUserID: userID) == expected)
+        #expect(UserID.serverName(of: userID) == expected)
     }
 
     @Test func theDelayedQueueFollowsTheRateSetting() {
