@@ -4,10 +4,15 @@ import NIOPosix
 import SouthbridgeSwarm
 import Transport
 
-/// `southbridge-benchmark tls --seconds N`: the client's TLS handshakes and keep-alive requests
-/// per second against one local nginx, each next to what `openssl s_time` or `wrk` (both built
-/// on the same system OpenSSL) reach against the same nginx in the same run, one connection at
-/// a time on both sides.
+/// `southbridge-benchmark tls --seconds N --rounds R`: the client's TLS handshakes and keep-alive
+/// requests per second against one local nginx, each next to what `openssl s_time` or `wrk` (both
+/// built on the same system OpenSSL) reach against the same nginx in the same run, one connection
+/// at a time on both sides.
+///
+/// Each figure alternates R times between our loop and the tool, N seconds each, and reports the
+/// median of the R ratios. On a small shared machine one side's rate moves by a fifth from one
+/// window to the next (the scheduler putting client and nginx on one core or two, other work);
+/// back-to-back pairs see the same conditions, and the median drops the odd pair.
 ///
 /// - full handshakes: `HTTPClientConnection.connect` + `close` through one `TLSContext`, each
 ///   connection to a name the context has never met (the certificate covers `*.bench.test`), so
@@ -28,23 +33,49 @@ import Transport
 /// The OpenSSL figures are counts divided by the wall time of the tool's process, which is more
 /// precise than the whole seconds `s_time` prints.
 struct TLSBenchmark {
+    /// One figure: `rounds` alternations of our loop and the reference tool.
     struct Row {
         var what: String
         var reference: String
-        var ours: Measurement
-        var theirs: Measurement
+        var rounds: [Round]
         var note: String
+
+        /// The median of the per-round ratios: the figure BENCHMARKS.md quotes.
+        var medianRatio: Double { median(rounds.map(\.ratio)) }
     }
 
-    /// Operations per second, and the CPU time (user + system) spent per operation by the
-    /// client and by nginx.
+    /// Our loop and then the tool, back to back, so both see the machine in the same state.
+    struct Round {
+        var ours: Measurement
+        var theirs: Measurement
+
+        var ratio: Double { theirs.rate > 0 ? ours.rate / theirs.rate : 0 }
+    }
+
+    /// Operations per second, and the CPU time spent per operation by the client (user and
+    /// system apart: the kernel's share of a loopback connection is much the same for any
+    /// client, so the user share shows what the client's own code costs) and by nginx.
     struct Measurement {
         var rate: Double
-        var clientCPUPerOperation: Duration
+        var clientCPUPerOperation: CPUTime
         var nginxCPUPerOperation: Duration
     }
 
+    struct CPUTime {
+        var user: Duration
+        var system: Duration
+
+        static func - (lhs: CPUTime, rhs: CPUTime) -> CPUTime {
+            CPUTime(user: lhs.user - rhs.user, system: lhs.system - rhs.system)
+        }
+
+        static func / (lhs: CPUTime, count: Int) -> CPUTime {
+            CPUTime(user: lhs.user / count, system: lhs.system / count)
+        }
+    }
+
     let seconds: Int
+    let rounds: Int
     let nginx: NginxServer
     let caFile: String
     let directory: TemporaryDirectory
@@ -61,7 +92,7 @@ struct TLSBenchmark {
     static let tls13Site = "tls13"
     static let tls12Site = "tls12"
 
-    static func run(seconds: Int) async throws {
+    static func run(seconds: Int, rounds: Int) async throws {
         let authority = try TestCertificateAuthority()
         let directory = try TemporaryDirectory(prefix: "southbridge-bench-tls")
         defer { directory.remove() }
@@ -77,7 +108,7 @@ struct TLSBenchmark {
         let loadBefore = loadAverage()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let benchmark = TLSBenchmark(
-            seconds: seconds, nginx: nginx, caFile: caFile, directory: directory, group: group,
+            seconds: seconds, rounds: rounds, nginx: nginx, caFile: caFile, directory: directory, group: group,
             loopExecutor: EventLoopTaskExecutor(group.next()))
         var rows: [Row] = []
         rows.append(try await benchmark.fullHandshakes(site: tls13Site, version: "TLS 1.3"))
@@ -89,16 +120,23 @@ struct TLSBenchmark {
         rows += try await benchmark.keepAliveRequests(site: tls13Site, callers: [.eventLoop, .globalExecutor])
         try await group.shutdownGracefully()
 
-        print("tls: \(seconds) s per figure, one connection at a time, nginx \(nginxVersion()) (one process), \(opensslVersion())")
+        print(
+            "tls: \(rounds) rounds of \(seconds) s per side, one connection at a time, nginx \(nginxVersion()) (one process), "
+                + opensslVersion())
         print("load average before: \(loadBefore), after: \(loadAverage())")
         print("")
-        print("| what | southbridge | reference tool | ratio | client CPU per op (ours / tool) | nginx CPU per op (ours / tool) |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print(
+            "| what | ratio (median) | ratio per round | southbridge (median) | reference tool (median)"
+                + " | client CPU per op, user + system, ours / tool (medians) | nginx CPU per op, ours / tool (medians) |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for row in rows {
+            let ours = row.rounds.map(\.ours)
+            let theirs = row.rounds.map(\.theirs)
             print(
-                "| \(row.what) | \(format(row.ours.rate))/s | \(format(row.theirs.rate))/s | \(ratio(row.ours.rate, row.theirs.rate))"
-                    + " | \(micros(row.ours.clientCPUPerOperation)) / \(micros(row.theirs.clientCPUPerOperation))"
-                    + " | \(micros(row.ours.nginxCPUPerOperation)) / \(micros(row.theirs.nginxCPUPerOperation)) |")
+                "| \(row.what) | \(format(ratio: row.medianRatio)) | \(row.rounds.map { format(ratio: $0.ratio) }.joined(separator: ", "))"
+                    + " | \(format(median(ours.map(\.rate))))/s | \(format(median(theirs.map(\.rate))))/s"
+                    + " | \(micros(medianCPU(ours))) / \(micros(medianCPU(theirs)))"
+                    + " | \(micros(medianDuration(ours.map(\.nginxCPUPerOperation)))) / \(micros(medianDuration(theirs.map(\.nginxCPUPerOperation)))) |")
         }
         print("")
         for row in rows {
@@ -125,16 +163,27 @@ struct TLSBenchmark {
         let context = try TLSContext.client(caFile: caFile)
         var serial = 0
         var resumed = 0
-        let ours = try await repeatFor(on: .eventLoop) {
-            serial += 1
-            let connection = try await connect(site: site, peer: .hostname("c\(serial).bench.test"), context: context)
-            if connection.isTLSSessionReused { resumed += 1 }
-            await connection.close()
+        var roundsMeasured: [Round] = []
+        var reference: STimeResult?
+        var toolConnections = 0
+        var toolResumed = 0
+        for _ in 0..<rounds {
+            let ours = try await repeatFor(on: .eventLoop) {
+                serial += 1
+                let connection = try await connect(
+                    site: site, peer: .hostname("c\(serial).bench.test"), context: context)
+                if connection.isTLSSessionReused { resumed += 1 }
+                await connection.close()
+            }
+            let tool = try await sTime(site: site, mode: "-new", www: nil)
+            toolConnections += tool.connections
+            toolResumed += tool.resumed
+            reference = tool
+            roundsMeasured.append(Round(ours: ours, theirs: tool.measurement))
         }
-        let reference = try await sTime(site: site, mode: "-new", www: nil)
         return Row(
-            what: "full handshakes, \(version)", reference: reference.command, ours: ours, theirs: reference.measurement,
-            note: "resumed: southbridge \(resumed) of \(serial), s_time \(reference.resumed) of \(reference.connections)")
+            what: "full handshakes, \(version)", reference: reference?.command ?? "", rounds: roundsMeasured,
+            note: "resumed: southbridge \(resumed) of \(serial), s_time \(toolResumed) of \(toolConnections)")
     }
 
     private func resumedHandshakes(
@@ -145,51 +194,70 @@ struct TLSBenchmark {
         // Reading a response also takes in the TLS 1.3 tickets sent after the handshake.
         try await getSmall(first)
         await first.close()
-        var measured: [(caller: Caller, measurement: Measurement, note: String)] = []
-        for caller in callers {
-            var count = 0
-            var resumed = 0
-            let ours = try await repeatFor(on: caller) {
-                let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
-                if withRequest { try await getSmall(connection) }
-                count += 1
-                if connection.isTLSSessionReused { resumed += 1 }
-                await connection.close()
+        var roundsByCaller = Array(repeating: [Round](), count: callers.count)
+        var counts = Array(repeating: (connections: 0, resumed: 0), count: callers.count)
+        var reference: STimeResult?
+        var toolConnections = 0
+        var toolResumed = 0
+        for _ in 0..<rounds {
+            var ours: [Measurement] = []
+            for (index, caller) in callers.enumerated() {
+                ours.append(
+                    try await repeatFor(on: caller) {
+                        let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
+                        if withRequest { try await getSmall(connection) }
+                        counts[index].connections += 1
+                        if connection.isTLSSessionReused { counts[index].resumed += 1 }
+                        await connection.close()
+                    })
             }
-            measured.append((caller, ours, "southbridge \(resumed) of \(count)"))
+            let tool = try await sTime(site: site, mode: "-reuse", www: withRequest ? "/small" : nil)
+            toolConnections += tool.connections
+            toolResumed += tool.resumed
+            reference = tool
+            for index in callers.indices {
+                roundsByCaller[index].append(Round(ours: ours[index], theirs: tool.measurement))
+            }
         }
-        let reference = try await sTime(site: site, mode: "-reuse", www: withRequest ? "/small" : nil)
-        return measured.map { caller, ours, note in
+        return callers.indices.map { index in
             Row(
-                what: "resumed handshakes, \(version)\(withRequest ? " + GET /small" : "")\(Self.suffix(caller))",
-                reference: reference.command, ours: ours, theirs: reference.measurement,
-                note: "resumed: \(note), s_time \(reference.resumed) of \(reference.connections)")
+                what: "resumed handshakes, \(version)\(withRequest ? " + GET /small" : "")\(Self.suffix(callers[index]))",
+                reference: reference?.command ?? "", rounds: roundsByCaller[index],
+                note: "resumed: southbridge \(counts[index].resumed) of \(counts[index].connections),"
+                    + " s_time \(toolResumed) of \(toolConnections)")
         }
     }
 
     private func keepAliveRequests(site: String, callers: [Caller]) async throws -> [Row] {
         let context = try TLSContext.client(caFile: caFile)
         let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
-        var measured: [(caller: Caller, measurement: Measurement)] = []
-        for caller in callers {
-            measured.append((caller, try await repeatFor(on: caller) { try await getSmall(connection) }))
+        let arguments = ["-t1", "-c1", "-d\(seconds)s", "https://127.0.0.1:\(nginx.port(of: site))/small"]
+        var roundsByCaller = Array(repeating: [Round](), count: callers.count)
+        var errors: [String] = []
+        for _ in 0..<rounds {
+            var ours: [Measurement] = []
+            for caller in callers {
+                ours.append(try await repeatFor(on: caller) { try await getSmall(connection) })
+            }
+            let run = try await runTool("wrk", arguments)
+            let lines = run.output.split(separator: "\n")
+            guard let line = lines.first(where: { $0.hasPrefix("Requests/sec:") }),
+                let rate = Double(line.dropFirst("Requests/sec:".count).trimmingPrefix(while: { $0 == " " })),
+                let total = lines.first(where: { $0.contains(" requests in ") })?.split(separator: " ").first.flatMap({
+                    Int($0)
+                })
+            else { throw BenchmarkError("no request count or Requests/sec line in wrk's output: \(run.output)") }
+            errors += lines.filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }.map(String.init)
+            for index in callers.indices {
+                roundsByCaller[index].append(
+                    Round(ours: ours[index], theirs: run.measurement(operations: total, rate: rate)))
+            }
         }
         await connection.close()
-        let arguments = ["-t1", "-c1", "-d\(seconds)s", "https://127.0.0.1:\(nginx.port(of: site))/small"]
-        let run = try await runTool("wrk", arguments)
-        let lines = run.output.split(separator: "\n")
-        guard let line = lines.first(where: { $0.hasPrefix("Requests/sec:") }),
-            let rate = Double(line.dropFirst("Requests/sec:".count).trimmingPrefix(while: { $0 == " " })),
-            let total = lines.first(where: { $0.contains(" requests in ") })?.split(separator: " ").first.flatMap({
-                Int($0)
-            })
-        else { throw BenchmarkError("no request count or Requests/sec line in wrk's output: \(run.output)") }
-        let errors = lines.filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }
-        return measured.map { caller, ours in
+        return callers.indices.map { index in
             Row(
-                what: "keep-alive requests, TLS 1.3, GET /small\(Self.suffix(caller))",
-                reference: "wrk " + arguments.joined(separator: " "),
-                ours: ours, theirs: run.measurement(operations: total, rate: rate),
+                what: "keep-alive requests, TLS 1.3, GET /small\(Self.suffix(callers[index]))",
+                reference: "wrk " + arguments.joined(separator: " "), rounds: roundsByCaller[index],
                 note: errors.isEmpty ? "" : "wrk: " + errors.joined(separator: "; "))
         }
     }
@@ -258,7 +326,7 @@ struct TLSBenchmark {
     private struct ToolRun {
         var output: String
         var wallTime: Duration
-        var cpuTime: Duration
+        var cpuTime: CPUTime
         var nginxCPUTime: Duration
 
         func measurement(operations: Int, rate: Double) -> Measurement {
@@ -289,16 +357,27 @@ struct TLSBenchmark {
             nginxCPUTime: .seconds(cpuSeconds(pid: nginx.pid) - nginxBefore))
     }
 
-    /// User + system CPU time of this process (`RUSAGE_SELF`) or of its reaped children (`RUSAGE_CHILDREN`).
-    private static func cpuTime(_ who: __rusage_who) -> Duration {
+    /// User and system CPU time of this process (`RUSAGE_SELF`) or of its reaped children (`RUSAGE_CHILDREN`).
+    private static func cpuTime(_ who: __rusage_who) -> CPUTime {
         var usage = rusage()
         getrusage(__rusage_who_t(who.rawValue), &usage)
         func duration(_ time: timeval) -> Duration { .seconds(time.tv_sec) + .microseconds(time.tv_usec) }
-        return duration(usage.ru_utime) + duration(usage.ru_stime)
+        return CPUTime(user: duration(usage.ru_utime), system: duration(usage.ru_stime))
+    }
+
+    /// The medians of the user and of the system time per operation.
+    private static func medianCPU(_ measurements: [Measurement]) -> CPUTime {
+        CPUTime(
+            user: medianDuration(measurements.map(\.clientCPUPerOperation.user)),
+            system: medianDuration(measurements.map(\.clientCPUPerOperation.system)))
     }
 
     private static func micros(_ duration: Duration) -> String {
         "\(Int((duration.seconds * 1e6).rounded())) µs"
+    }
+
+    private static func micros(_ time: CPUTime) -> String {
+        "\(Int((time.user.seconds * 1e6).rounded())) + \(Int((time.system.seconds * 1e6).rounded())) µs"
     }
 
     private static func format(_ rate: Double) -> String {
@@ -311,9 +390,8 @@ struct TLSBenchmark {
         return digits + grouped
     }
 
-    private static func ratio(_ ours: Double, _ theirs: Double) -> String {
-        guard theirs > 0 else { return "n/a" }
-        let hundredths = Int((ours / theirs * 100).rounded())
+    private static func format(ratio: Double) -> String {
+        let hundredths = Int((ratio * 100).rounded())
         return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
     }
 
@@ -337,6 +415,18 @@ struct TLSBenchmark {
         guard fgets(&line, Int32(line.count), pipe) != nil else { return "" }
         return String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+/// The middle value (the mean of the two middle ones for an even count); 0 for none.
+private func median(_ values: [Double]) -> Double {
+    guard !values.isEmpty else { return 0 }
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+private func medianDuration(_ values: [Duration]) -> Duration {
+    .seconds(median(values.map(\.seconds)))
 }
 
 /// A benchmark step that could not run, with what went wrong.

@@ -15,7 +15,7 @@ import Transport
 ///     .build/release/southbridge-benchmark delivery --destinations 20 --pdus 10000 \
 ///         [--max-connections 64] [--max-tls-handshakes 4] [--new-connections-per-second 20]
 ///     .build/release/southbridge-benchmark resolve --names 2000 --rounds 20
-///     .build/release/southbridge-benchmark tls --seconds 5
+///     .build/release/southbridge-benchmark tls --seconds 3 --rounds 5
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
@@ -146,8 +146,8 @@ case "delivery":
 case "resolve":
     try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
 case "tls":
-    try await TLSBenchmark.run(seconds: option("--seconds", default: 5))
+    try await TLSBenchmark.run(seconds: option("--seconds", default: 3), rounds: option("--rounds", default: 5))
 default:
-    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | resolve [--names N] [--rounds N] | tls [--seconds N]")
+    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N]")
     exit(2)
 }
