@@ -46,7 +46,11 @@ public final class HTTPClientConnection: Sendable {
     }
 
     deinit {
-        channel.close(promise: nil)
+        // Most connections are closed by `close()` or by the peer before they are released;
+        // closing again from another thread would only wake the event loop to do nothing.
+        if channel.isActive {
+            channel.close(promise: nil)
+        }
     }
 
     /// Opens TCP to `address`, runs the TLS handshake verifying the server as `peer`, and
