@@ -93,6 +93,9 @@ struct TLSBenchmark {
     static let tls12Site = "tls12"
 
     static func run(seconds: Int, rounds: Int) async throws {
+        guard seconds > 0, rounds > 0 else {
+            throw BenchmarkError("tls needs --seconds and --rounds of at least 1, got \(seconds) and \(rounds)")
+        }
         let authority = try TestCertificateAuthority()
         let directory = try TemporaryDirectory(prefix: "southbridge-bench-tls")
         defer { directory.remove() }
@@ -163,27 +166,20 @@ struct TLSBenchmark {
         let context = try TLSContext.client(caFile: caFile)
         var serial = 0
         var resumed = 0
-        var roundsMeasured: [Round] = []
-        var reference: STimeResult?
-        var toolConnections = 0
-        var toolResumed = 0
-        for _ in 0..<rounds {
-            let ours = try await repeatFor(on: .eventLoop) {
+        var tool = STimeTotals()
+        let rounds = try await alternate(
+            callers: [.eventLoop],
+            ours: { _ in
                 serial += 1
                 let connection = try await connect(
                     site: site, peer: .hostname("c\(serial).bench.test"), context: context)
                 if connection.isTLSSessionReused { resumed += 1 }
                 await connection.close()
-            }
-            let tool = try await sTime(site: site, mode: "-new", www: nil)
-            toolConnections += tool.connections
-            toolResumed += tool.resumed
-            reference = tool
-            roundsMeasured.append(Round(ours: ours, theirs: tool.measurement))
-        }
+            },
+            tool: { tool.add(try await sTime(site: site, mode: "-new", www: nil)) })
         return Row(
-            what: "full handshakes, \(version)", reference: reference?.command ?? "", rounds: roundsMeasured,
-            note: "resumed: southbridge \(resumed) of \(serial), s_time \(toolResumed) of \(toolConnections)")
+            what: "full handshakes, \(version)", reference: tool.command, rounds: rounds[0],
+            note: "resumed: southbridge \(resumed) of \(serial), s_time \(tool.resumed) of \(tool.connections)")
     }
 
     private func resumedHandshakes(
@@ -194,37 +190,24 @@ struct TLSBenchmark {
         // Reading a response also takes in the TLS 1.3 tickets sent after the handshake.
         try await getSmall(first)
         await first.close()
-        var roundsByCaller = Array(repeating: [Round](), count: callers.count)
         var counts = Array(repeating: (connections: 0, resumed: 0), count: callers.count)
-        var reference: STimeResult?
-        var toolConnections = 0
-        var toolResumed = 0
-        for _ in 0..<rounds {
-            var ours: [Measurement] = []
-            for (index, caller) in callers.enumerated() {
-                ours.append(
-                    try await repeatFor(on: caller) {
-                        let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
-                        if withRequest { try await getSmall(connection) }
-                        counts[index].connections += 1
-                        if connection.isTLSSessionReused { counts[index].resumed += 1 }
-                        await connection.close()
-                    })
-            }
-            let tool = try await sTime(site: site, mode: "-reuse", www: withRequest ? "/small" : nil)
-            toolConnections += tool.connections
-            toolResumed += tool.resumed
-            reference = tool
-            for index in callers.indices {
-                roundsByCaller[index].append(Round(ours: ours[index], theirs: tool.measurement))
-            }
-        }
+        var tool = STimeTotals()
+        let roundsByCaller = try await alternate(
+            callers: callers,
+            ours: { index in
+                let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
+                if withRequest { try await getSmall(connection) }
+                counts[index].connections += 1
+                if connection.isTLSSessionReused { counts[index].resumed += 1 }
+                await connection.close()
+            },
+            tool: { tool.add(try await sTime(site: site, mode: "-reuse", www: withRequest ? "/small" : nil)) })
         return callers.indices.map { index in
             Row(
                 what: "resumed handshakes, \(version)\(withRequest ? " + GET /small" : "")\(Self.suffix(callers[index]))",
-                reference: reference?.command ?? "", rounds: roundsByCaller[index],
+                reference: tool.command, rounds: roundsByCaller[index],
                 note: "resumed: southbridge \(counts[index].resumed) of \(counts[index].connections),"
-                    + " s_time \(toolResumed) of \(toolConnections)")
+                    + " s_time \(tool.resumed) of \(tool.connections)")
         }
     }
 
@@ -232,33 +215,60 @@ struct TLSBenchmark {
         let context = try TLSContext.client(caFile: caFile)
         let connection = try await connect(site: site, peer: .hostname("localhost"), context: context)
         let arguments = ["-t1", "-c1", "-d\(seconds)s", "https://127.0.0.1:\(nginx.port(of: site))/small"]
-        var roundsByCaller = Array(repeating: [Round](), count: callers.count)
         var errors: [String] = []
-        for _ in 0..<rounds {
-            var ours: [Measurement] = []
-            for caller in callers {
-                ours.append(try await repeatFor(on: caller) { try await getSmall(connection) })
-            }
-            let run = try await runTool("wrk", arguments)
-            let lines = run.output.split(separator: "\n")
-            guard let line = lines.first(where: { $0.hasPrefix("Requests/sec:") }),
-                let rate = Double(line.dropFirst("Requests/sec:".count).trimmingPrefix(while: { $0 == " " })),
-                let total = lines.first(where: { $0.contains(" requests in ") })?.split(separator: " ").first.flatMap({
-                    Int($0)
-                })
-            else { throw BenchmarkError("no request count or Requests/sec line in wrk's output: \(run.output)") }
-            errors += lines.filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }.map(String.init)
-            for index in callers.indices {
-                roundsByCaller[index].append(
-                    Round(ours: ours[index], theirs: run.measurement(operations: total, rate: rate)))
-            }
-        }
+        let roundsByCaller = try await alternate(
+            callers: callers,
+            ours: { _ in try await getSmall(connection) },
+            tool: {
+                let run = try await runTool("wrk", arguments)
+                let lines = run.output.split(separator: "\n")
+                guard let line = lines.first(where: { $0.hasPrefix("Requests/sec:") }),
+                    let rate = Double(line.dropFirst("Requests/sec:".count).trimmingPrefix(while: { $0 == " " })),
+                    let total = lines.first(where: { $0.contains(" requests in ") })?.split(separator: " ").first
+                        .flatMap({ Int($0) })
+                else { throw BenchmarkError("no request count or Requests/sec line in wrk's output: \(run.output)") }
+                errors += lines.filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }.map(String.init)
+                return run.measurement(operations: total, rate: rate)
+            })
         await connection.close()
         return callers.indices.map { index in
             Row(
                 what: "keep-alive requests, TLS 1.3, GET /small\(Self.suffix(callers[index]))",
                 reference: "wrk " + arguments.joined(separator: " "), rounds: roundsByCaller[index],
                 note: errors.isEmpty ? "" : "wrk: " + errors.joined(separator: "; "))
+        }
+    }
+
+    /// Alternates `rounds` times between our loop, once on each caller's executor (`ours` gets
+    /// the caller's index), and one run of the tool; returns each caller's rounds, in order.
+    private func alternate(
+        callers: [Caller], ours: (Int) async throws -> Void, tool: () async throws -> Measurement
+    ) async throws -> [[Round]] {
+        var roundsByCaller = Array(repeating: [Round](), count: callers.count)
+        for _ in 0..<rounds {
+            var measured: [Measurement] = []
+            for (index, caller) in callers.enumerated() {
+                measured.append(try await repeatFor(on: caller) { try await ours(index) })
+            }
+            let theirs = try await tool()
+            for index in callers.indices {
+                roundsByCaller[index].append(Round(ours: measured[index], theirs: theirs))
+            }
+        }
+        return roundsByCaller
+    }
+
+    /// The `s_time` runs of one figure, added up for its note.
+    private struct STimeTotals {
+        var command = ""
+        var connections = 0
+        var resumed = 0
+
+        mutating func add(_ run: STimeResult) -> Measurement {
+            command = run.command
+            connections += run.connections
+            resumed += run.resumed
+            return run.measurement
         }
     }
 

@@ -137,17 +137,24 @@ func resolve(names: Int, rounds: Int) async throws {
 }
 
 let arguments = CommandLine.arguments.dropFirst()
-switch arguments.first {
-case "delivery":
-    try await delivery(destinations: option("--destinations", default: 20), pdus: option("--pdus", default: 10_000),
-                       maxConnections: option("--max-connections", default: 64),
-                       maxTLSHandshakes: option("--max-tls-handshakes", default: 4),
-                       newConnectionsPerSecond: option("--new-connections-per-second", default: 20))
-case "resolve":
-    try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
-case "tls":
-    try await TLSBenchmark.run(seconds: option("--seconds", default: 3), rounds: option("--rounds", default: 5))
-default:
-    print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N]")
-    exit(2)
+do {
+    switch arguments.first {
+    case "delivery":
+        try await delivery(destinations: option("--destinations", default: 20), pdus: option("--pdus", default: 10_000),
+                           maxConnections: option("--max-connections", default: 64),
+                           maxTLSHandshakes: option("--max-tls-handshakes", default: 4),
+                           newConnectionsPerSecond: option("--new-connections-per-second", default: 20))
+    case "resolve":
+        try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
+    case "tls":
+        try await TLSBenchmark.run(seconds: option("--seconds", default: 3), rounds: option("--rounds", default: 5))
+    default:
+        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N]")
+        exit(2)
+    }
+} catch {
+    // A benchmark that cannot run says why in one line, not with a crash report.
+    var text = "southbridge-benchmark: \(error)\n"
+    _ = text.withUTF8 { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    exit(1)
 }
