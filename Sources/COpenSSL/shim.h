@@ -20,6 +20,9 @@ static inline long southbridge_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int v
 static inline long southbridge_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) {
     return SSL_CTX_set_max_proto_version(ctx, version);
 }
+static inline long southbridge_SSL_set_max_proto_version(SSL *ssl, int version) {
+    return SSL_set_max_proto_version(ssl, version);
+}
 static inline long southbridge_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) {
     return SSL_CTX_set_session_cache_mode(ctx, mode);
 }

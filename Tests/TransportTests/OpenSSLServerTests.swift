@@ -119,6 +119,90 @@ struct OpenSSLServerTests {
         }
     }
 
+    /// The ClientHellos s_server received, as `-trace` prints them: whether each offered TLS 1.3
+    /// (a `supported_versions` extension) and carried a key share. s_server buffers its output,
+    /// so this waits (up to 5 s) until `count` ClientHellos each have the server's answer after them.
+    private static func clientHellos(count: Int, in output: () -> String) async throws -> [(
+        offersTLS13: Bool, keyShare: Bool
+    )] {
+        let deadline = ContinuousClock.now + .seconds(5)
+        var hellos: [Substring] = []
+        repeat {
+            hellos = Array(output().split(separator: "ClientHello, Length=").dropFirst())
+            if hellos.count >= count, hellos.allSatisfy({ $0.contains("ServerHello") }) { break }
+            try await Task.sleep(for: .milliseconds(10))
+        } while ContinuousClock.now < deadline
+        return hellos.map { hello in
+            let message = hello.split(separator: "ServerHello", maxSplits: 1).first ?? hello
+            return (message.contains("supported_versions(43)"), message.contains("key_share(51)"))
+        }
+    }
+
+    /// Resuming a session from a TLS 1.2-only server offers TLS 1.2 alone, without the key share
+    /// a TLS 1.3 offer carries; once such a server refuses the session (here: it has moved to a
+    /// new ticket key and to TLS 1.3), the next connection offers TLS 1.3 again and gets it.
+    @Test func resumingATLS12SessionOffersTLS12AloneUntilTheServerRefusesIt() async throws {
+        try await TrustedClient.with { client in
+            let certificate = try client.authority.issue(dnsNames: ["localhost"])
+            func handshake(_ port: Int) async throws -> (version: String, resumed: Bool) {
+                let connection = try await connect(port: port, peer: .hostname("localhost"), context: client.context)
+                await connection.close()
+                return (connection.tlsProtocolVersion, connection.isTLSSessionReused)
+            }
+            try await OpenSSLServerProcess.with(certificate: certificate, options: ["-tls1_2", "-trace"]) {
+                port, output in
+                let first = try await handshake(port)
+                #expect(first.version == "TLSv1.2" && !first.resumed)
+                let second = try await handshake(port)
+                #expect(second.version == "TLSv1.2" && second.resumed, "OpenSSL reports a full handshake")
+                let hellos = try await Self.clientHellos(count: 2, in: output)
+                #expect(hellos.map(\.offersTLS13) == [true, false], "\(hellos)")
+                #expect(hellos.map(\.keyShare) == [true, false], "\(hellos)")
+            }
+            try await OpenSSLServerProcess.with(certificate: certificate, options: ["-trace"]) { port, output in
+                // The TLS 1.2 offer still works with a server that also speaks TLS 1.3; the session
+                // is refused (a new server, a new ticket key), so a full TLS 1.2 handshake follows.
+                let refused = try await handshake(port)
+                #expect(refused.version == "TLSv1.2" && !refused.resumed)
+                let next = try await handshake(port)
+                #expect(next.version == "TLSv1.3" && !next.resumed)
+                let hellos = try await Self.clientHellos(count: 2, in: output)
+                #expect(hellos.map(\.offersTLS13) == [false, true], "\(hellos)")
+            }
+        }
+    }
+
+    /// A server that moved from TLS 1.2 alone to TLS 1.3 alone refuses the TLS 1.2 offer made to
+    /// resume its old session; the error says so, and the next connection gets TLS 1.3.
+    @Test func aServerNowOnTLS13AloneFailsOneResumptionAndThenGetsTLS13() async throws {
+        try await TrustedClient.with { client in
+            let certificate = try client.authority.issue(dnsNames: ["localhost"])
+            try await OpenSSLServerProcess.with(certificate: certificate, options: ["-tls1_2"]) { port, _ in
+                let connection = try await connect(port: port, peer: .hostname("localhost"), context: client.context)
+                #expect(connection.tlsProtocolVersion == "TLSv1.2")
+                await connection.close()
+            }
+            try await OpenSSLServerProcess.with(certificate: certificate, options: ["-tls1_3"]) { port, _ in
+                let error = await #expect(throws: HTTPClientError.self) {
+                    _ = try await connect(port: port, peer: .hostname("localhost"), context: client.context)
+                }
+                guard case .tls(.handshakeFailed(let peer, let reason)) = error else {
+                    Issue.record("expected a handshake failure, got \(String(describing: error))")
+                    return
+                }
+                #expect(peer == "localhost")
+                #expect(reason.hasPrefix("unsupported protocol version"), "\(reason)")
+                #expect(
+                    reason.hasSuffix(
+                        "TLS 1.2 alone was offered, to resume a TLS 1.2 session, and the next connection offers TLS 1.3 too"),
+                    "\(reason)")
+                let connection = try await connect(port: port, peer: .hostname("localhost"), context: client.context)
+                #expect(connection.tlsProtocolVersion == "TLSv1.3")
+                await connection.close()
+            }
+        }
+    }
+
     @Test func systemTrustStoreDoesNotTrustTheTestCA() async throws {
         let authority = try TestCertificateAuthority()
         let systemTrust = try TLSContext.client(caFile: nil)

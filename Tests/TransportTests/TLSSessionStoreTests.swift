@@ -22,15 +22,15 @@ struct TLSSessionStoreTests {
         store.insert(sessions[0], for: "dns:a.example")
         store.insert(sessions[1], for: "dns:b.example")
         let touched = store.session(for: "dns:a.example")
-        #expect(touched == sessions[0])
-        touched.map { SSL_SESSION_free($0) }
+        #expect(touched?.session == sessions[0])
+        touched.map { SSL_SESSION_free($0.session) }
         store.insert(sessions[2], for: "dns:c.example")
         #expect(store.count == 2)
         #expect(store.session(for: "dns:b.example") == nil)
         for key in ["dns:a.example", "dns:c.example"] {
             let found = store.session(for: key)
             #expect(found != nil, "\(key)")
-            found.map { SSL_SESSION_free($0) }
+            found.map { SSL_SESSION_free($0.session) }
         }
     }
 
@@ -46,10 +46,23 @@ struct TLSSessionStoreTests {
         store.insert(newer, for: "ip:127.0.0.1")
         #expect(store.count == 1)
         let found = store.session(for: "ip:127.0.0.1")
-        #expect(found == newer)
-        found.map { SSL_SESSION_free($0) }
+        #expect(found?.session == newer)
+        found.map { SSL_SESSION_free($0.session) }
         store.removeSession(for: "ip:127.0.0.1")
         #expect(store.count == 0)
+    }
+
+    @Test func aSessionKeepsWhatItSaysOfTheServersVersions() {
+        let store = TLSSessionStore(capacity: 4)
+        let sessions = (0..<2).map { _ in makeSession() }
+        defer { sessions.forEach { SSL_SESSION_free($0) } }
+        store.insert(sessions[0], for: "dns:old.example", serverLimitedToTLS12: true)
+        store.insert(sessions[1], for: "dns:new.example")
+        for (key, limited) in [("dns:old.example", true), ("dns:new.example", false)] {
+            let found = store.session(for: key)
+            #expect(found?.serverLimitedToTLS12 == limited, "\(key)")
+            found.map { SSL_SESSION_free($0.session) }
+        }
     }
 
     @Test func expiredSessionsAreDropped() {

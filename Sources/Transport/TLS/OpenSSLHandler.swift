@@ -14,6 +14,14 @@ import NIOCore
 /// a close_notify from the peer is answered and closes the channel; a TCP close without one is
 /// reported as `TLSError.uncleanShutdown`. The `SSL` object is freed when the handler leaves
 /// the pipeline.
+///
+/// A client resuming a session with a server that answered TLS 1.2 when offered TLS 1.3 offers
+/// TLS 1.2 alone: a TLS 1.3 offer carries an X25519 key share, generated for nothing when the
+/// answer is TLS 1.2, and it is about half of the client's CPU in a resumed handshake (see
+/// BENCHMARKS.md). The session's own handshake had TLS 1.3's downgrade protection, so this offers
+/// nothing that server did not already choose. Only a session learned that way is offered like
+/// this: when the server refuses it and a full TLS 1.2 handshake follows, the next connection
+/// offers TLS 1.3 again, so a server that has since moved to TLS 1.3 gets it back.
 public final class OpenSSLHandler: ChannelDuplexHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
@@ -62,6 +70,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     /// Whether records wait in the output BIO for the send scheduled at the end of this loop tick.
     private var outputDeferred = false
     private var plaintext: ByteBuffer?
+    /// Whether this client offered TLS 1.2 alone, to resume a session from a TLS 1.2 server.
+    private var offeredOnlyTLS12 = false
 
     /// A client handler that verifies the server as `peer` with `clientContext`'s trust, resuming
     /// a cached session for that peer when there is one.
@@ -86,14 +96,18 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             throw .setupFailed(operation: "BIO_new", reason: OpenSSLErrorQueue.drainedReason(or: "out of memory"))
         }
         SSL_set_bio(ssl, input, output)
+        var offeredOnlyTLS12 = false
         do throws(TLSError) {
             switch mode {
             case .client(let peer):
                 SSL_set_connect_state(ssl)
                 try Self.configureVerification(of: ssl, for: peer)
-                if let session = context.sessionStore?.session(for: peer.sessionCacheKey) {
-                    SSL_set_session(ssl, session)
-                    SSL_SESSION_free(session)
+                if let cached = context.sessionStore?.session(for: peer.sessionCacheKey) {
+                    SSL_set_session(ssl, cached.session)
+                    SSL_SESSION_free(cached.session)
+                    if cached.serverLimitedToTLS12 {
+                        offeredOnlyTLS12 = southbridge_SSL_set_max_proto_version(ssl, TLS1_2_VERSION) == 1
+                    }
                 }
             case .server:
                 SSL_set_accept_state(ssl)
@@ -102,6 +116,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             SSL_free(ssl)
             throw error
         }
+        self.offeredOnlyTLS12 = offeredOnlyTLS12
         self.tlsContext = context
         self.mode = mode
         self.ssl = ssl
@@ -145,9 +160,14 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
 
     /// Called by OpenSSL (through the context's new-session callback) whenever the server hands
     /// out a resumable session, including TLS 1.3 tickets that arrive after the handshake.
-    fileprivate func didReceiveSession(_ session: OpaquePointer) {
+    fileprivate func didReceiveSession(_ session: OpaquePointer, on ssl: OpaquePointer) {
         guard case .client(let peer) = mode else { return }
-        tlsContext.sessionStore?.insert(session, for: peer.sessionCacheKey)
+        // A TLS 1.2 answer says the server lacks TLS 1.3 only if TLS 1.3 was offered, or if this
+        // resumes a session whose handshake offered it.
+        let serverLimitedToTLS12 =
+            SSL_SESSION_get_protocol_version(session) == TLS1_2_VERSION
+            && (!offeredOnlyTLS12 || SSL_session_reused(ssl) == 1)
+        tlsContext.sessionStore?.insert(session, for: peer.sessionCacheKey, serverLimitedToTLS12: serverLimitedToTLS12)
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -322,14 +342,16 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             }
         }
         let firstError = ERR_peek_error()
-        let reason = OpenSSLErrorQueue.drainedReason(or: Self.describe(sslError))
+        var reason = OpenSSLErrorQueue.drainedReason(or: Self.describe(sslError))
         // OpenSSL's words for this ("tlsv1 alert protocol version") do not say what went wrong.
         if ERR_GET_LIB(firstError) == ERR_LIB_SSL,
             [SSL_R_TLSV1_ALERT_PROTOCOL_VERSION, SSL_R_UNSUPPORTED_PROTOCOL].contains(ERR_GET_REASON(firstError))
         {
-            return .handshakeFailed(
-                peer: peerName,
-                reason: "unsupported protocol version: the peer offers no TLS version this side accepts (\(reason))")
+            reason = "unsupported protocol version: the peer offers no TLS version this side accepts (\(reason))"
+        }
+        if offeredOnlyTLS12 {
+            reason += "; TLS 1.2 alone was offered, to resume a TLS 1.2 session,"
+                + " and the next connection offers TLS 1.3 too"
         }
         return .handshakeFailed(peer: peerName, reason: reason)
     }
@@ -491,6 +513,6 @@ let openSSLHandlerExDataIndex: Int32 = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_S
 /// Returns 0, so OpenSSL keeps its own reference and the store takes one of its own.
 func openSSLHandlerNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePointer?) -> Int32 {
     guard let ssl, let session, let handler = SSL_get_ex_data(ssl, openSSLHandlerExDataIndex) else { return 0 }
-    Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue().didReceiveSession(session)
+    Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue().didReceiveSession(session, on: ssl)
     return 0
 }

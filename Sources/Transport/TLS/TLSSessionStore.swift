@@ -8,6 +8,14 @@ import Synchronization
 /// eviction or deinit. `session(for:)` hands out a reference of the caller's own, so a session
 /// evicted by another thread meanwhile stays valid until the caller frees it.
 final class TLSSessionStore: Sendable {
+    /// A session to offer, as a reference the caller must release with `SSL_SESSION_free`.
+    struct CachedSession {
+        var session: OpaquePointer
+        /// Whether the server answered TLS 1.2 to a ClientHello that offered TLS 1.3 (see
+        /// `OpenSSLHandler`): resuming the session then needs no TLS 1.3 offer.
+        var serverLimitedToTLS12: Bool
+    }
+
     /// An owned `SSL_SESSION` reference; OpenSSL sessions are reference counted and safe to share between threads.
     private struct SessionReference: @unchecked Sendable {
         var session: OpaquePointer
@@ -15,6 +23,7 @@ final class TLSSessionStore: Sendable {
 
     private struct Entry {
         var reference: SessionReference
+        var serverLimitedToTLS12: Bool
         var lastUse: UInt64
     }
 
@@ -50,9 +59,10 @@ final class TLSSessionStore: Sendable {
     }
 
     /// Keeps `session` for `key`, taking a reference of its own; the caller's reference is untouched.
-    func insert(_ session: OpaquePointer, for key: String) {
+    func insert(_ session: OpaquePointer, for key: String, serverLimitedToTLS12: Bool = false) {
         SSL_SESSION_up_ref(session)
-        let entry = Entry(reference: SessionReference(session: session), lastUse: 0)
+        let entry = Entry(
+            reference: SessionReference(session: session), serverLimitedToTLS12: serverLimitedToTLS12, lastUse: 0)
         let released: SessionReference? = storage.withLock { storage in
             var entry = entry
             entry.lastUse = storage.nextUse()
@@ -70,10 +80,9 @@ final class TLSSessionStore: Sendable {
         }
     }
 
-    /// A resumable, unexpired session for `key`, as a reference the caller must release with
-    /// `SSL_SESSION_free`; expired or unresumable entries are dropped on the way.
-    func session(for key: String, now: Int = Int(time(nil))) -> OpaquePointer? {
-        let (found, expired): (SessionReference?, SessionReference?) = storage.withLock { storage in
+    /// A resumable, unexpired session for `key`; expired or unresumable entries are dropped on the way.
+    func session(for key: String, now: Int = Int(time(nil))) -> CachedSession? {
+        let (found, expired): (CachedSession?, SessionReference?) = storage.withLock { storage in
             guard let entry = storage.entries[key] else { return (nil, nil) }
             let session = entry.reference.session
             let expiry = Int(SSL_SESSION_get_time(session)) + Int(SSL_SESSION_get_timeout(session))
@@ -84,12 +93,12 @@ final class TLSSessionStore: Sendable {
             let use = storage.nextUse()
             storage.entries[key]?.lastUse = use
             SSL_SESSION_up_ref(session)
-            return (entry.reference, nil)
+            return (CachedSession(session: session, serverLimitedToTLS12: entry.serverLimitedToTLS12), nil)
         }
         if let expired {
             SSL_SESSION_free(expired.session)
         }
-        return found?.session
+        return found
     }
 
     /// Forgets the session for `key`, if any.

@@ -11,16 +11,30 @@ enum OpenSSLServerProcess {
         certificate: (certificatePEM: String, privateKeyPEM: String),
         _ body: (_ port: Int) async throws -> Result
     ) async throws -> Result {
+        try await with(certificate: certificate, options: []) { port, _ in try await body(port) }
+    }
+
+    /// The same with more s_server `options` ("-tls1_2", "-trace", ...); `body` also gets the
+    /// server's output so far, each time it asks.
+    static func with<Result>(
+        certificate: (certificatePEM: String, privateKeyPEM: String),
+        options: [String],
+        _ body: (_ port: Int, _ output: () -> String) async throws -> Result
+    ) async throws -> Result {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let certificatePath = try directory.write(certificate.certificatePEM, named: "server.pem")
         let keyPath = try directory.write(certificate.privateKeyPEM, named: "server.key")
+        // Line-buffered, so what `-trace` prints is in the log by the time a handshake completes.
         let server = try ChildProcess(
-            executable: "openssl",
-            arguments: ["s_server", "-accept", "127.0.0.1:0", "-cert", certificatePath, "-key", keyPath, "-www"],
+            executable: "stdbuf",
+            arguments: [
+                "-oL", "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", certificatePath, "-key", keyPath,
+                "-www",
+            ] + options,
             logPath: directory.path + "/s_server.log")
         defer { server.stop() }
-        return try await body(try await waitForAcceptLine(of: server))
+        return try await body(try await waitForAcceptLine(of: server), { server.output() })
     }
 
     /// Polls the output until s_server reports its listening address, failing fast if it exits.
