@@ -22,7 +22,9 @@ import Transport
 ///   previous one received; against `openssl s_time -reuse`. `s_time` asks for the session right
 ///   after the handshake, before a TLS 1.3 ticket can have arrived, so over TLS 1.3 it resumes
 ///   only with `-www` (one GET per connection); the TLS 1.3 row therefore does one GET per
-///   connection on both sides.
+///   connection on both sides. Our client resumes a TLS 1.2 server's session with a TLS 1.2-only
+///   ClientHello while `s_time` still offers TLS 1.3 and a key share, so the TLS 1.2 row is
+///   measured once more against `s_time -tls1_2`, which sends what we send.
 /// - keep-alive requests: sequential `GET /small` on one connection against `wrk -t1 -c1`.
 ///
 /// Our loops run on the event loop that carries the connections (`EventLoopTaskExecutor`), as a
@@ -119,6 +121,8 @@ struct TLSBenchmark {
         rows += try await benchmark.resumedHandshakes(
             site: tls12Site, version: "TLS 1.2", withRequest: false, callers: [.eventLoop, .globalExecutor])
         rows += try await benchmark.resumedHandshakes(
+            site: tls12Site, version: "TLS 1.2", withRequest: false, callers: [.eventLoop], toolOffersTLS12Only: true)
+        rows += try await benchmark.resumedHandshakes(
             site: tls13Site, version: "TLS 1.3", withRequest: true, callers: [.eventLoop])
         rows += try await benchmark.keepAliveRequests(site: tls13Site, callers: [.eventLoop, .globalExecutor])
         try await group.shutdownGracefully()
@@ -182,8 +186,10 @@ struct TLSBenchmark {
             note: "resumed: southbridge \(resumed) of \(serial), s_time \(tool.resumed) of \(tool.connections)")
     }
 
+    /// With `toolOffersTLS12Only`, `s_time` runs with `-tls1_2`, so that it too sends no TLS 1.3
+    /// offer and key share to the TLS 1.2 server: the same work on both sides.
     private func resumedHandshakes(
-        site: String, version: String, withRequest: Bool, callers: [Caller]
+        site: String, version: String, withRequest: Bool, callers: [Caller], toolOffersTLS12Only: Bool = false
     ) async throws -> [Row] {
         let context = try TLSContext.client(caFile: caFile)
         let first = try await connect(site: site, peer: .hostname("localhost"), context: context)
@@ -201,10 +207,16 @@ struct TLSBenchmark {
                 if connection.isTLSSessionReused { counts[index].resumed += 1 }
                 await connection.close()
             },
-            tool: { tool.add(try await sTime(site: site, mode: "-reuse", www: withRequest ? "/small" : nil)) })
+            tool: {
+                tool.add(
+                    try await sTime(
+                        site: site, mode: "-reuse", www: withRequest ? "/small" : nil,
+                        options: toolOffersTLS12Only ? ["-tls1_2"] : []))
+            })
         return callers.indices.map { index in
             Row(
-                what: "resumed handshakes, \(version)\(withRequest ? " + GET /small" : "")\(Self.suffix(callers[index]))",
+                what: "resumed handshakes, \(version)\(withRequest ? " + GET /small" : "")\(Self.suffix(callers[index]))"
+                    + (toolOffersTLS12Only ? " (s_time offering TLS 1.2 alone too)" : ""),
                 reference: tool.command, rounds: roundsByCaller[index],
                 note: "resumed: southbridge \(counts[index].resumed) of \(counts[index].connections),"
                     + " s_time \(tool.resumed) of \(tool.connections)")
@@ -315,11 +327,11 @@ struct TLSBenchmark {
     /// Runs `openssl s_time`, trusting only the test CA as our client does, and reads the
     /// "N connections in T real seconds" line and the per-connection progress marks
     /// (`r` for a resumed session).
-    private func sTime(site: String, mode: String, www: String?) async throws -> STimeResult {
+    private func sTime(site: String, mode: String, www: String?, options: [String] = []) async throws -> STimeResult {
         var arguments = [
             "s_time", "-connect", "127.0.0.1:\(nginx.port(of: site))", mode, "-time", "\(seconds)",
             "-CAfile", caFile, "-no-CApath", "-no-CAstore",
-        ]
+        ] + options
         if let www { arguments += ["-www", www] }
         let run = try await runTool("openssl", arguments)
         let lines = run.output.split(separator: "\n")
