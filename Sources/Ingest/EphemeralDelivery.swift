@@ -24,7 +24,9 @@ public struct AddressedEphemeralEDU: Sendable, Equatable {
 }
 
 /// What the ingest API hands to the sender beside what the Outbox stores: ephemeral EDUs,
-/// which live in memory only, and the events just accepted.
+/// which live in memory only, and the events just accepted. It must return at once (hand the
+/// work on, never wait for it): an ingest request is answered as soon as its commit is
+/// durable, never behind delivery work.
 public protocol EphemeralDelivery: Sendable {
-    func accepted(events: [AcceptedEvent], ephemeral: [AddressedEphemeralEDU]) async
+    func accepted(events: [AcceptedEvent], ephemeral: [AddressedEphemeralEDU])
 }

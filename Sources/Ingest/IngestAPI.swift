@@ -222,7 +222,7 @@ public struct IngestAPI: Sendable {
             // Typing, presence and receipts only: they live in memory, so nothing is written
             // (no fsync on the SD card for every typing notification). A repeat just collapses.
             if let ephemeralDelivery, !parsed.ephemeral.isEmpty {
-                await ephemeralDelivery.accepted(events: [], ephemeral: parsed.ephemeral)
+                ephemeralDelivery.accepted(events: [], ephemeral: parsed.ephemeral)
             }
             return IngestResponse(json: ["stream_ordering": .integer(outbox.maxStreamOrdering)])
         }
@@ -241,7 +241,7 @@ public struct IngestAPI: Sendable {
         }
         if !receipt.isReplay {
             if let ephemeralDelivery, !parsed.ephemeral.isEmpty || !parsed.events.isEmpty {
-                await ephemeralDelivery.accepted(events: parsed.events, ephemeral: parsed.ephemeral)
+                ephemeralDelivery.accepted(events: parsed.events, ephemeral: parsed.ephemeral)
             }
             logger.debug("accepted ingest transaction", metadata: [
                 "txn_id": "\(txnID)", "pdus": "\(batch.pdus.count)", "edus": "\(batch.edus.count + parsed.ephemeral.count)",

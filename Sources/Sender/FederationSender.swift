@@ -19,6 +19,9 @@ public actor FederationSender {
     public struct Metrics: Sendable {
         public var transactionsSent = 0
         public var transactionsFailed = 0
+        /// Transactions southbridge's own limits held back (no pool slot in time); retried
+        /// shortly without counting against the destination.
+        public var transactionsDeferred = 0
         /// Units the receiver refused as a body (400/413) even alone; skipped and logged.
         public var unitsRejected = 0
         public var pdusDelivered = 0
@@ -100,6 +103,12 @@ public actor FederationSender {
     private var startupPacer: Task<Void, Never>?
     private var delayedPacer: Task<Void, Never>?
     private var commitFollower: Task<Void, Never>?
+    /// Commits and ingest's handoffs, in the order they happened.
+    private enum Input: Sendable {
+        case commit(OutboxCommit)
+        case handoff(Handoff)
+    }
+    private nonisolated let inputs = AsyncStream.makeStream(of: Input.self)
     /// Set once `start` has listed the destinations owed something: any destination met
     /// after that owed nothing at start.
     private var backlogsKnown = false
@@ -153,8 +162,7 @@ public actor FederationSender {
         // Commits are buffered in the stream from here on, and followed only once the
         // destinations owed something now are known: every other destination then owes
         // exactly what the stream brings, and needs no read of its backlog.
-        let (commits, continuation) = AsyncStream.makeStream(of: OutboxCommit.self)
-        outbox.observeCommits { continuation.yield($0) }
+        outbox.observeCommits { [inputs] in inputs.continuation.yield(.commit($0)) }
         let outstanding = try await outbox.destinationsWithPendingWork()
         if !outstanding.isEmpty {
             logger.info("resuming delivery to destinations with outstanding units", metadata: ["count": "\(outstanding.count)"])
@@ -164,8 +172,23 @@ public actor FederationSender {
             startupWakeups.enqueue(record.name)
         }
         backlogsKnown = true
-        commitFollower = Task { await self.follow(commits) }
+        commitFollower = Task { await self.follow(inputs.stream) }
         startPacers()
+    }
+
+    /// What ingest hands the sender besides commits, without waiting for it: an ingest request
+    /// is answered as soon as its commit is durable, never behind the sender's fan-out.
+    public enum Handoff: Sendable {
+        /// Events just accepted (`noteRecentEvents`).
+        case recentEvents([(eventID: String, senderServer: String)])
+        /// A typing, presence or receipt EDU (`queueEphemeral`).
+        case ephemeral(EphemeralEDU, destinations: [String])
+    }
+
+    /// Hands work over and returns at once; the sender takes it in order, after the commits
+    /// handed over before it.
+    public nonisolated func hand(_ handoff: Handoff) {
+        inputs.continuation.yield(.handoff(handoff))
     }
 
     /// Typing, presence and read receipts the homeserver handed over: held in memory only,
@@ -268,9 +291,16 @@ public actor FederationSender {
 
     // MARK: - Commits and wake-ups
 
-    private func follow(_ commits: AsyncStream<OutboxCommit>) async {
-        for await commit in commits {
-            committed(commit)
+    private func follow(_ inputs: AsyncStream<Input>) async {
+        for await input in inputs {
+            switch input {
+            case .commit(let commit):
+                committed(commit)
+            case .handoff(.recentEvents(let events)):
+                noteRecentEvents(events)
+            case .handoff(.ephemeral(let edu, let names)):
+                queueEphemeral(edu, to: names)
+            }
         }
     }
 
@@ -549,8 +579,22 @@ public actor FederationSender {
         case .failed(let reason):
             await recordFailure(name, reason: reason, logger: log)
             return false
+        case .deferred(let reason):
+            metrics.transactionsDeferred += 1
+            let retryAt = clock.nowMS() + Int64.random(in: Self.localRetryDelayMS, using: &random)
+            updateQueue(name) { $0.deferred(untilMS: retryAt) }
+            log.info("transaction held back by southbridge's own limits; trying it again shortly", metadata: [
+                "error": "\(reason)",
+            ])
+            scheduleRetry(name, atMS: retryAt)
+            return false
         }
     }
+
+    /// How soon a transaction that southbridge's own limits held back is tried again: soon,
+    /// since the destination did nothing wrong, and spread over a second so that destinations
+    /// held back together do not come back together.
+    static let localRetryDelayMS: ClosedRange<Int64> = 1_000...2_000
 
     private func recordProgress(of transaction: OutgoingTransaction, to name: String, logger: Logger) async {
         do {

@@ -51,6 +51,9 @@ public struct PerDestinationQueue: Sendable {
     public private(set) var retryLastTS: Int64 = 0
     public private(set) var retryIntervalMS: Int64 = 0
     public private(set) var inFlight: OutgoingTransaction?
+    /// Not before this time (ms): set when southbridge's own limits held a transaction back.
+    /// Unlike a backoff it is kept in memory only and says nothing against the destination.
+    public private(set) var deferredUntilMS: Int64 = 0
     /// The most units the next transaction may hold; halved after the receiver refuses a body.
     public private(set) var unitLimit = Int.max
     /// Persistent EDUs may be waiting in the Outbox.
@@ -143,6 +146,7 @@ public struct PerDestinationQueue: Sendable {
         if retryIntervalMS > 0, retryLastTS + retryIntervalMS > nowMS {
             return .waitUntil(retryLastTS + retryIntervalMS)
         }
+        if deferredUntilMS > nowMS { return .waitUntil(deferredUntilMS) }
         if inFlight != nil { return .resend }
         switch phase {
         case .unloaded, .loading:
@@ -241,10 +245,17 @@ public struct PerDestinationQueue: Sendable {
         return true
     }
 
+    /// southbridge's own limits held the transaction in flight back (no connection slot in
+    /// time); it is tried again, unchanged, from `untilMS`. The retry state is not touched.
+    public mutating func deferred(untilMS: Int64) {
+        deferredUntilMS = untilMS
+    }
+
     /// The backoff was cleared by an operator or because the destination is known to be up.
     public mutating func clearBackoff() {
         retryIntervalMS = 0
         retryLastTS = 0
+        deferredUntilMS = 0
     }
 
     /// Nothing owed in memory and nothing in flight or scheduled.

@@ -1,3 +1,5 @@
+import Transport
+
 /// What one `/send` attempt means for the destination: the one place that decides which
 /// answers count as failures.
 ///
@@ -10,10 +12,15 @@
 ///   cannot fetch our key yet), 403, 404, 3xx and any other status. This is Synapse's
 ///   `backoff_on_all_error_codes` for `/send`, minus the two statuses that say the body
 ///   itself is at fault.
+/// - A request southbridge's own limits held back (it waited too long for a pool slot, or
+///   its connection attempt was given up so another destination could have the handshake
+///   turn) is `deferred`: the remote said nothing, so its retry state is not touched and
+///   the same transaction is tried again shortly.
 public enum TransactionOutcome: Sendable, Equatable {
     case delivered
     case rejected(reason: String)
     case failed(reason: String)
+    case deferred(reason: String)
 
     /// The outcome of an HTTP answer.
     public static func classify(statusCode: Int, body: [UInt8]) -> TransactionOutcome {
@@ -29,7 +36,8 @@ public enum TransactionOutcome: Sendable, Equatable {
 
     /// The outcome of a request that got no complete answer.
     public static func classify(error: any Error) -> TransactionOutcome {
-        .failed(reason: "\(error)")
+        if let error = error as? FederationRequestError, error.isLocalLimit { return .deferred(reason: "\(error)") }
+        return .failed(reason: "\(error)")
     }
 
     private static func describe(_ statusCode: Int, _ body: [UInt8]) -> String {

@@ -66,12 +66,12 @@ struct DestinationAdmin: DestinationAdministration {
 struct SenderEphemeralDelivery: EphemeralDelivery {
     let sender: FederationSender
 
-    func accepted(events: [AcceptedEvent], ephemeral: [AddressedEphemeralEDU]) async {
+    func accepted(events: [AcceptedEvent], ephemeral: [AddressedEphemeralEDU]) {
         if !events.isEmpty {
-            await sender.noteRecentEvents(events.map { (eventID: $0.eventID, senderServer: $0.senderServer) })
+            sender.hand(.recentEvents(events.map { (eventID: $0.eventID, senderServer: $0.senderServer) }))
         }
         for item in ephemeral {
-            await sender.queueEphemeral(item.edu, to: item.destinations)
+            sender.hand(.ephemeral(item.edu, destinations: item.destinations))
         }
     }
 }

@@ -9,6 +9,7 @@ enum MetricsText {
         let rows: [(String, String, Int)] = [
             ("southbridge_transactions_sent_total", "counter", metrics.transactionsSent),
             ("southbridge_transactions_failed_total", "counter", metrics.transactionsFailed),
+            ("southbridge_transactions_deferred_total", "counter", metrics.transactionsDeferred),
             ("southbridge_pdus_delivered_total", "counter", metrics.pdusDelivered),
             ("southbridge_destinations_active", "gauge", metrics.activeDestinations),
             ("southbridge_destinations_in_backoff", "gauge", metrics.destinationsInBackoff),

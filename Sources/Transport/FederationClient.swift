@@ -32,6 +32,9 @@ public struct FederationRequestError: Error, Sendable, CustomStringConvertible {
     public var reason: String
     /// Asking again at once cannot help: every address is blocked, or the name does not exist.
     public var isPermanent = false
+    /// southbridge's own limits held the request back (no pool slot in time, or its connection
+    /// attempt was given up for a fairer turn); the destination itself said nothing.
+    public var isLocalLimit = false
 
     public var description: String { "\(destination): \(reason)" }
 }
@@ -92,10 +95,12 @@ public struct FederationClient: Sendable {
             do {
                 return try await exchange(makeRequest, at: address, class: requestClass, reusingIdle: false)
             } catch {
-                throw FederationRequestError(destination: destination.description, reason: "\(error)")
+                throw FederationRequestError(destination: destination.description, reason: "\(error)",
+                                             isLocalLimit: error is ConnectionPoolError)
             }
         } catch {
-            throw FederationRequestError(destination: destination.description, reason: "\(error)")
+            throw FederationRequestError(destination: destination.description, reason: "\(error)",
+                                         isLocalLimit: error is ConnectionPoolError)
         }
     }
 

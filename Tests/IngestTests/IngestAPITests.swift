@@ -12,7 +12,7 @@ struct IngestAPITests {
         var ephemeral: [AddressedEphemeralEDU] = []
         var events: [AcceptedEvent] = []
 
-        func accepted(events: [AcceptedEvent], ephemeral: [AddressedEphemeralEDU]) async {
+        func accepted(events: [AcceptedEvent], ephemeral: [AddressedEphemeralEDU]) {
             self.events += events
             self.ephemeral += ephemeral
         }

@@ -193,7 +193,7 @@ struct BackoffScheduleTests {
             previous = policy.interval(after: previous, using: &expectedRandom)
             expected.append(previous)
         }
-        #expect(expected[0] == 600_000)
+        #expect((480_000...840_000).contains(expected[0]))
         #expect(expected.last == 604_800_000)
 
         var random = SplitMix64(seed: 42)
@@ -213,7 +213,7 @@ struct BackoffScheduleTests {
             #expect(queue.nextStep(nowMS: now + interval - 1, maxPDUs: 50) == .waitUntil(now + interval))
             now += interval
         }
-        // 10, 20, 40 minutes, then the first interval past an hour sends it to catch-up.
+        // About 10, 20, 40 minutes, then the first interval past an hour sends it to catch-up.
         #expect(enteredCatchUpAt == expected.firstIndex { $0 > 3_600_000 })
         #expect(queue.phase == .catchingUp)
     }
