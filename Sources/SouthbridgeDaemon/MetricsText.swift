@@ -26,6 +26,11 @@ enum MetricsText {
             ("southbridge_connections_open", "gauge", counts.open),
             ("southbridge_connections_idle", "gauge", counts.idle),
             ("southbridge_tls_handshakes_in_progress", "gauge", counts.handshaking),
+            ("southbridge_connections_connecting", "gauge", counts.connecting),
+            ("southbridge_connections_awaiting_handshake", "gauge", counts.awaitingHandshake),
+            ("southbridge_connections_closing", "gauge", counts.closing),
+            ("southbridge_connections_peak_open", "gauge", counts.peakOpen),
+            ("southbridge_connection_evictions_total", "counter", counts.evictions),
             ("southbridge_connection_waiters", "gauge", counts.waiting),
             ("southbridge_tls_handshakes_total", "counter", counts.handshakesCompleted),
         ]

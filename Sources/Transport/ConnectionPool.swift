@@ -43,7 +43,12 @@ public actor ConnectionPool {
     private var waiters: [StateMachine.RequestID: Waiter] = [:]
     /// The address to open for each key that has waiters, and how many wait for it.
     private var addresses: [String: (address: ResolvedFederationAddress, waiters: Int)] = [:]
+    /// The TCP connect or TLS handshake running for a connection being opened.
     private var opening: [StateMachine.ConnectionID: Task<Void, Never>] = [:]
+    /// Connections whose TCP is up, waiting for a handshake slot, with the name to verify.
+    private var awaitingHandshake: [StateMachine.ConnectionID: (tcp: TCPConnection, address: ResolvedFederationAddress)] = [:]
+    /// Connections the state machine closed while their connect or handshake ran: closed when that ends.
+    private var closeWhenOpened: Set<StateMachine.ConnectionID> = []
     private var open: [StateMachine.ConnectionID: OpenConnection] = [:]
     private var connectionIDs: [ObjectIdentifier: StateMachine.ConnectionID] = [:]
     /// The error of a failed attempt, kept while the waiters it fails are resumed.
@@ -119,29 +124,74 @@ public actor ConnectionPool {
         run(state.timerFired(now: .now()))
     }
 
-    private func connectFinished(_ id: StateMachine.ConnectionID, _ result: Result<HTTPClientConnection, any Error>) {
+    private func tcpConnectFinished(_ id: StateMachine.ConnectionID, address: ResolvedFederationAddress,
+                                    _ result: Result<TCPConnection, any Error>) {
         opening[id] = nil
-        let now = NIODeadline.now()
+        if closeWhenOpened.remove(id) != nil {
+            if case .success(let tcp) = result {
+                closeSocket(id) { await tcp.close() }
+            } else {
+                run(state.connectionClosed(id, now: .now()))
+            }
+            return
+        }
+        switch result {
+        case .success(let tcp):
+            awaitingHandshake[id] = (tcp, address)
+            run(state.connectionTCPConnected(id, now: .now()))
+        case .failure(let error):
+            connectionFailed(id, error)
+        }
+    }
+
+    private func handshakeFinished(_ id: StateMachine.ConnectionID, _ result: Result<HTTPClientConnection, any Error>) {
+        opening[id] = nil
+        if closeWhenOpened.remove(id) != nil {
+            if case .success(let connection) = result {
+                closeSocket(id) { await connection.close() }
+            } else {
+                run(state.connectionClosed(id, now: .now()))
+            }
+            return
+        }
         switch result {
         case .success(let connection):
             open[id] = OpenConnection(connection: connection)
             connectionIDs[ObjectIdentifier(connection)] = id
-            run(state.connectionEstablished(id, now: now))
+            run(state.connectionEstablished(id, now: .now()))
         case .failure(let error):
-            connectErrors[id] = error
-            let timedOut = switch error as? HTTPClientError {
-            case .connectTimeout, .tlsHandshakeTimeout: true
-            default: false
-            }
-            run(state.connectionFailed(id, timedOut: timedOut, now: now))
-            connectErrors[id] = nil
+            connectionFailed(id, error)
         }
+    }
+
+    private func connectionFailed(_ id: StateMachine.ConnectionID, _ error: any Error) {
+        connectErrors[id] = error
+        let timedOut = switch error as? HTTPClientError {
+        case .connectTimeout, .tlsHandshakeTimeout: true
+        default: false
+        }
+        run(state.connectionFailed(id, timedOut: timedOut, now: .now()))
+        connectErrors[id] = nil
+    }
+
+    /// Closes a socket the state machine has let go of and reports it closed once it is:
+    /// until then it still counts against `maxConnections`.
+    private func closeSocket(_ id: StateMachine.ConnectionID, _ close: @escaping @Sendable () async -> Void) {
+        Task {
+            await close()
+            self.socketClosed(id)
+        }
+    }
+
+    private func socketClosed(_ id: StateMachine.ConnectionID) {
+        run(state.connectionClosed(id, now: .now()))
     }
 
     /// Idle connections the peer closed are reported, so their slots are free for others.
     private func dropConnectionsClosedByPeer(now: NIODeadline) {
         for (id, entry) in open where !entry.leased && !entry.connection.isReusable {
-            forget(id)
+            open[id] = nil
+            connectionIDs[ObjectIdentifier(entry.connection)] = nil
             run(state.connectionClosed(id, now: now))
         }
     }
@@ -153,16 +203,28 @@ public actor ConnectionPool {
                 guard let address = addresses[key]?.address else {
                     preconditionFailure("\(id) is to be opened for \(key), which no request waits for")
                 }
-                let (limits, tlsContext, group, logger) = (limits, tlsContext, group, logger)
+                let (limits, group, logger) = (limits, group, logger)
                 opening[id] = Task {
-                    let result: Result<HTTPClientConnection, any Error>
+                    let result: Result<TCPConnection, any Error>
                     do {
-                        result = .success(try await Self.connect(to: address, limits: limits, tlsContext: tlsContext,
-                                                                 group: group, logger: logger))
+                        result = .success(try await Self.openTCP(to: address, limits: limits, group: group, logger: logger))
                     } catch {
                         result = .failure(error)
                     }
-                    self.connectFinished(id, result)
+                    self.tcpConnectFinished(id, address: address, result)
+                }
+            case .startHandshake(let id):
+                guard let (tcp, address) = awaitingHandshake.removeValue(forKey: id) else { continue }
+                let (limits, tlsContext) = (limits, tlsContext)
+                opening[id] = Task {
+                    let result: Result<HTTPClientConnection, any Error>
+                    do {
+                        result = .success(try await HTTPClientConnection.handshake(
+                            over: tcp, peer: address.tlsPeer, tlsContext: tlsContext, timeout: limits.tlsHandshakeTimeout))
+                    } catch {
+                        result = .failure(error)
+                    }
+                    self.handshakeFinished(id, result)
                 }
             case .executeOnConnection(let requestID, let connectionID):
                 guard let waiter = takeWaiter(requestID), var entry = open[connectionID] else { continue }
@@ -172,8 +234,15 @@ public actor ConnectionPool {
                 open[connectionID] = entry
                 waiter.continuation.resume(returning: Lease(connection: entry.connection, wasIdle: wasUsed))
             case .closeConnection(let id):
-                opening.removeValue(forKey: id)?.cancel()
-                forget(id)
+                if let task = opening[id] {
+                    closeWhenOpened.insert(id)
+                    task.cancel()
+                } else if let (tcp, _) = awaitingHandshake.removeValue(forKey: id) {
+                    closeSocket(id) { await tcp.close() }
+                } else if let entry = open.removeValue(forKey: id) {
+                    connectionIDs[ObjectIdentifier(entry.connection)] = nil
+                    closeSocket(id) { await entry.connection.close() }
+                }
             case .failRequest(let requestID, let failure):
                 guard let waiter = takeWaiter(requestID) else { continue }
                 waiter.continuation.resume(throwing: error(for: failure, of: waiter))
@@ -201,12 +270,6 @@ public actor ConnectionPool {
         return waiter
     }
 
-    private func forget(_ id: StateMachine.ConnectionID) {
-        guard let entry = open.removeValue(forKey: id) else { return }
-        connectionIDs[ObjectIdentifier(entry.connection)] = nil
-        Task { await entry.connection.close() }
-    }
-
     private func error(for failure: StateMachine.Failure, of waiter: Waiter) -> any Error {
         switch failure {
         case .connectFailed(let id):
@@ -221,21 +284,17 @@ public actor ConnectionPool {
         }
     }
 
-    /// Tries each resolved address in order; the error of the last one is reported.
-    private static func connect(to address: ResolvedFederationAddress, limits: Limits, tlsContext: TLSContext,
-                                group: any EventLoopGroup, logger: Logger) async throws -> HTTPClientConnection {
-        let peer: TLSPeer = switch address.certificateName {
-        case .hostname(let name): .hostname(name)
-        case .ipAddress(let ip): .ipAddress(ip)
-        }
+    /// Opens TCP to each resolved address in order until one answers; the error of the last
+    /// one is reported.
+    private static func openTCP(to address: ResolvedFederationAddress, limits: Limits, group: any EventLoopGroup,
+                                logger: Logger) async throws -> TCPConnection {
         var lastError: (any Error)?
         for endpoint in address.endpoints {
             do {
                 let socketAddress = try SocketAddress(ipAddress: endpoint.ipAddress, port: endpoint.port)
-                return try await HTTPClientConnection.connect(
-                    to: socketAddress, peer: peer, tlsContext: tlsContext, on: group,
-                    connectTimeout: limits.connectTimeout, handshakeTimeout: limits.tlsHandshakeTimeout)
+                return try await TCPConnection.open(to: socketAddress, on: group, timeout: limits.connectTimeout)
             } catch {
+                if Task.isCancelled { throw error }
                 logger.debug("connection attempt failed", metadata: [
                     "destination": "\(address.destination)", "address": "\(endpoint)", "error": "\(error)",
                 ])
@@ -243,5 +302,15 @@ public actor ConnectionPool {
             }
         }
         throw lastError ?? ResolutionError.noAddresses(host: address.destination.description, reason: "no addresses to try")
+    }
+}
+
+extension ResolvedFederationAddress {
+    /// The identity the server's certificate must prove.
+    var tlsPeer: TLSPeer {
+        switch certificateName {
+        case .hostname(let name): .hostname(name)
+        case .ipAddress(let ip): .ipAddress(ip)
+        }
     }
 }

@@ -102,7 +102,7 @@ struct NginxCertificateTests {
             }
             #expect(bad.isExpected(error), "\(String(describing: error))")
             #expect(error?.description.contains("\"localhost\"") == true, "\(String(describing: error))")
-            #expect(await fixture.pool.counts.open == 0)
+            #expect(try await eventually { await fixture.pool.counts.open == 0 })
             try await fixture.expectPoolStillUsable()
             // The refusal is the client's: nginx saw the handshake fail.
             #expect(fixture.nginx.errorLog().contains("SSL_do_handshake() failed"))

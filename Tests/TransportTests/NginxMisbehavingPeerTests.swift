@@ -53,7 +53,7 @@ struct NginxMisbehavingPeerTests {
             if testCase == .drip {
                 #expect(elapsed >= .seconds(1) && elapsed < .seconds(3), "\(elapsed)")
             }
-            #expect(await fixture.pool.counts.open == 0)
+            #expect(try await eventually { await fixture.pool.counts.open == 0 })
             try await fixture.expectPoolStillUsable()
         }
     }

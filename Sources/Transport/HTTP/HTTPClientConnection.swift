@@ -66,44 +66,48 @@ public final class HTTPClientConnection: Sendable {
         connectTimeout: TimeAmount,
         handshakeTimeout: TimeAmount
     ) async throws(HTTPClientError) -> HTTPClientConnection {
-        let eventLoop = eventLoopGroup.any()
+        let tcp = try await TCPConnection.open(to: address, on: eventLoopGroup, timeout: connectTimeout)
+        return try await handshake(over: tcp, peer: peer, tlsContext: tlsContext, timeout: handshakeTimeout)
+    }
+
+    /// Runs the TLS handshake on an open TCP connection, verifying the server as `peer`; the
+    /// TCP connection is closed if it fails. The handshake starts only now, so a connection
+    /// can wait for a handshake slot after its TCP connect without holding one.
+    public static func handshake(
+        over tcp: TCPConnection,
+        peer: TLSPeer,
+        tlsContext: TLSContext,
+        timeout handshakeTimeout: TimeAmount
+    ) async throws(HTTPClientError) -> HTTPClientConnection {
+        let channel = tcp.channel
+        let address = tcp.remoteAddress
         let addressDescription = address.hostAndPort
         // Completed by the exchange handler once the handshake verified the peer, or failed by
         // whatever ends the attempt first; the caller waits for this alone.
-        let ready = eventLoop.makePromise(of: HTTPClientChannelReady.self)
-        // ClientBootstrap sets TCP_NODELAY by default.
-        let connected = ClientBootstrap(group: eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelInitializer { channel in
-                do {
-                    let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(OpenSSLHandler(clientContext: tlsContext, peer: peer))
-                    try pipeline.addHandler(
-                        HTTPClientExchangeHandler(
-                            address: addressDescription, readyPromise: ready, handshakeTimeout: handshakeTimeout))
-                    return channel.eventLoop.makeSucceededVoidFuture()
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
-                }
-            }
-            .connect(to: address)
-        connected.whenFailure { error in
-            if case ChannelError.connectTimeout = error {
-                ready.fail(HTTPClientError.connectTimeout(address: addressDescription, timeout: connectTimeout))
-            } else {
-                ready.fail(HTTPClientError(error, address: addressDescription))
+        let ready = channel.eventLoop.makePromise(of: HTTPClientChannelReady.self)
+        channel.eventLoop.execute {
+            do {
+                guard channel.isActive else { throw HTTPClientError.connectionClosed(address: addressDescription) }
+                let pipeline = channel.pipeline.syncOperations
+                // The exchange handler first, so that it already listens when the handshake starts.
+                try pipeline.addHandler(
+                    HTTPClientExchangeHandler(address: addressDescription, readyPromise: ready, handshakeTimeout: handshakeTimeout))
+                try pipeline.addHandler(OpenSSLHandler(clientContext: tlsContext, peer: peer), position: .first)
+            } catch {
+                ready.fail(error)
+                channel.close(promise: nil)
             }
         }
         do {
             let channelReady = try await withTaskCancellationHandler {
                 try await ready.futureResult.get()
             } onCancel: {
-                connected.whenSuccess { $0.close(promise: nil) }
+                channel.close(promise: nil)
             }
             return HTTPClientConnection(
                 channel: channelReady.channel, remoteAddress: address, peer: peer, handshake: channelReady.handshake)
         } catch {
-            connected.whenSuccess { $0.close(promise: nil) }
+            channel.close(promise: nil)
             throw Task.isCancelled ? .cancelled : HTTPClientError(error, address: addressDescription)
         }
     }

@@ -5,7 +5,8 @@ extension ConnectionPool {
     public struct Limits: Sendable, Equatable {
         /// `limits.max_connections`: open connections in total, connecting and idle ones included.
         public var maxConnections: Int
-        /// `limits.max_tls_handshakes`: connections being opened (TCP and TLS) at once.
+        /// `limits.max_tls_handshakes`: TLS handshakes running at once (a TCP connect in
+        /// progress holds a socket, not a handshake slot).
         public var maxTLSHandshakes: Int
         /// `limits.max_new_connections_per_second`: new connections started per second,
         /// with a burst of one second's worth.
@@ -44,10 +45,10 @@ extension ConnectionPool {
 
     /// A snapshot for metrics and tests.
     public struct Counts: Sendable, Equatable {
-        /// Open connections: connecting, busy and idle.
+        /// Sockets held: connecting, handshaking, busy, idle and closing connections.
         public var open: Int
         public var idle: Int
-        /// Connections being opened (TCP connect and TLS handshake).
+        /// TLS handshakes running.
         public var handshaking: Int
         /// Requests waiting for a connection, all classes together.
         public var waiting: Int
@@ -59,5 +60,13 @@ extension ConnectionPool {
         public var waitingByClass: [RequestClass: Int]
         /// Successful handshakes per second, averaged over the last 10 seconds.
         public var handshakesPerSecond: Double
+        /// TCP connects in progress.
+        public var connecting: Int
+        /// Connections whose TCP is up, waiting for a handshake slot.
+        public var awaitingHandshake: Int
+        /// Connections told to close whose socket is not closed yet.
+        public var closing: Int
+        /// Idle connections closed to make room for a waiting destination, since the start.
+        public var evictions: Int
     }
 }

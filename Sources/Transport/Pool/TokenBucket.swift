@@ -28,6 +28,13 @@ struct TokenBucket: Sendable, Equatable {
         now >= nextToken
     }
 
+    /// How many tokens could be taken at `now`, one after the other.
+    func tokens(at now: NIODeadline) -> Int {
+        let full = theoreticalArrival - Int64(capacity) * interval
+        let elapsed = Int64(now.uptimeNanoseconds) - full
+        return max(0, min(capacity, Int(elapsed / interval)))
+    }
+
     /// Takes one token; the caller checked `hasToken(at:)`.
     mutating func take(at now: NIODeadline) {
         theoreticalArrival = max(theoreticalArrival, Int64(now.uptimeNanoseconds)) + interval

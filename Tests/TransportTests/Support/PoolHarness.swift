@@ -27,10 +27,15 @@ func poolLimits(connections: Int = 64, handshakes: Int = 64, perSecond: Int = 10
 /// request per connection, and the machine's counts agreeing with the record.
 struct PoolHarness {
     struct HeldConnection {
+        enum Phase { case connecting, awaitingHandshake, handshaking, open, closing }
         let key: String
-        var established = false
+        var phase = Phase.connecting
         var busyWith: RequestID?
+        var established: Bool { phase == .open }
     }
+
+    /// Whether a closed connection's socket is reported closed at once (a driver whose close
+    /// completes immediately); when false, `socketClosed` reports it.
 
     var machine: PoolMachine
     let limits: ConnectionPool.Limits
@@ -42,6 +47,7 @@ struct PoolHarness {
     var created: [(id: ConnectionID, key: String, at: NIODeadline)] = []
     var executed: [(request: RequestID, connection: ConnectionID, at: NIODeadline)] = []
     var closed: [ConnectionID] = []
+    var closesAtOnce = true
     var steps = 0
 
     init(_ limits: ConnectionPool.Limits, ranker: HostRanker = HostRanker()) {
@@ -52,8 +58,9 @@ struct PoolHarness {
     var createdKeys: [String] { created.map(\.key) }
     var executedRequests: [Int] { executed.map(\.request.value) }
 
+    /// The connection held for `key` that is not closing.
     func connection(of key: String) -> ConnectionID? {
-        connections.first { $0.value.key == key }?.key
+        connections.first { $0.value.key == key && $0.value.phase != .closing }?.key
     }
 
     @discardableResult
@@ -63,24 +70,62 @@ struct PoolHarness {
                               reusingIdle: reusingIdle, now: now))
     }
 
+    /// Completes the TCP connect and, when the pool starts the handshake at once, the handshake.
     @discardableResult
     mutating func establish(_ key: String, sourceLocation: SourceLocation = #_sourceLocation) -> [PoolAction] {
-        guard let id = connection(of: key), connections[id]?.established == false else {
+        guard let id = connection(of: key), let phase = connections[id]?.phase, phase != .open else {
             Issue.record("no connection being opened for \(key)", sourceLocation: sourceLocation)
             return []
         }
-        connections[id]?.established = true
-        return apply(machine.connectionEstablished(id, now: now))
+        var actions: [PoolAction] = []
+        if phase == .connecting { actions += tcpConnect(key, sourceLocation: sourceLocation) }
+        guard connections[id]?.phase == .handshaking else {
+            Issue.record("\(key) got no handshake slot", sourceLocation: sourceLocation)
+            return actions
+        }
+        return actions + completeHandshake(key, sourceLocation: sourceLocation)
     }
 
     @discardableResult
+    mutating func tcpConnect(_ key: String, sourceLocation: SourceLocation = #_sourceLocation) -> [PoolAction] {
+        guard let id = connection(of: key), connections[id]?.phase == .connecting else {
+            Issue.record("no TCP connect in progress for \(key)", sourceLocation: sourceLocation)
+            return []
+        }
+        connections[id]?.phase = .awaitingHandshake
+        return apply(machine.connectionTCPConnected(id, now: now))
+    }
+
+    @discardableResult
+    mutating func completeHandshake(_ key: String, sourceLocation: SourceLocation = #_sourceLocation) -> [PoolAction] {
+        guard let id = connection(of: key), connections[id]?.phase == .handshaking else {
+            Issue.record("no handshake running for \(key)", sourceLocation: sourceLocation)
+            return []
+        }
+        connections[id]?.phase = .open
+        return apply(machine.connectionEstablished(id, now: now))
+    }
+
+    /// The connect or handshake in progress for `key` fails.
+    @discardableResult
     mutating func fail(_ key: String, timedOut: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) -> [PoolAction] {
-        guard let id = connection(of: key), connections[id]?.established == false else {
+        guard let id = connection(of: key), let phase = connections[id]?.phase, phase == .connecting || phase == .handshaking else {
             Issue.record("no connection being opened for \(key)", sourceLocation: sourceLocation)
             return []
         }
         connections[id] = nil
         return apply(machine.connectionFailed(id, timedOut: timedOut, now: now))
+    }
+
+    /// The driver reports the socket of a connection it was told to close as closed.
+    @discardableResult
+    mutating func socketClosed(_ id: ConnectionID, sourceLocation: SourceLocation = #_sourceLocation) -> [PoolAction] {
+        guard connections[id]?.phase == .closing else {
+            Issue.record("\(id) is not closing", sourceLocation: sourceLocation)
+            return []
+        }
+        connections[id] = nil
+        return apply(machine.connectionClosed(id, now: now))
     }
 
     @discardableResult
@@ -137,6 +182,7 @@ struct PoolHarness {
     @discardableResult
     mutating func apply(_ actions: [PoolAction], sourceLocation: SourceLocation = #_sourceLocation) -> [PoolAction] {
         steps += 1
+        var closedAtOnce: [ConnectionID] = []
         for action in actions {
             switch action {
             case .createConnection(let id, let key):
@@ -144,6 +190,10 @@ struct PoolHarness {
                 #expect(connection(of: key) == nil, "a second connection for \(key)", sourceLocation: sourceLocation)
                 connections[id] = HeldConnection(key: key)
                 created.append((id, key, now))
+            case .startHandshake(let id):
+                #expect(connections[id]?.phase == .awaitingHandshake, "\(id) handshake started out of turn",
+                        sourceLocation: sourceLocation)
+                connections[id]?.phase = .handshaking
             case .executeOnConnection(let request, let id):
                 guard let held = connections[id] else {
                     Issue.record("\(request) handed unknown \(id)", sourceLocation: sourceLocation)
@@ -158,8 +208,11 @@ struct PoolHarness {
                 executed.append((request, id, now))
             case .closeConnection(let id):
                 #expect(connections[id]?.busyWith == nil, "\(id) closed under a request", sourceLocation: sourceLocation)
-                connections[id] = nil
+                #expect(connections[id] != nil && connections[id]?.phase != .closing, "\(id) closed twice",
+                        sourceLocation: sourceLocation)
+                connections[id]?.phase = .closing
                 closed.append(id)
+                if closesAtOnce { closedAtOnce.append(id) }
             case .failRequest(let request, let failure):
                 #expect(failures[request] == nil && executing[request] == nil, sourceLocation: sourceLocation)
                 failures[request] = failure
@@ -168,17 +221,24 @@ struct PoolHarness {
             }
         }
         checkCaps(sourceLocation: sourceLocation)
-        return actions
+        var followUps: [PoolAction] = []
+        for id in closedAtOnce {
+            connections[id] = nil
+            followUps += apply(machine.connectionClosed(id, now: now), sourceLocation: sourceLocation)
+        }
+        return actions + followUps
     }
 
     func checkCaps(sourceLocation: SourceLocation = #_sourceLocation) {
-        let connecting = connections.values.filter { !$0.established }.count
+        let handshaking = connections.values.filter { $0.phase == .handshaking }.count
         let idle = connections.values.filter { $0.established && $0.busyWith == nil }.count
         #expect(connections.count <= limits.maxConnections, "max_connections exceeded", sourceLocation: sourceLocation)
-        #expect(connecting <= limits.maxTLSHandshakes, "max_tls_handshakes exceeded", sourceLocation: sourceLocation)
+        #expect(handshaking <= limits.maxTLSHandshakes, "max_tls_handshakes exceeded", sourceLocation: sourceLocation)
         let counts = machine.counts(at: now)
         #expect(counts.open == connections.count, sourceLocation: sourceLocation)
-        #expect(counts.handshaking == connecting, sourceLocation: sourceLocation)
+        #expect(counts.handshaking == handshaking, sourceLocation: sourceLocation)
+        #expect(counts.connecting == connections.values.filter { $0.phase == .connecting }.count, sourceLocation: sourceLocation)
+        #expect(counts.closing == connections.values.filter { $0.phase == .closing }.count, sourceLocation: sourceLocation)
         #expect(counts.idle == idle, sourceLocation: sourceLocation)
         #expect(counts.peakOpen <= limits.maxConnections, sourceLocation: sourceLocation)
         #expect(counts.peakHandshaking <= limits.maxTLSHandshakes, sourceLocation: sourceLocation)

@@ -13,8 +13,10 @@ struct PoolSimulation {
         case live(handshake: TimeAmount, exchange: TimeAmount)
         /// Refuses the connection after `after`.
         case refusing(after: TimeAmount)
-        /// Never finishes connecting.
+        /// Never finishes connecting (a blackholed address: the TCP connect gets no answer).
         case neverConnects
+        /// Completes TCP, then never answers the TLS handshake.
+        case silentAfterTCP
         /// Connects, then every exchange times out after `timeout`.
         case hangingExchanges(handshake: TimeAmount, timeout: TimeAmount)
     }
@@ -27,6 +29,7 @@ struct PoolSimulation {
     }
 
     private enum Event {
+        case tcpConnected(ConnectionID)
         case connected(ConnectionID, succeeded: Bool)
         case exchangeDone(RequestID)
         case request(String)
@@ -93,10 +96,13 @@ struct PoolSimulation {
         switch event {
         case .request(let key):
             send(key)
-        case .connected(let id, let succeeded):
+        case .tcpConnected(let id):
             // The driver abandoned this attempt (closeConnection) before it finished.
-            guard let held = harness.connections[id], !held.established else { return }
-            react(succeeded ? harness.establish(held.key) : harness.fail(held.key))
+            guard let held = harness.connections[id], held.phase == .connecting else { return }
+            react(harness.tcpConnect(held.key))
+        case .connected(let id, let succeeded):
+            guard let held = harness.connections[id], held.phase == .connecting || held.phase == .handshaking else { return }
+            react(succeeded ? harness.completeHandshake(held.key) : harness.fail(held.key))
         case .exchangeDone(let id):
             guard let key = requests.removeValue(forKey: id)?.key else { return }
             switch behaviour(key) {
@@ -120,12 +126,23 @@ struct PoolSimulation {
                     let competitors = unserved.compactMap { requests[$0]?.key }.filter { !connected.contains($0) }
                     creations.append((key, now, Set(competitors)))
                 }
+                // TCP takes a quarter of the time to connect, the handshake the rest.
                 switch behaviour(key) {
                 case .live(let handshake, _), .hangingExchanges(let handshake, _):
-                    schedule(.connected(id, succeeded: true), after: handshake)
+                    schedule(.tcpConnected(id), after: .nanoseconds(handshake.nanoseconds / 4))
                 case .refusing(let after):
                     schedule(.connected(id, succeeded: false), after: after)
+                case .silentAfterTCP:
+                    schedule(.tcpConnected(id), after: .milliseconds(1))
                 case .neverConnects:
+                    break
+                }
+            case .startHandshake(let id):
+                guard let key = harness.connections[id]?.key else { continue }
+                switch behaviour(key) {
+                case .live(let handshake, _), .hangingExchanges(let handshake, _):
+                    schedule(.connected(id, succeeded: true), after: handshake - .nanoseconds(handshake.nanoseconds / 4))
+                default:
                     break
                 }
             case .executeOnConnection(let id, _):
@@ -135,7 +152,7 @@ struct PoolSimulation {
                 switch behaviour(request.key) {
                 case .live(_, let exchange): schedule(.exchangeDone(id), after: exchange)
                 case .hangingExchanges(_, let timeout): schedule(.exchangeDone(id), after: timeout)
-                case .refusing, .neverConnects: Issue.record("\(request.key) cannot carry a request")
+                case .refusing, .neverConnects, .silentAfterTCP: Issue.record("\(request.key) cannot carry a request")
                 }
             case .failRequest(let id, let failure):
                 guard let key = requests.removeValue(forKey: id)?.key else { continue }
