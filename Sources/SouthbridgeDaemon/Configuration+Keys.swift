@@ -85,9 +85,9 @@ extension ConfigurationKey {
                  summary: "The port .well-known/matrix/server is fetched from: 443, as the spec says; change it only for tests."),
 
         .integer("limits", "max_connections", \.limits.maxConnections, 1...65535,
-                 summary: "The most open connections to remote servers at once."),
+                 summary: "The most open connections to remote servers at once, connecting and closing ones included."),
         .integer("limits", "max_tls_handshakes", \.limits.maxTLSHandshakes, 1...1024,
-                 summary: "The most TLS handshakes in progress at once; at most limits.max_connections."),
+                 summary: "The most TLS handshakes in progress at once (a TCP connect in progress holds none); at most limits.max_connections."),
         .integer("limits", "max_new_connections_per_second", \.limits.maxNewConnectionsPerSecond, 1...10_000,
                  summary: "The most new connections (TCP connect and TLS handshake) started per second, with a burst of one second's worth."),
         .integer("limits", "fairness_exchanges", \.limits.fairnessExchanges, 1...1_000_000,

@@ -112,8 +112,10 @@ extension Configuration {
 
     /// `[limits]`: hard caps that keep a small machine responsive.
     public struct LimitsSettings: Sendable, Equatable {
-        /// `limits.max_connections`: the most open connections to remote servers at once.
-        public var maxConnections = 64
+        /// `limits.max_connections`: the most open connections to remote servers at once. An
+        /// idle connection costs about 10 KiB (BENCHMARKS.md), so 1,024 keep a 1,000-server
+        /// room warm on a Raspberry Pi for about 10 MiB.
+        public var maxConnections = 1024
         /// `limits.max_tls_handshakes`: the most TLS handshakes in progress at once; at most `maxConnections`.
         public var maxTLSHandshakes = 4
         /// `limits.max_new_connections_per_second`: new connections started per second (token bucket).

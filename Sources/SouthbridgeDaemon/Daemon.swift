@@ -58,6 +58,7 @@ public final class Daemon: Sendable {
             throw DaemonStartError("server.signing_key_path: \(error)")
         }
         let token = try readToken(path: configuration.ingest.tokenFile)
+        try FileDescriptorLimit.ensure(forConnections: configuration.limits.maxConnections)
         let tlsContext: TLSContext
         do {
             tlsContext = try TLSContext.client(caFile: configuration.tls.caFile)

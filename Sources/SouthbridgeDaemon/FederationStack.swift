@@ -49,7 +49,9 @@ public struct FederationStack: Sendable {
         settings.catchUpAfterMS = configuration.sender.catchUpAfter.milliseconds
         settings.readReceiptTransactionsPerRoomPerSecond = configuration.sender.rrTransactionsPerRoomPerSecond
         settings.startupWakeupInterval = .seconds(1) / configuration.limits.maxNewConnectionsPerSecond
-        settings.maxDestinationsSending = max(16, 4 * configuration.limits.maxConnections)
+        // Enough to keep every connection busy, plus a few rounds of handshake candidates for the
+        // pool to choose from; each destination sending holds a task, so not more.
+        settings.maxDestinationsSending = configuration.limits.maxConnections + 4 * configuration.limits.maxTLSHandshakes
         let sender = FederationSender(
             origin: configuration.server.name, outbox: outbox, client: client,
             retryPolicy: RetryPolicy(

@@ -43,6 +43,20 @@ struct CommandLineTests {
         #expect(lines.contains { $0.hasPrefix("line 5: limits.bogus:") })
     }
 
+    @Test("run refuses to start, naming limits.max_connections, when the hard open-file limit is below what it needs")
+    func openFileLimit() async throws {
+        let fixture = try await DaemonProcess(destinations: 0)
+        let command = "exec \(DaemonProcess.binaryPath) run --config \(fixture.configPath)"
+        let refused = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "ulimit -n 512 && " + command],
+                                       logPath: fixture.directory.path + "/refused.log")
+        let code = await refused.waitForExit(timeout: .seconds(30))
+        let output = refused.output()
+        await fixture.tearDown()
+        #expect(code == 1)
+        #expect(output.contains("limits.max_connections: 1024 connections need 1280 open files, but the hard limit is 512"),
+                "\(output)")
+    }
+
     @Test("check-config accepts the shipped configuration")
     func checkConfigAcceptsShippedFile() async throws {
         let shipped = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")

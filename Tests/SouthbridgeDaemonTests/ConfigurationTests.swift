@@ -60,7 +60,7 @@ struct ConfigurationTests {
         #expect(configuration.tls.caFile == nil)
         #expect(configuration.network.ipRangeAllowlist.isEmpty)
         #expect(configuration.resolver.nameservers.isEmpty)
-        #expect(configuration.limits.maxConnections == 64)
+        #expect(configuration.limits.maxConnections == 1024)
         #expect(configuration.limits.maxTLSHandshakes == 4)
         #expect(configuration.limits.maxPDUsPerTransaction == 50)
         #expect(configuration.transport.connectTimeout == .milliseconds(10_000))
