@@ -81,6 +81,44 @@ struct DestinationsAdminTests {
         await client.close()
     }
 
+    @Test("a transaction that waited too long for a pool slot is tried again soon, and the destination never backs off")
+    func poolWaitTimeoutLeavesRetryStateAlone() async throws {
+        let fixture = try await DaemonProcess(destinations: 2) {
+            $0.limits.maxConnections = 1
+            $0.limits.maxTLSHandshakes = 1
+            $0.transport.connectionWaitTimeout = .milliseconds(100)
+            $0.sender.retryInitialInterval = .seconds(600)
+            $0.sender.retryMaxInterval = .seconds(600)
+        }
+        let slow = fixture.swarm.servers[0]
+        let waiting = fixture.swarm.servers[1]
+        slow.fail(next: 1, with: .slow(milliseconds: 1500))
+        try await fixture.start()
+        let client = try await fixture.client()
+        // The slow server holds the only connection for 1.5 s; the other destination's
+        // transaction waits for it longer than connection_wait_timeout_ms.
+        _ = try await client.send(txnID: "slow", body: DaemonProcess.ingestBody(0..<1, destinations: [slow.serverName]))
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { slow.log(for: slow.serverName).attemptCount == 1 })
+        _ = try await client.send(txnID: "waiting", body: DaemonProcess.ingestBody(1..<2, destinations: [waiting.serverName]))
+        let delivered = await DaemonProcess.eventually(timeout: .seconds(20)) {
+            waiting.receivedPDUCount == 1 && slow.receivedPDUCount == 1
+        }
+        let detail = try await waitForJSON(client, "/_southbridge/v1/destinations/\(waiting.serverName)") {
+            $0["pending_pdus"]?.intValue == 0
+        }
+        let metrics = try await client.request(method: .GET, target: "/metrics")
+        let backoff = try await client.request(method: .GET, target: "/_southbridge/v1/destinations?state=backoff")
+        await client.close()
+        await fixture.tearDown()
+        #expect(delivered)
+        #expect(detail["retry_interval_ms"]?.intValue == 0)
+        #expect(detail["failure_count"]?.intValue == 0)
+        #expect(backoff.json?["destinations"]?.arrayValue?.isEmpty == true)
+        let deferred = String(decoding: metrics.body, as: UTF8.self).split(separator: "\n")
+            .first { $0.hasPrefix("southbridge_transactions_deferred_total ") }
+        #expect(deferred.flatMap { Int($0.split(separator: " ")[1]) } ?? 0 >= 1, "\(String(describing: deferred))")
+    }
+
     private func waitForJSON(_ client: IngestClient, _ target: String,
                              until condition: (JSONValue) -> Bool) async throws -> JSONValue {
         let deadline = ContinuousClock.now + .seconds(10)
