@@ -8,8 +8,10 @@ public final class ChildProcess: @unchecked Sendable {
     private var exitStatus: Int32?
 
     /// Starts `executable` (looked up in `PATH` when it has no `/`) with `arguments`;
-    /// `environment` entries are added to this process's own.
-    public init(executable: String, arguments: [String], environment: [String: String] = [:], logPath: String) throws {
+    /// `environment` entries are added to this process's own. With `cpus`, the child and
+    /// every thread it starts run only on those CPUs.
+    public init(executable: String, arguments: [String], environment: [String: String] = [:], logPath: String,
+                cpus: [Int]? = nil) throws {
         var environmentEntries: [String] = []
         var current = environ
         while let entry = current.pointee {
@@ -48,9 +50,15 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         var child: pid_t = 0
-        let status = executable.contains("/")
-            ? posix_spawn(&child, executable, &actions, &attributes, argv, envp)
-            : posix_spawnp(&child, executable, &actions, &attributes, argv, envp)
+        func spawn() -> Int32 {
+            executable.contains("/")
+                ? posix_spawn(&child, executable, &actions, &attributes, argv, envp)
+                : posix_spawnp(&child, executable, &actions, &attributes, argv, envp)
+        }
+        // A child inherits the affinity of the thread that spawns it, so pinning that thread
+        // for the spawn pins the child from its first instruction, with no window in which
+        // it could start threads elsewhere.
+        let status = try cpus.map { try CPUAffinity.withCallingThread(pinnedTo: $0, spawn) } ?? spawn()
         guard status == 0 else {
             throw FileSupportError("cannot start \(executable): \(String(cString: strerror(status)))")
         }

@@ -66,15 +66,15 @@ public final class DaemonProcess: @unchecked Sendable {
         try writeFile(configPath, configuration.renderTOML())
     }
 
-    /// Starts the binary and waits for READY=1.
-    public func start(environment: [String: String] = [:]) async throws {
+    /// Starts the binary and waits for READY=1; with `cpus`, pinned to those CPUs.
+    public func start(environment: [String: String] = [:], cpus: [Int]? = nil) async throws {
         starts += 1
         let notify = try NotifySocket(path: directory.path + "/notify-\(starts).sock")
         notifySocket = notify
         let child = try ChildProcess(
             executable: Self.binaryPath, arguments: ["run", "--config", configPath],
             environment: environment.merging(["NOTIFY_SOCKET": notify.path]) { $1 },
-            logPath: directory.path + "/southbridge-\(starts).log")
+            logPath: directory.path + "/southbridge-\(starts).log", cpus: cpus)
         process = child
         let deadline = ContinuousClock.now + .seconds(20)
         while !notify.messages().contains(where: { $0.contains("READY=1") }) {

@@ -48,6 +48,11 @@ public final class IngestClient: Sendable {
         try await request(method: .PUT, target: "/_southbridge/v1/send/\(txnID)", body: body)
     }
 
+    /// `GET target`, with the token: `/metrics`, `/_southbridge/v1/destinations?…`.
+    public func get(_ target: String) async throws -> Response {
+        try await request(method: .GET, target: target)
+    }
+
     public func request(method: HTTPMethod, target: String, body: [UInt8] = [], authorized: Bool = true) async throws -> Response {
         var headers = HTTPHeaders()
         headers.add(name: "host", value: "localhost")

@@ -28,6 +28,7 @@ public final class Swarm: Sendable {
     public var serverNames: [String] { servers.map(\.serverName) }
     public var receivedPDUCount: Int { servers.reduce(0) { $0 + $1.receivedPDUCount } }
     public var rejectedSignatureCount: Int { servers.reduce(0) { $0 + $1.rejectedSignatureCount } }
+    public var acceptedConnectionCount: Int { servers.reduce(0) { $0 + $1.acceptedConnectionCount } }
 
     public func stop() async {
         for server in servers { await server.stop() }

@@ -53,6 +53,9 @@ public final class SwarmServer: Sendable {
         var rejectedSignatures = 0
         var requestCount = 0
         var attempts: [TransactionAttempt] = []
+        var acceptedConnections = 0
+        /// When each PDU (by the id `DestinationLog.pduIDs` uses) first reached the server's own name.
+        var firstArrivals: [String: ContinuousClock.Instant] = [:]
     }
 
     /// One signed `/send` request as it arrived, whatever the answer was.
@@ -118,6 +121,7 @@ public final class SwarmServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     guard let server = box.withLockedValue({ $0 }) else { throw ChannelError.ioOnClosedChannel }
                     let id = ObjectIdentifier(channel)
+                    server.state.withLockedValue { $0.acceptedConnections += 1 }
                     server.connections.withLockedValue { $0[id] = channel }
                     channel.closeFuture.whenComplete { _ in server.connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
                     try channel.pipeline.syncOperations.addHandler(OpenSSLHandler(serverContext: tlsContext))
@@ -152,6 +156,16 @@ public final class SwarmServer: Sendable {
     /// Requests refused for a missing or wrong X-Matrix signature.
     public var rejectedSignatureCount: Int { state.withLockedValue { $0.rejectedSignatures } }
     public var requestCount: Int { state.withLockedValue { $0.requestCount } }
+    /// TCP connections accepted so far, whether or not their TLS handshake completed.
+    public var acceptedConnectionCount: Int { state.withLockedValue { $0.acceptedConnections } }
+
+    /// When the PDU with this id (its `event_id`, or its `content.n` for PDUs without one)
+    /// first arrived for the server's own name: the moment its whole request had been read,
+    /// before the signature check, so a busy swarm adds as little as it can to the figure.
+    public func firstArrival(ofPDU id: String) -> ContinuousClock.Instant? {
+        state.withLockedValue { $0.firstArrivals[id] }
+    }
+
     /// Every signed `/send` attempt, retries included, in arrival order.
     public var transactionAttempts: [TransactionAttempt] { state.withLockedValue { $0.attempts } }
 
@@ -205,7 +219,7 @@ final class SwarmRequestHandler: ChannelInboundHandler {
         case .end:
             guard let requestHead = head else { return }
             head = nil
-            switch respond(to: requestHead, body: body) {
+            switch respond(to: requestHead, body: body, receivedAt: .now) {
             case .stall:
                 break
             case .answer(let status, let json, let delay) where delay > 0:
@@ -223,7 +237,7 @@ final class SwarmRequestHandler: ChannelInboundHandler {
     }
 
     /// The answer to one request.
-    private func respond(to head: HTTPRequestHead, body: [UInt8]) -> SwarmReply {
+    private func respond(to head: HTTPRequestHead, body: [UInt8], receivedAt: ContinuousClock.Instant) -> SwarmReply {
         server.state.withLockedValue { $0.requestCount += 1 }
         if head.method == .GET, head.uri == "/_matrix/key/v2/server" {
             return .answer(status: 200, body: keyResponse())
@@ -270,8 +284,12 @@ final class SwarmRequestHandler: ChannelInboundHandler {
             if pdus.count > 50 || edus.count > 100 {
                 return .answer(status: 400, body: matrixError("M_BAD_JSON", "more than 50 PDUs or 100 EDUs"))
             }
-            if ownName { state.receivedPDUs.append(contentsOf: pdus) }
-            state.logs[destination, default: SwarmServer.DestinationLog()].pduIDs.append(contentsOf: pdus.map(Self.pduID))
+            let ids = pdus.map(Self.pduID)
+            if ownName {
+                state.receivedPDUs.append(contentsOf: pdus)
+                for id in ids where state.firstArrivals[id] == nil { state.firstArrivals[id] = receivedAt }
+            }
+            state.logs[destination, default: SwarmServer.DestinationLog()].pduIDs.append(contentsOf: ids)
             state.logs[destination, default: SwarmServer.DestinationLog()].edus.append(contentsOf: edus)
             state.logs[destination, default: SwarmServer.DestinationLog()].transactionCount += 1
             state.transactionCount += 1

@@ -14,6 +14,9 @@ import Transport
 ///     swift build -c release --static-swift-stdlib
 ///     .build/release/southbridge-benchmark delivery --destinations 20 --pdus 10000 \
 ///         [--max-connections 64] [--max-tls-handshakes 4] [--new-connections-per-second 20]
+///     .build/release/southbridge-benchmark room [--servers 500] [--blackholed-percent 20] [--refusing-percent 10] \
+///         [--messages 5] [--lifted] [--max-connections N] [--max-tls-handshakes N] \
+///         [--new-connections-per-second N] [--bound-seconds 300]
 ///     .build/release/southbridge-benchmark resolve --names 2000 --rounds 20
 ///     .build/release/southbridge-benchmark tls --seconds 3 --rounds 5
 
@@ -23,6 +26,13 @@ func option(_ name: String, default value: Int) -> Int {
         return value
     }
     return number
+}
+
+/// The value of `--name N`, or nil when the option is not given.
+func optionalOption(_ name: String) -> Int? {
+    let arguments = CommandLine.arguments
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
+    return Int(arguments[index + 1])
 }
 
 /// CPU seconds (user + system) the process has used, from `/proc/<pid>/stat`.
@@ -144,12 +154,14 @@ do {
                            maxConnections: option("--max-connections", default: 64),
                            maxTLSHandshakes: option("--max-tls-handshakes", default: 4),
                            newConnectionsPerSecond: option("--new-connections-per-second", default: 20))
+    case "room":
+        try await RoomBenchmark.fromCommandLine().run()
     case "resolve":
         try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
     case "tls":
         try await TLSBenchmark.run(seconds: option("--seconds", default: 3), rounds: option("--rounds", default: 5))
     default:
-        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N]")
+        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N]")
         exit(2)
     }
 } catch {
