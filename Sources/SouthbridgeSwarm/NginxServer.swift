@@ -165,7 +165,7 @@ public final class NginxServer: Sendable {
             worker_processes 1;
             pid \(directory)/nginx.pid;
             error_log \(directory)/error.log \(errorLogLevel);
-            events { worker_connections 1024; }
+            events { worker_connections 4096; }
             http {
                 access_log off;
                 default_type application/octet-stream;

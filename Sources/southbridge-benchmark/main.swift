@@ -14,11 +14,12 @@ import Transport
 ///     swift build -c release --static-swift-stdlib
 ///     .build/release/southbridge-benchmark delivery --destinations 20 --pdus 10000 \
 ///         [--max-connections 64] [--max-tls-handshakes 4] [--new-connections-per-second 20]
-///     .build/release/southbridge-benchmark room [--servers 500] [--blackholed-percent 20] [--refusing-percent 10] \
+///     .build/release/southbridge-benchmark room [--servers 500] [--blackholed-percent 20] [--silent-percent 0] [--refusing-percent 10] \
 ///         [--messages 5] [--lifted] [--max-connections N] [--max-tls-handshakes N] \
 ///         [--new-connections-per-second N] [--bound-seconds 300]
 ///     .build/release/southbridge-benchmark resolve --names 2000 --rounds 20
 ///     .build/release/southbridge-benchmark tls --seconds 3 --rounds 5
+///     .build/release/southbridge-benchmark idle-connections --connections 1000 [--tls 1.2|1.3]
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
@@ -33,6 +34,12 @@ func optionalOption(_ name: String) -> Int? {
     let arguments = CommandLine.arguments
     guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
     return Int(arguments[index + 1])
+}
+
+func stringOption(_ name: String, default value: String) -> String {
+    let arguments = CommandLine.arguments
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return value }
+    return arguments[index + 1]
 }
 
 /// CPU seconds (user + system) the process has used, from `/proc/<pid>/stat`.
@@ -160,8 +167,11 @@ do {
         try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
     case "tls":
         try await TLSBenchmark.run(seconds: option("--seconds", default: 3), rounds: option("--rounds", default: 5))
+    case "idle-connections":
+        try await IdleConnectionsBenchmark.run(
+            connections: option("--connections", default: 1000), tlsVersion: stringOption("--tls", default: "1.3"))
     default:
-        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N]")
+        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3]")
         exit(2)
     }
 } catch {

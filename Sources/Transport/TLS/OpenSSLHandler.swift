@@ -51,25 +51,23 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         var promise: EventLoopPromise<Void>?
     }
 
-    /// Room reserved for each `SSL_read`: one full TLS record of plaintext.
+    /// The most room reserved for one `SSL_read`: one full TLS record of plaintext.
     private static let plaintextChunk = 16 * 1024
-    /// The largest plaintext buffer kept between reads; a burst that grew it past this is not
-    /// worth holding on an idle keep-alive connection.
-    private static let retainedPlaintextCapacity = 2 * plaintextChunk
+    /// The least room reserved for one `SSL_read`.
+    private static let minimumPlaintextChunk = 512
 
     private let tlsContext: TLSContext
     private let mode: Mode
     private var ssl: OpaquePointer?
     /// Ciphertext from the network, read by OpenSSL; owned by `ssl`.
-    private let networkInput: OpaquePointer
+    private var networkInput: OpaquePointer
     /// Records produced by OpenSSL, to be sent; owned by `ssl`.
-    private let networkOutput: OpaquePointer
+    private var networkOutput: OpaquePointer
     private var state: State = .idle
     private var pendingWrites = CircularBuffer<PendingWrite>(initialCapacity: 4)
     private var flushRequested = false
     /// Whether records wait in the output BIO for the send scheduled at the end of this loop tick.
     private var outputDeferred = false
-    private var plaintext: ByteBuffer?
     /// Whether this client offered TLS 1.2 alone, to resume a session from a TLS 1.2 server.
     private var offeredOnlyTLS12 = false
 
@@ -358,16 +356,17 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
 
     private func readPlaintext(context: ChannelHandlerContext) {
         guard let ssl else { return }
-        var buffer = plaintext ?? context.channel.allocator.buffer(capacity: Self.plaintextChunk)
-        plaintext = nil
-        // Reuses the storage unless a handler downstream still holds the previous read.
-        buffer.clear()
+        // Sized by the ciphertext waiting (plaintext is never longer) and not kept between
+        // reads: an idle keep-alive connection holds no plaintext buffer, where keeping one
+        // record's worth cost 16 KiB per connection.
+        let chunk = min(Self.plaintextChunk, max(Self.minimumPlaintextChunk, Int(BIO_ctrl_pending(networkInput))))
+        var buffer = context.channel.allocator.buffer(capacity: chunk)
         var outcome = ReadOutcome.needMoreInput
         // A successful SSL_read queues no error, so one clearing serves the whole loop.
         ERR_clear_error()
         reading: while true {
             var result: Int32 = 0
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.plaintextChunk) { space in
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: chunk) { space in
                 result = SSL_read(ssl, space.baseAddress, Int32(clamping: space.count))
                 return result > 0 ? Int(result) : 0
             }
@@ -392,12 +391,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         if buffer.readableBytes > 0 {
             context.fireChannelRead(wrapInboundOut(buffer))
         }
-        if buffer.capacity <= Self.retainedPlaintextCapacity {
-            plaintext = buffer
-        }
         switch outcome {
         case .needMoreInput:
-            break
+            releaseIdleBuffers(ssl)
         case .closeNotify:
             answerCloseNotify(context: context)
         case .failed(let error):
@@ -479,6 +475,22 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             pending = Int(BIO_ctrl_pending(networkOutput))
         }
         context.writeAndFlush(wrapOutboundOut(records), promise: promise)
+    }
+
+    /// Gives back what an idle keep-alive connection does not need: OpenSSL's record buffers
+    /// (about 16 KiB, kept after the last read) and the memory BIOs' buffers, which keep the
+    /// size of the largest flight or request they ever held. Nothing pending is dropped.
+    private func releaseIdleBuffers(_ ssl: OpaquePointer) {
+        _ = SSL_free_buffers(ssl)
+        if BIO_ctrl_pending(networkInput) == 0, let fresh = BIO_new(BIO_s_mem()) {
+            // Takes the new BIO and frees the old one.
+            SSL_set0_rbio(ssl, fresh)
+            networkInput = fresh
+        }
+        if !outputDeferred, BIO_ctrl_pending(networkOutput) == 0, let fresh = BIO_new(BIO_s_mem()) {
+            SSL_set0_wbio(ssl, fresh)
+            networkOutput = fresh
+        }
     }
 
     private func fail(context: ChannelHandlerContext, error: TLSError) {
