@@ -102,7 +102,9 @@ final class IngestHTTPHandler: ChannelInboundHandler {
             body = []
             let api = self.api
             let promise = context.eventLoop.makePromise(of: IngestResponse.self)
-            promise.completeWithTask { await api.handle(request) }
+            // Above the sender's priority: a homeserver waits for this answer, and its jobs
+            // (and the outbox's resumption of them) must not queue behind a fan-out's.
+            Task(priority: .userInitiated) { promise.succeed(await api.handle(request)) }
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             promise.futureResult.whenSuccess { response in
                 let (handler, context) = loopBound.value

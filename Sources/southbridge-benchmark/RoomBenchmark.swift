@@ -9,25 +9,28 @@ import SouthbridgeSwarm
 /// in force (its defaults unless an option or `--lifted` says otherwise); this process, with
 /// the swarm and the ingest clients, runs on CPU 1.
 ///
-/// Some of the servers are faulty (`--blackholed-percent`, `--refusing-percent`): every
+/// Some of the servers are faulty (`--blackholed-percent`: every SYN dropped;
+/// `--silent-percent`: TCP accepted, then never a word; `--refusing-percent`): every
 /// message still names them, as a room names servers that went away. The rest are live
 /// `SwarmServer`s. Retries use the daemon's shipped 10-minute-to-7-day backoff, so a faulty
 /// destination is tried once and then waits, and a live one in backoff is a failure.
 ///
 /// In order: RSS before any traffic; a cold message (one PDU to every server, each live one
 /// met for the first time); RSS once the connections it left are idle; `--messages` warm
-/// messages one after the other, each sent once every live server has the previous one,
-/// while a second ingest client sends a one-PDU request to one more live server every 5 ms
-/// and times each acknowledgement; then the live destinations in backoff and the copies
+/// messages one after the other, each sent once every live server has the previous one;
+/// the same again while a second ingest client sends a one-PDU request to one more live
+/// server every 5 ms and times each acknowledgement; then the live destinations in backoff and the copies
 /// that never arrived. A message's time to a server runs from just before its ingest
 /// request to the moment that server had read the whole `/send` carrying it.
 ///
 /// Everything after the daemon is ready shares one bound (`--bound-seconds`, 300 s by
-/// default): a message still incomplete then is reported as timed out and no further
-/// message is sent.
+/// default), of which the cold message may take half: a message still incomplete at its
+/// bound is reported as timed out (a percentile that falls on a copy still missing reads
+/// "> the time waited"), and no warm message follows a timed-out warm one.
 struct RoomBenchmark {
     var servers: Int
     var blackholedPercent: Int
+    var silentPercent: Int
     var refusingPercent: Int
     var messages: Int
     var maxConnections: Int?
@@ -46,6 +49,7 @@ struct RoomBenchmark {
         return RoomBenchmark(
             servers: option("--servers", default: 500),
             blackholedPercent: option("--blackholed-percent", default: 20),
+            silentPercent: option("--silent-percent", default: 0),
             refusingPercent: option("--refusing-percent", default: 10),
             messages: option("--messages", default: 5),
             maxConnections: limit("--max-connections", lifted: 1024),
@@ -80,8 +84,9 @@ struct RoomBenchmark {
         let fileLimit = try OpenFileLimit.raiseToHardLimit()
         try CPUAffinity.pinThisProcess(to: [1])
         let blackholedCount = servers * blackholedPercent / 100
+        let silentCount = servers * silentPercent / 100
         let refusingCount = servers * refusingPercent / 100
-        let liveCount = servers - blackholedCount - refusingCount
+        let liveCount = servers - blackholedCount - silentCount - refusingCount
         guard liveCount > 0 else { throw BenchmarkError("room: no live servers left among \(servers)") }
 
         // One more live server than the room has: the target of the acknowledgement probe,
@@ -99,6 +104,7 @@ struct RoomBenchmark {
         do {
             // Refusing ports come last, so no listener started after them can be given one.
             for _ in 0..<blackholedCount { faulty.append(try FaultyServer.start(.blackholed)) }
+            for _ in 0..<silentCount { faulty.append(try FaultyServer.start(.silent)) }
             for _ in 0..<refusingCount { faulty.append(try FaultyServer.start(.refusing)) }
             try await fixture.start(cpus: [0])
             try await measure(fixture: fixture, faulty: faulty, liveCount: liveCount, fileLimit: fileLimit, probeGroup: probeGroup)
@@ -131,7 +137,7 @@ struct RoomBenchmark {
                             accepted: fixture.swarm.acceptedConnectionCount)
         }
 
-        func deliver(_ number: Int, label: String) async throws -> MessageResult {
+        func deliver(_ number: Int, label: String, until deadline: ContinuousClock.Instant) async throws -> MessageResult {
             let before = try await counters()
             let started = ContinuousClock.now
             let body = DaemonProcess.ingestBody(number..<(number + 1), destinations: roomNames)
@@ -160,7 +166,7 @@ struct RoomBenchmark {
                                  handshakes: after.handshakes - before.handshakes)
         }
 
-        var results = [try await deliver(0, label: "cold")]
+        var results = [try await deliver(0, label: "cold", until: ContinuousClock.now + bound / 2)]
 
         // The pool may still be finishing handshakes, or giving up on a blackholed server,
         // after the last live server has the message; idle RSS is read once the handshake
@@ -183,19 +189,34 @@ struct RoomBenchmark {
         }
         let rssIdle = ProcessMemory.currentKiB(pid: daemon.pid)
 
-        let probe = IngestProbe(destination: probeServer.serverName, interval: probeInterval)
-        let probeClient = try await IngestClient.connect(unixPath: fixture.ingestSocketPath, token: fixture.token, group: probeGroup)
-        let probeTask = Task { await probe.run(probeClient) }
-        if results[0].complete {
-            for number in 1..<(messages + 1) {
-                let result = try await deliver(number, label: "warm \(number)")
-                results.append(result)
+        // The warm messages go out twice: alone, for clean time and CPU figures, then with the
+        // probe's requests arriving, for the acknowledgement figure.
+        var warm: [MessageResult] = []
+        var warmWithProbe: [MessageResult] = []
+        func sendWarmMessages(from first: Int, suffix: String) async throws -> [MessageResult] {
+            var series: [MessageResult] = []
+            for number in first..<(first + messages) where ContinuousClock.now < deadline {
+                let after = results[0].complete ? "" : " (after the timed-out cold one)"
+                let result = try await deliver(number, label: "warm \(number - first + 1)\(suffix)\(after)", until: deadline)
+                series.append(result)
                 guard result.complete else { break }
             }
+            return series
         }
-        probeTask.cancel()
-        let probeResult = await probeTask.value
-        await probeClient.close()
+        var probeResult = IngestProbe.Result()
+        if messages > 0 {
+            warm = try await sendWarmMessages(from: 1, suffix: "")
+            if warm.allSatisfy(\.complete) {
+                let probe = IngestProbe(destination: probeServer.serverName, interval: probeInterval)
+                let probeClient = try await IngestClient.connect(unixPath: fixture.ingestSocketPath, token: fixture.token, group: probeGroup)
+                let probeTask = Task { await probe.run(probeClient) }
+                warmWithProbe = try await sendWarmMessages(from: 1 + messages, suffix: " + probe")
+                probeTask.cancel()
+                probeResult = await probeTask.value
+                await probeClient.close()
+            }
+        }
+        results += warm + warmWithProbe
 
         // Copies still owed get until the bound; a run that reached it reports them as lost.
         let sent = results.count
@@ -221,25 +242,27 @@ struct RoomBenchmark {
         let ownCPUs = CPUAffinity.allowedCPULists().sorted().joined(separator: " / ")
         print("""
 
-            ### room: \(servers) servers (\(liveCount) live, \(faulty.filter { $0.fault == .blackholed }.count) blackholed, \(faulty.filter { $0.fault == .refusing }.count) refusing), 1 cold + \(messages) warm messages
+            ### room: \(servers) servers (\(liveCount) live, \(faulty.filter { $0.fault == .blackholed }.count) blackholed, \(faulty.filter { $0.fault == .silent }.count) silent, \(faulty.filter { $0.fault == .refusing }.count) refusing), 1 cold + \(messages) warm messages
 
             limits: max_connections \(limits.maxConnections), max_tls_handshakes \(limits.maxTLSHandshakes), \
             max_new_connections_per_second \(limits.maxNewConnectionsPerSecond) (\(limitsNote)); \
             retry after \(format(fixture.configuration.sender.retryInitialInterval)) first, 7 days at most. \
             Daemon threads on CPU \(daemonCPUs), benchmark threads on CPU \(ownCPUs); RLIMIT_NOFILE \(fileLimit); \
-            bound \(format(bound)). Warm rows include the ingest probe's load (one 1-PDU request every \(format(probeInterval))).
+            bound \(format(bound)), half of it at most for the cold message. "+ probe" rows: a second ingest client sends \
+            a 1-PDU request to one more live server every \(format(probeInterval)) meanwhile (its load is in their CPU).
 
             | message | ingest ack | p50 to live | p99 to live | time to all live | arrived | daemon CPU | CPU per copy | new connections | TLS handshakes |
             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
             """)
-        for result in results { print(row(result)) }
-        let warm = Array(results.dropFirst())
-        if warm.count > 1 {
-            print(pooledRow(warm))
+        print(row(results[0]))
+        for (title, series) in [("warm", warm), ("warm + probe", warmWithProbe)] where !series.isEmpty {
+            for result in series { print(row(result)) }
+            if series.count > 1 { print(pooledRow(series, title: title)) }
         }
         let openConnections = idleMetrics["southbridge_connections_open"] ?? 0
         let perConnection = openConnections > 0 ? "\((rssIdle - rssBefore) / openConnections) KiB per open connection" : "no open connection"
         let acks = probeResult.roundTrips.sorted()
+        func ack(_ fraction: Double) -> String { percentile(acks, fraction, of: acks.count).map(format) ?? "–" }
         print("""
 
             | figure | value |
@@ -247,7 +270,7 @@ struct RoomBenchmark {
             | daemon RSS before traffic | \(mebibytes(rssBefore)) |
             | daemon RSS, connections idle after the cold message | \(mebibytes(rssIdle)), \(openConnections) open \
             (\(idleMetrics["southbridge_connections_idle"] ?? 0) idle): +\(mebibytes(rssIdle - rssBefore)), \(perConnection) |
-            | ingest ack during warm fan-outs | \(acks.isEmpty ? "no request" : "p50 \(format(percentile(acks, 0.5))), p99 \(format(percentile(acks, 0.99))), max \(format(acks.last!))") \
+            | ingest ack during warm fan-outs ("+ probe" rows) | \(acks.isEmpty ? "no request" : "p50 \(ack(0.5)), p99 \(ack(0.99)), max \(ack(1))") \
             (\(acks.count) requests, \(probeResult.refused) not accepted) |
             | live destinations in backoff at the end | \(liveInBackoff) of \(liveNames.count) (\(backoff.count) destinations in backoff in all) |
             | PDU copies lost (not arrived within the bound) | \(lostRoom) of \(sent * room.count) room copies, \(lostProbe) of \(probeResult.accepted) probe copies |
@@ -257,24 +280,33 @@ struct RoomBenchmark {
 
     private func row(_ result: MessageResult) -> String {
         let times = result.times
+        func at(_ fraction: Double) -> String {
+            percentile(times, fraction, of: result.liveServers).map(format) ?? "> \(format(result.timeWaited))"
+        }
         let toAll = result.complete ? format(times.last ?? .zero) : "> \(format(result.timeWaited)) (timed out)"
         let copies = max(times.count, 1)
-        return "| \(result.label) | \(format(result.ingestAck)) | \(times.isEmpty ? "–" : format(percentile(times, 0.5))) | "
-            + "\(times.isEmpty ? "–" : format(percentile(times, 0.99))) | \(toAll) | \(times.count)/\(result.liveServers) | "
+        return "| \(result.label) | \(format(result.ingestAck)) | \(at(0.5)) | "
+            + "\(at(0.99)) | \(toAll) | \(times.count)/\(result.liveServers) | "
             + "\(seconds(result.daemonCPU)) | \(Int(result.daemonCPU / Double(copies) * 1e6)) µs | "
             + "\(result.acceptedConnections) | \(result.handshakes) |"
     }
 
     /// The warm messages together: percentiles over every copy, the median time to all.
-    private func pooledRow(_ results: [MessageResult]) -> String {
+    private func pooledRow(_ results: [MessageResult], title: String) -> String {
         let times = results.flatMap(\.times).sorted()
+        let owed = results.reduce(0) { $0 + $1.liveServers }
+        let longestWait = results.map(\.timeWaited).max() ?? .zero
+        func at(_ fraction: Double) -> String {
+            percentile(times, fraction, of: owed).map(format) ?? "> \(format(longestWait))"
+        }
         let toAll = results.map { $0.complete ? ($0.times.last ?? .zero) : $0.timeWaited }.sorted()
+        let acks = results.map(\.ingestAck).sorted()
         let cpu = results.reduce(0) { $0 + $1.daemonCPU }
         let complete = results.allSatisfy(\.complete)
-        return "| warm, \(results.count) pooled | \(format(percentile(results.map(\.ingestAck).sorted(), 0.5))) median | "
-            + "\(format(percentile(times, 0.5))) | \(format(percentile(times, 0.99))) | "
-            + "\(complete ? "" : "> ")\(format(percentile(toAll, 0.5))) median | "
-            + "\(times.count)/\(results.count * (results.first?.liveServers ?? 0)) | \(seconds(cpu)) | "
+        return "| \(title), all \(results.count) pooled | \(percentile(acks, 0.5, of: acks.count).map(format) ?? "–") median | "
+            + "\(at(0.5)) | \(at(0.99)) | "
+            + "\(complete ? "" : "> ")\(percentile(toAll, 0.5, of: toAll.count).map(format) ?? "–") median | "
+            + "\(times.count)/\(owed) | \(seconds(cpu)) | "
             + "\(Int(cpu / Double(max(times.count, 1)) * 1e6)) µs | "
             + "\(results.reduce(0) { $0 + $1.acceptedConnections }) | \(results.reduce(0) { $0 + $1.handshakes }) |"
     }
@@ -344,11 +376,11 @@ enum DestinationList {
     }
 }
 
-/// The value at `fraction` of `sorted` (nearest rank).
-private func percentile(_ sorted: [Duration], _ fraction: Double) -> Duration {
-    guard !sorted.isEmpty else { return .zero }
-    let rank = Int((fraction * Double(sorted.count)).rounded(.up))
-    return sorted[min(max(rank, 1), sorted.count) - 1]
+/// The value at `fraction` (nearest rank) of `count` values of which `sorted` are the
+/// smallest ones known; nil when the rank falls on one not known, a copy still missing.
+private func percentile(_ sorted: [Duration], _ fraction: Double, of count: Int) -> Duration? {
+    let rank = max(Int((fraction * Double(count)).rounded(.up)), 1)
+    return rank <= sorted.count ? sorted[rank - 1] : nil
 }
 
 /// Milliseconds under ten seconds, seconds above.
