@@ -167,6 +167,40 @@ public final class Outbox: Sendable {
         }
     }
 
+    /// What one destination received since its progress was last recorded.
+    public struct Delivery: Sendable, Equatable {
+        public var destination: String
+        /// The highest stream ordering delivered, if PDUs were.
+        public var upTo: Int64?
+        /// Persistent EDUs delivered.
+        public var eduIDs: [Int64]
+
+        public init(destination: String, upTo: Int64?, eduIDs: [Int64]) {
+            self.destination = destination
+            self.upTo = upTo
+            self.eduIDs = eduIDs
+        }
+    }
+
+    /// Records the progress of many destinations in one write (see `recordDelivered` and
+    /// `recordEDUsDelivered`), so deliveries that finish one after the other share a commit.
+    public func recordDeliveries(_ deliveries: [Delivery]) async throws(OutboxError) {
+        let maximum = maxStreamOrdering
+        for delivery in deliveries {
+            if let upTo = delivery.upTo, upTo > maximum {
+                throw .streamOrderingBeyondMaximum(destination: delivery.destination, streamOrdering: upTo, maximum: maximum)
+            }
+        }
+        try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+            for delivery in deliveries {
+                if let upTo = delivery.upTo { try store.recordDelivered(destination: delivery.destination, upTo: upTo) }
+                if !delivery.eduIDs.isEmpty {
+                    try store.recordEDUsDelivered(destination: delivery.destination, eduIDs: delivery.eduIDs)
+                }
+            }
+        }
+    }
+
     /// Records a failed attempt: the time it failed and the backoff chosen by the retry policy.
     public func recordFailure(destination: String, retryLastTS: Int64, retryIntervalMS: Int64) async throws(OutboxError) {
         try await submit(.write(bytes: 0)) { store throws(SQLiteError) in

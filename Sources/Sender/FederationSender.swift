@@ -109,6 +109,11 @@ public actor FederationSender {
         case handoff(Handoff)
     }
     private nonisolated let inputs = AsyncStream.makeStream(of: Input.self)
+    /// Delivery progress not written to the outbox yet, by destination. Deliveries that finish
+    /// one after the other (a paced fan-out) then share one commit instead of paying one each;
+    /// a crash loses at most `progressFlushInterval` of progress, which only means re-sending.
+    private var unflushedProgress: [String: Outbox.Delivery] = [:]
+    private var progressFlusher: Task<Void, Never>?
     /// Set once `start` has listed the destinations owed something: any destination met
     /// after that owed nothing at start.
     private var backlogsKnown = false
@@ -230,7 +235,10 @@ public actor FederationSender {
             destinations[name]?.retryTimer?.cancel()
             destinations[name]?.retryTimer = nil
         }
-        guard runningCount > 0 else { return true }
+        guard runningCount > 0 else {
+            await flushProgress()
+            return true
+        }
         let deadline = Task {
             try? await Task.sleep(for: timeout)
             self.resumeIdleWaiters()
@@ -241,6 +249,8 @@ public actor FederationSender {
         if !finished {
             for state in destinations.values { state.loop?.cancel() }
         }
+        progressFlusher?.cancel()
+        await flushProgress()
         return finished
     }
 
@@ -515,6 +525,8 @@ public actor FederationSender {
             persistent = try await outbox.pendingEDUs(for: name, limit: limit, onlyTypes: toDevice)
             persistent += try await outbox.pendingEDUs(for: name, limit: limit, onlyTypes: deviceLists)
             persistent += try await outbox.pendingEDUs(for: name, limit: limit, exceptTypes: toDevice.union(deviceLists))
+            let unflushed = unflushedEDUIDs(of: name)
+            if !unflushed.isEmpty { persistent.removeAll { unflushed.contains($0.eduID) } }
             persistent.sort { $0.eduID < $1.eduID }
             if persistent.isEmpty, destinations[name]?.eduNotifications == notifications {
                 destinations[name]?.queue.persistentEDUsMayBePending = false
@@ -554,7 +566,7 @@ public actor FederationSender {
             metrics.transactionsSent += 1
             metrics.pdusDelivered += transaction.pdus.count
             metrics.edusDelivered += transaction.edus.count
-            await recordProgress(of: transaction, to: name, logger: log)
+            recordProgress(of: transaction, to: name)
             if wasBackingOff { log.info("destination is reachable again") }
             log.debug("transaction delivered", metadata: [
                 "pdus": "\(transaction.pdus.count)", "edus": "\(transaction.edus.count)",
@@ -568,7 +580,7 @@ public actor FederationSender {
                 log.error("destination refuses this unit; skipping it", metadata: [
                     "error": "\(reason)", "event_id": "\(transaction.pdus.first?.eventID ?? "")",
                 ])
-                await recordProgress(of: transaction, to: name, logger: log)
+                recordProgress(of: transaction, to: name)
             } else {
                 destinations[name]?.queue.persistentEDUsMayBePending = true
                 log.warning("destination refuses the transaction; splitting it", metadata: [
@@ -596,20 +608,50 @@ public actor FederationSender {
     /// held back together do not come back together.
     static let localRetryDelayMS: ClosedRange<Int64> = 1_000...2_000
 
-    private func recordProgress(of transaction: OutgoingTransaction, to name: String, logger: Logger) async {
-        do {
-            if let last = transaction.lastStreamOrdering {
-                try await outbox.recordDelivered(destination: name, upTo: last)
-            }
-            if !transaction.persistentEDUIDs.isEmpty {
-                try await outbox.recordEDUsDelivered(destination: name, eduIDs: transaction.persistentEDUIDs)
-            }
-        } catch {
-            logger.error("could not record delivery in the outbox", metadata: ["error": "\(error)"])
+    /// How long delivery progress may wait in memory before it is written: long enough for a
+    /// paced fan-out's deliveries to share commits, short enough that a crash re-sends little.
+    static let progressFlushInterval: Duration = .milliseconds(500)
+
+    /// Notes what `transaction` delivered; `flushProgress` writes it to the outbox with the
+    /// progress of every other destination, at most `progressFlushInterval` later.
+    private func recordProgress(of transaction: OutgoingTransaction, to name: String) {
+        guard transaction.lastStreamOrdering != nil || !transaction.persistentEDUIDs.isEmpty else { return }
+        var delivery = unflushedProgress[name] ?? Outbox.Delivery(destination: name, upTo: nil, eduIDs: [])
+        if let last = transaction.lastStreamOrdering { delivery.upTo = max(delivery.upTo ?? last, last) }
+        delivery.eduIDs += transaction.persistentEDUIDs
+        unflushedProgress[name] = delivery
+        guard progressFlusher == nil else { return }
+        progressFlusher = Task {
+            try? await Task.sleep(for: Self.progressFlushInterval)
+            await self.flushProgress()
         }
     }
 
+    /// Writes the progress noted since the last flush, every destination's in one commit.
+    private func flushProgress() async {
+        progressFlusher = nil
+        guard !unflushedProgress.isEmpty else { return }
+        let deliveries = Array(unflushedProgress.values)
+        unflushedProgress.removeAll()
+        do {
+            try await outbox.recordDeliveries(deliveries)
+        } catch {
+            // Delivery goes on from memory; only a restart would send these units again.
+            logger.error("could not record delivery progress in the outbox", metadata: [
+                "error": "\(error)", "destinations": "\(deliveries.count)",
+            ])
+        }
+    }
+
+    /// Delivered persistent EDUs whose delivery is not written yet: not to be read back and sent again.
+    private func unflushedEDUIDs(of name: String) -> Set<Int64> {
+        Set(unflushedProgress[name]?.eduIDs ?? [])
+    }
+
     private func recordFailure(_ name: String, reason: String, logger: Logger) async {
+        // Writing a delivery clears the retry state: the progress noted before this failure
+        // goes first, so it cannot undo the failure written after it.
+        if unflushedProgress[name] != nil { await flushProgress() }
         metrics.transactionsFailed += 1
         let now = clock.nowMS()
         let interval = retryPolicy.interval(after: destinations[name]?.queue.retryIntervalMS ?? 0, using: &random)

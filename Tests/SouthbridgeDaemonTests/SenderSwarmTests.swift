@@ -115,6 +115,28 @@ struct SenderSwarmTests {
         await harness.tearDown()
     }
 
+    @Test("deliveries that finish one after the other share progress commits, and a stop writes all progress")
+    func progressIsWrittenInBatches() async throws {
+        let harness = try await SenderHarness(hosts: ["live": 20])
+        let live = try await harness.startGroup("live")
+        let names = SenderHarness.names(20, in: "live", port: live.port)
+        let commitsBefore = harness.outbox.committedTransactionCount
+        var receipts: [String: Int64] = [:]
+        for (number, name) in names.enumerated() {
+            receipts[name] = try await harness.ingest(number..<(number + 1), rooms: rooms, destinations: [name]).streamOrdering
+            #expect(await eventually { firstArrivals(live.log(for: name)) == [number] })
+        }
+        // 20 ingest commits, and the 20 deliveries' progress in fewer commits than deliveries.
+        let progressCommits = harness.outbox.committedTransactionCount - commitsBefore - names.count
+        #expect(progressCommits < names.count / 2, "\(progressCommits) commits for \(names.count) deliveries")
+        _ = await harness.sender.shutdown(within: .seconds(5))
+        for name in names {
+            let record = try await harness.outbox.destination(name)
+            #expect(record?.lastSuccessfulStreamOrdering == receipts[name], "\(name)")
+        }
+        await harness.tearDown()
+    }
+
     @Test("past limits.max_pdus_in_memory the longest queues are dropped and read back from the outbox, nothing lost")
     func globalBudgetSpillsTheLongestQueues() async throws {
         let harness = try await SenderHarness(hosts: ["gone": 3]) { $0.limits.maxPDUsInMemory = 15 }
