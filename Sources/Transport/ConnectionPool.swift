@@ -81,7 +81,6 @@ public actor ConnectionPool {
                       reusingIdle: Bool = true, deadline: NIODeadline? = nil) async throws -> Lease {
         if Task.isCancelled { throw HTTPClientError.cancelled }
         let now = NIODeadline.now()
-        dropConnectionsClosedByPeer(now: now)
         let id = StateMachine.RequestID(nextRequestNumber)
         nextRequestNumber += 1
         let key = address.connectionKey
@@ -111,9 +110,7 @@ public actor ConnectionPool {
     /// connections also close on their own after the idle timeout; the daemon calls this at
     /// shutdown.
     public func closeIdleConnections(idleSince cutoff: NIODeadline = .distantFuture) {
-        let now = NIODeadline.now()
-        dropConnectionsClosedByPeer(now: now)
-        run(state.closeIdleConnections(idleSince: cutoff, now: now))
+        run(state.closeIdleConnections(idleSince: cutoff, now: .now()))
     }
 
     private func cancel(_ id: StateMachine.RequestID) {
@@ -158,6 +155,10 @@ public actor ConnectionPool {
         case .success(let connection):
             open[id] = OpenConnection(connection: connection)
             connectionIDs[ObjectIdentifier(connection)] = id
+            // Noticed as it happens, so no request has to look through every open connection.
+            connection.closeFuture.whenComplete { _ in
+                Task { await self.connectionClosedByPeer(id) }
+            }
             run(state.connectionEstablished(id, now: .now()))
         case .failure(let error):
             connectionFailed(id, error)
@@ -187,13 +188,13 @@ public actor ConnectionPool {
         run(state.connectionClosed(id, now: .now()))
     }
 
-    /// Idle connections the peer closed are reported, so their slots are free for others.
-    private func dropConnectionsClosedByPeer(now: NIODeadline) {
-        for (id, entry) in open where !entry.leased && !entry.connection.isReusable {
-            open[id] = nil
-            connectionIDs[ObjectIdentifier(entry.connection)] = nil
-            run(state.connectionClosed(id, now: now))
-        }
+    /// The peer closed a connection (or it failed) while it sat idle: its socket is free.
+    /// A leased connection comes back through `release`, which sees it is not reusable.
+    private func connectionClosedByPeer(_ id: StateMachine.ConnectionID) {
+        guard let entry = open[id], !entry.leased else { return }
+        open[id] = nil
+        connectionIDs[ObjectIdentifier(entry.connection)] = nil
+        run(state.connectionClosed(id, now: .now()))
     }
 
     private func run(_ actions: [StateMachine.Action]) {

@@ -112,6 +112,11 @@ public final class HTTPClientConnection: Sendable {
         }
     }
 
+    /// Completes once the connection is closed, by either side.
+    public var closeFuture: EventLoopFuture<Void> {
+        channel.closeFuture
+    }
+
     /// Whether the connection is open, idle, and may carry another request.
     public var isReusable: Bool {
         exchangeState.withLock { $0.reusable && !$0.busy } && channel.isActive
