@@ -165,6 +165,10 @@ public actor ConnectionPool {
         }
     }
 
+    private func handshakeProgressed(_ id: StateMachine.ConnectionID) {
+        run(state.handshakeProgressed(id, now: .now()))
+    }
+
     private func connectionFailed(_ id: StateMachine.ConnectionID, _ error: any Error) {
         connectErrors[id] = error
         let timedOut = switch error as? HTTPClientError {
@@ -221,7 +225,8 @@ public actor ConnectionPool {
                     let result: Result<HTTPClientConnection, any Error>
                     do {
                         result = .success(try await HTTPClientConnection.handshake(
-                            over: tcp, peer: address.tlsPeer, tlsContext: tlsContext, timeout: limits.tlsHandshakeTimeout))
+                            over: tcp, peer: address.tlsPeer, tlsContext: tlsContext, timeout: limits.tlsHandshakeTimeout,
+                            onServerAnswer: { Task { await self.handshakeProgressed(id) } }))
                     } catch {
                         result = .failure(error)
                     }

@@ -30,4 +30,29 @@ struct BlackholedDestinationTests {
         #expect(elapsed <= handshakeDeadline, "the live destination got its PDU after \(elapsed)")
         #expect(detail.json?["retry_interval_ms"]?.intValue == 0)
     }
+
+    @Test("servers that accept TCP and never answer the handshake give their handshake slots up to a live one")
+    func silentServersGiveTheirSlotsUp() async throws {
+        let fixture = try await DaemonProcess(destinations: 1) {
+            $0.sender.retryInitialInterval = .seconds(600)
+            $0.sender.retryMaxInterval = .seconds(600)
+        }
+        var silent: [FaultyServer] = []
+        for _ in 0..<20 { silent.append(try FaultyServer.start(.silent)) }
+        let live = fixture.swarm.servers[0]
+        let handshakeDeadline = fixture.configuration.transport.tlsHandshakeTimeout
+        try await fixture.start()
+        let client = try await fixture.client()
+        let started = ContinuousClock.now
+        _ = try await client.send(txnID: "room", body: DaemonProcess.ingestBody(
+            0..<1, destinations: silent.map(\.serverName) + [live.serverName]))
+        let arrived = await DaemonProcess.eventually(timeout: .seconds(30)) { live.receivedPDUCount == 1 }
+        let elapsed = ContinuousClock.now - started
+        await client.close()
+        await fixture.tearDown()
+        for server in silent { server.stop() }
+        #expect(arrived)
+        // Twenty silent handshakes over four slots, each given up after a second of silence.
+        #expect(elapsed <= handshakeDeadline, "the live destination got its PDU after \(elapsed)")
+    }
 }

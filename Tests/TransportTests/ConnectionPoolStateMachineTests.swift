@@ -351,21 +351,39 @@ struct ConnectionPoolFairnessTests {
         #expect(pool.closed.isEmpty)
     }
 
-    @Test("a handshake still running after its turn is abandoned when another connection waits for a slot")
-    func slowHandshakeAbandoned() {
+    @Test("a handshake whose server says nothing gives its slot up after handshakeSilence when another connection waits")
+    func silentHandshakeAbandoned() {
         var pool = PoolHarness(poolLimits(handshakes: 1))
         pool.request(0, "silent")
         pool.tcpConnect("silent")
-        pool.advance(to: ms(1000))
+        pool.advance(to: ms(500))
         pool.request(1, "live")
         pool.tcpConnect("live")
-        let turn = PoolMachine.handshakeTurn
-        #expect(pool.timer == ms(0) + turn)
-        pool.advance(to: ms(0) + turn)
-        #expect(pool.failures[RequestID(0)] == .connectAbandoned(after: turn))
+        let silence = PoolMachine.handshakeSilence
+        #expect(pool.timer == ms(0) + silence)
+        pool.advance(to: ms(0) + silence)
+        #expect(pool.failures[RequestID(0)] == .connectAbandoned(after: silence))
         pool.completeHandshake("live")
         #expect(pool.executedRequests == [1])
         #expect(pool.machine.ranker.score(of: "silent", at: pool.now) > pool.machine.ranker.score(of: "live", at: pool.now))
+    }
+
+    @Test("a handshake whose server answered keeps its slot until handshakeTurn")
+    func answeringHandshakeKeepsItsTurn() {
+        var pool = PoolHarness(poolLimits(handshakes: 1))
+        pool.request(0, "slow")
+        pool.tcpConnect("slow")
+        pool.advance(to: ms(100))
+        pool.serverAnswered("slow")
+        pool.request(1, "other")
+        pool.tcpConnect("other")
+        pool.advance(to: ms(0) + PoolMachine.handshakeSilence + .milliseconds(500))
+        #expect(pool.failures.isEmpty, "a handshake making progress lost its slot")
+        let turn = PoolMachine.handshakeTurn
+        pool.advance(to: ms(0) + turn)
+        #expect(pool.failures[RequestID(0)] == .connectAbandoned(after: turn))
+        pool.completeHandshake("other")
+        #expect(pool.executedRequests == [1])
     }
 
     @Test("100 blackholed destinations delay a live one by at most one handshake deadline")
@@ -696,17 +714,17 @@ struct ConnectionPoolScaleTests {
         blackholedNeverTookALiveSlot(simulation)
     }
 
-    @Test("a destination that accepts TCP and never answers TLS delays live ones by at most one handshake turn")
+    @Test("a destination that accepts TCP and never answers TLS delays live ones by at most handshakeSilence")
     func silentAfterTCP() async {
         let limits = poolLimits(connections: 16, handshakes: 2, perSecond: 100, fairnessExchanges: 5,
                                 fairnessHold: .seconds(2), idle: .seconds(60))
         let baseline = await blackholeRun(limits: limits, blackholed: nil, live: 6, lateLive: 6)
         let simulation = await blackholeRun(limits: limits, blackholed: .silentAfterTCP, live: 6, lateLive: 6)
-        #expect(longestLiveWait(simulation) <= longestLiveWait(baseline) + PoolMachine.handshakeTurn,
+        #expect(longestLiveWait(simulation) <= longestLiveWait(baseline) + PoolMachine.handshakeSilence,
                 "a live request waited \(longestLiveWait(simulation)), \(longestLiveWait(baseline)) without blackholes")
         for late in 0..<6 { #expect(simulation.delivered["late\(late)"] == 21) }
         let blackholedFailures = simulation.failures.filter { $0.key.hasPrefix("blackholed") }.values.joined()
-        #expect(blackholedFailures.contains(.connectAbandoned(after: PoolMachine.handshakeTurn)))
+        #expect(blackholedFailures.contains(.connectAbandoned(after: PoolMachine.handshakeSilence)))
     }
 
     @Test("a destination whose exchanges time out delays live ones by at most one fairness deadline")

@@ -73,11 +73,13 @@ public final class HTTPClientConnection: Sendable {
     /// Runs the TLS handshake on an open TCP connection, verifying the server as `peer`; the
     /// TCP connection is closed if it fails. The handshake starts only now, so a connection
     /// can wait for a handshake slot after its TCP connect without holding one.
+    /// `onServerAnswer` is called (on the event loop) when the server's first bytes arrive.
     public static func handshake(
         over tcp: TCPConnection,
         peer: TLSPeer,
         tlsContext: TLSContext,
-        timeout handshakeTimeout: TimeAmount
+        timeout handshakeTimeout: TimeAmount,
+        onServerAnswer: (@Sendable () -> Void)? = nil
     ) async throws(HTTPClientError) -> HTTPClientConnection {
         let channel = tcp.channel
         let address = tcp.remoteAddress
@@ -93,6 +95,9 @@ public final class HTTPClientConnection: Sendable {
                 try pipeline.addHandler(
                     HTTPClientExchangeHandler(address: addressDescription, readyPromise: ready, handshakeTimeout: handshakeTimeout))
                 try pipeline.addHandler(OpenSSLHandler(clientContext: tlsContext, peer: peer), position: .first)
+                if let onServerAnswer {
+                    try pipeline.addHandler(FirstReadObserver(onFirstRead: onServerAnswer), position: .first)
+                }
             } catch {
                 ready.fail(error)
                 channel.close(promise: nil)
@@ -179,5 +184,23 @@ public final class HTTPClientConnection: Sendable {
     public func close() async {
         exchangeState.withLock { $0.reusable = false }
         try? await channel.close()
+    }
+}
+
+/// Calls back when the first bytes arrive, then leaves the pipeline.
+private final class FirstReadObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let onFirstRead: @Sendable () -> Void
+
+    init(onFirstRead: @escaping @Sendable () -> Void) {
+        self.onFirstRead = onFirstRead
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        onFirstRead()
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

@@ -20,8 +20,9 @@ import NIOCore
 /// nothing but that socket, and a hundred of them are probed side by side. Only once TCP is
 /// up does the connection wait for one of the `maxTLSHandshakes` slots, where the TLS
 /// handshake (the CPU-heavy part) runs; connects run ahead of the handshakes by at most
-/// `maxTLSHandshakes` connections. A handshake still running after `handshakeTurn` while
-/// another connection waits for a slot is abandoned, and so is a TCP connect still running
+/// `maxTLSHandshakes` connections. While another connection waits for a slot, a handshake
+/// whose server has not answered within `handshakeSilence`, or that is still running after
+/// `handshakeTurn`, is abandoned, and so is a TCP connect still running
 /// after `fairnessHoldTime` while a destination waits for a socket: either is counted as a
 /// timeout, so the destination then ranks behind every live one.
 ///
@@ -93,6 +94,12 @@ struct ConnectionPoolStateMachine: Sendable {
     /// second; a server that accepted TCP and then says nothing would otherwise hold a slot
     /// for the whole `tls_handshake_timeout_ms`.
     static let handshakeTurn: TimeAmount = .seconds(3)
+
+    /// A TLS handshake whose server has sent nothing back this long after the ClientHello
+    /// gives its slot up when another connection waits for one: a live server answers within
+    /// a round trip, and one that accepted TCP and then says nothing would otherwise hold a
+    /// slot for the whole `handshakeTurn`.
+    static let handshakeSilence: TimeAmount = .seconds(1)
 
     /// Successful handshakes are averaged over this window for `handshakesPerSecond`.
     static let handshakeRateWindow: TimeAmount = .seconds(10)
@@ -175,6 +182,8 @@ struct ConnectionPoolStateMachine: Sendable {
         let key: String
         var state: State
         var established: NIODeadline?
+        /// The server has answered the handshake (sent its first bytes).
+        var heardFrom = false
         var exchanges = 0
         /// log2 of the exchange count decayed with a half-life of `idleTimeout`, kept in a
         /// frame where time adds instead of the count shrinking (see `EvictionRank`).
@@ -265,6 +274,14 @@ struct ConnectionPoolStateMachine: Sendable {
         var actions: [Action] = []
         serve(now: now, actions: &actions)
         return finish(actions, now: now)
+    }
+
+    /// The server answered the connection's handshake: it is making progress, and keeps its
+    /// slot for the whole `handshakeTurn`.
+    mutating func handshakeProgressed(_ id: ConnectionID, now: NIODeadline) -> [Action] {
+        guard case .handshaking = connections[id]?.state else { return [] }
+        connections[id]?.heardFrom = true
+        return finish([], now: now)
     }
 
     /// The connection finished its TLS handshake.
@@ -364,8 +381,11 @@ struct ConnectionPoolStateMachine: Sendable {
             actions.append(.failRequest(id, .waitTimedOut(waited: now - waiter.arrived, reason: reason)))
         }
         if !awaitingHandshake.isEmpty {
-            for id in handshakeOrder.entries(olderThan: Self.handshakeTurn, at: now, where: isHandshaking) {
-                abandon(id, now: now, actions: &actions)
+            for id in handshakeOrder.entries(olderThan: Self.handshakeSilence, at: now, where: isHandshaking) {
+                guard let connection = connections[id], case .handshaking(let since) = connection.state else { continue }
+                if !connection.heardFrom || since + Self.handshakeTurn <= now {
+                    abandon(id, now: now, actions: &actions)
+                }
             }
         }
         if socketTurnWanted {
@@ -516,8 +536,14 @@ struct ConnectionPoolStateMachine: Sendable {
         }
         consider(idleOrder.first(where: isIdle).map { $0.at + limits.idleTimeout })
         consider(nextTokenNeeded)
+        // Drops finished handshakes from the front of the queue, which keeps it short.
+        _ = handshakeOrder.first(where: isHandshaking)
         if !awaitingHandshake.isEmpty {
-            consider(handshakeOrder.first(where: isHandshaking).map { $0.at + Self.handshakeTurn })
+            // At most max_tls_handshakes are running: looking at each is cheap.
+            for id in handshakeOrder.entries(olderThan: .zero, at: now, where: isHandshaking) {
+                guard let connection = connections[id], case .handshaking(let since) = connection.state else { continue }
+                consider(since + (connection.heardFrom ? Self.handshakeTurn : Self.handshakeSilence))
+            }
         }
         if socketTurnWanted {
             consider(connectOrder.first(where: isConnecting).map { $0.at + limits.fairnessHoldTime })

@@ -106,6 +106,16 @@ struct PoolHarness {
         return apply(machine.connectionEstablished(id, now: now))
     }
 
+    /// The server of `key`'s handshake sent its first bytes.
+    @discardableResult
+    mutating func serverAnswered(_ key: String, sourceLocation: SourceLocation = #_sourceLocation) -> [PoolAction] {
+        guard let id = connection(of: key), connections[id]?.phase == .handshaking else {
+            Issue.record("no handshake running for \(key)", sourceLocation: sourceLocation)
+            return []
+        }
+        return apply(machine.handshakeProgressed(id, now: now))
+    }
+
     /// The connect or handshake in progress for `key` fails.
     @discardableResult
     mutating func fail(_ key: String, timedOut: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) -> [PoolAction] {
