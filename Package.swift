@@ -107,7 +107,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
-        .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox", "SouthbridgeSwarm"]),
+        .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox", "Transport", "SouthbridgeSwarm"]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
             "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd", "Resolver",
             .product(name: "Logging", package: "swift-log"),

@@ -113,8 +113,8 @@ extension Configuration {
     /// `[limits]`: hard caps that keep a small machine responsive.
     public struct LimitsSettings: Sendable, Equatable {
         /// `limits.max_connections`: the most open connections to remote servers at once. An
-        /// idle connection costs 64-86 KiB of RSS today (BENCHMARKS.md), so 1,024 keep a
-        /// 1,000-server room warm on a 4 GB Raspberry Pi for under 90 MiB.
+        /// idle connection costs about 50 KiB of RSS with its destination's state (BENCHMARKS.md),
+        /// so 1,024 keep a 1,000-server room warm on a 4 GB Raspberry Pi for about 55 MiB.
         public var maxConnections = 1024
         /// `limits.max_tls_handshakes`: the most TLS handshakes in progress at once; at most `maxConnections`.
         public var maxTLSHandshakes = 4

@@ -36,6 +36,13 @@ public struct FederationRequestError: Error, Sendable, CustomStringConvertible {
     /// attempt was given up for a fairer turn); the destination itself said nothing.
     public var isLocalLimit = false
 
+    public init(destination: String, reason: String, isPermanent: Bool = false, isLocalLimit: Bool = false) {
+        self.destination = destination
+        self.reason = reason
+        self.isPermanent = isPermanent
+        self.isLocalLimit = isLocalLimit
+    }
+
     public var description: String { "\(destination): \(reason)" }
 }
 

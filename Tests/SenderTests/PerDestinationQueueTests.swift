@@ -2,6 +2,7 @@ import Outbox
 import Sender
 import SouthbridgeSwarm
 import Testing
+import Transport
 
 /// A PDU whose bytes say which one it is.
 private func pdu(_ streamOrdering: Int64, room: String = "!r:origin.test") -> StoredPDU {
@@ -34,6 +35,29 @@ struct PerDestinationQueueTests {
         queue.delivered(queue.inFlight!)
         #expect(queue.lastSuccessfulStreamOrdering == 50)
         #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .build(pdus: (51...70).map { pdu($0) }))
+    }
+
+    @Test("a transaction held back by local limits waits, unchanged, without touching the retry state")
+    func deferredTransactionKeepsTheRetryState() {
+        var queue = liveQueue(owed: [pdu(1)])
+        guard case .build(let pdus) = queue.nextStep(nowMS: 0, maxPDUs: 50) else { Issue.record("expected a build"); return }
+        queue.send(transaction("t1", pdus))
+        queue.deferred(untilMS: 1_500)
+        #expect(queue.retryIntervalMS == 0 && queue.retryLastTS == 0)
+        #expect(!queue.isBackingOff)
+        #expect(queue.nextStep(nowMS: 1_000, maxPDUs: 50) == .waitUntil(1_500))
+        #expect(queue.nextStep(nowMS: 1_500, maxPDUs: 50) == .resend)
+        #expect(queue.inFlight?.txnID == "t1")
+    }
+
+    @Test("only an answer or silence from the remote is a failure; waiting for a pool slot is not")
+    func localLimitsAreDeferredNotFailed() {
+        let waited = FederationRequestError(
+            destination: "d.example", reason: "\(ConnectionPoolError.waitTimeout(destination: "d.example", requestClass: .pduTransaction, waited: .seconds(120), reason: .maxConnections(64)))",
+            isLocalLimit: true)
+        guard case .deferred = TransactionOutcome.classify(error: waited) else { Issue.record("a pool wait counted as a failure"); return }
+        let refused = FederationRequestError(destination: "d.example", reason: "connection refused")
+        guard case .failed = TransactionOutcome.classify(error: refused) else { Issue.record("a refused connection was not a failure"); return }
     }
 
     @Test func committedPDUsJoinTheQueueOnceAndOlderOnesAreIgnored() {
