@@ -146,6 +146,14 @@ struct ConnectionPoolStateMachine: Sendable {
         static func < (lhs: EvictionRank, rhs: EvictionRank) -> Bool { (lhs.use, lhs.id) < (rhs.use, rhs.id) }
     }
 
+    /// When a connection went idle, oldest first.
+    private struct IdleRank: Comparable, Sendable {
+        let since: NIODeadline
+        let id: ConnectionID
+
+        static func < (lhs: IdleRank, rhs: IdleRank) -> Bool { (lhs.since, lhs.id) < (rhs.since, rhs.id) }
+    }
+
     /// A waiter's deadline, in the order they fall due.
     private struct DeadlineRank: Comparable, Sendable {
         let deadline: NIODeadline
@@ -208,7 +216,9 @@ struct ConnectionPoolStateMachine: Sendable {
     private var awaitingHandshake = IndexedHeap<ConnectionID, HandshakeRank>()
     private var evictable = IndexedHeap<ConnectionID, EvictionRank>()
     private var deadlines = IndexedHeap<RequestID, DeadlineRank>()
-    private var idleOrder = DeadlineFIFO<ConnectionID>()
+    /// Idle connections by the time they went idle, for the idle timeout: a heap rather than a
+    /// FIFO, because a connection idle for long would hold back a FIFO's clean-up.
+    private var idleOrder = IndexedHeap<ConnectionID, IdleRank>()
     private var connectOrder = DeadlineFIFO<ConnectionID>()
     private var handshakeOrder = DeadlineFIFO<ConnectionID>()
     private var connectingCount = 0
@@ -368,7 +378,7 @@ struct ConnectionPoolStateMachine: Sendable {
     mutating func timerFired(now: NIODeadline) -> [Action] {
         scheduledWakeUp = nil
         var actions: [Action] = []
-        for id in idleOrder.entries(olderThan: limits.idleTimeout, at: now, where: isIdle) {
+        while let (id, rank) = idleOrder.first, rank.since + limits.idleTimeout <= now {
             startClosing(id, actions: &actions)
         }
         while let (id, rank) = deadlines.first, rank.deadline <= now {
@@ -534,7 +544,7 @@ struct ConnectionPoolStateMachine: Sendable {
         func consider(_ time: NIODeadline?) {
             if let time { due = min(due ?? time, time) }
         }
-        consider(idleOrder.first(where: isIdle).map { $0.at + limits.idleTimeout })
+        consider(idleOrder.first.map { $0.priority.since + limits.idleTimeout })
         consider(nextTokenNeeded)
         // Drops finished handshakes from the front of the queue, which keeps it short.
         _ = handshakeOrder.first(where: isHandshaking)
@@ -561,6 +571,7 @@ struct ConnectionPoolStateMachine: Sendable {
         if connection.idleSince != nil {
             idleCount -= 1
             evictable.remove(connectionID)
+            idleOrder.remove(connectionID)
         }
         connection.state = .busy(request)
         connection.exchanges += 1
@@ -573,7 +584,7 @@ struct ConnectionPoolStateMachine: Sendable {
         guard let connection = connections[id] else { return }
         connections[id]?.state = .idle(since: now)
         idleCount += 1
-        idleOrder.append(id, at: now)
+        idleOrder.set(id, IdleRank(since: now, id: id))
         evictable.set(id, EvictionRank(use: connection.use, id: id))
     }
 
@@ -615,12 +626,9 @@ struct ConnectionPoolStateMachine: Sendable {
         case .idle:
             idleCount -= 1
             evictable.remove(connection.id)
+            idleOrder.remove(connection.id)
         case .busy, .closing: break
         }
-    }
-
-    private func isIdle(_ id: ConnectionID, _ since: NIODeadline) -> Bool {
-        connections[id]?.idleSince == since
     }
 
     private func isConnecting(_ id: ConnectionID, _ since: NIODeadline) -> Bool {
