@@ -39,6 +39,10 @@ struct RoomBenchmark {
     var bound: Duration
     var probeInterval: Duration = .milliseconds(5)
 
+    /// What `packaging/southbridge.service` sets in the daemon's environment (`Environment=`),
+    /// so the figures are those of the installed service.
+    static let unitEnvironment = ["MALLOC_ARENA_MAX": "2"]
+
     /// The options of the command line; `--lifted` stands for limits high enough that they
     /// never bind, and an explicit limit option wins over it.
     static func fromCommandLine() -> RoomBenchmark {
@@ -106,7 +110,8 @@ struct RoomBenchmark {
             for _ in 0..<blackholedCount { faulty.append(try FaultyServer.start(.blackholed)) }
             for _ in 0..<silentCount { faulty.append(try FaultyServer.start(.silent)) }
             for _ in 0..<refusingCount { faulty.append(try FaultyServer.start(.refusing)) }
-            try await fixture.start(cpus: [0])
+            // The environment the shipped systemd unit gives the daemon.
+            try await fixture.start(environment: Self.unitEnvironment, cpus: [0])
             try await measure(fixture: fixture, faulty: faulty, liveCount: liveCount, fileLimit: fileLimit, probeGroup: probeGroup)
         } catch {
             await tearDown(fixture: fixture, faulty: faulty, probeGroup: probeGroup)
@@ -248,6 +253,7 @@ struct RoomBenchmark {
             max_new_connections_per_second \(limits.maxNewConnectionsPerSecond) (\(limitsNote)); \
             retry after \(format(fixture.configuration.sender.retryInitialInterval)) first, 7 days at most. \
             Daemon threads on CPU \(daemonCPUs), benchmark threads on CPU \(ownCPUs); RLIMIT_NOFILE \(fileLimit); \
+            daemon environment as in packaging/southbridge.service: \(Self.unitEnvironment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")); \
             bound \(format(bound)), half of it at most for the cold message. "+ probe" rows: a second ingest client sends \
             a 1-PDU request to one more live server every \(format(probeInterval)) meanwhile (its load is in their CPU).
 
