@@ -44,7 +44,7 @@ public final class DnsmasqServer: Sendable {
         let directory = try TemporaryDirectory(prefix: "southbridge-dnsmasq")
         var lastOutput = ""
         for _ in 0..<5 {
-            let port = try freeUDPPort()
+            let port = try LoopbackSocket.freePort(type: SOCK_DGRAM)
             let logPath = directory.path + "/dnsmasq.log"
             let configPath = directory.path + "/dnsmasq.conf"
             let configuration = [
@@ -125,24 +125,6 @@ public final class DnsmasqServer: Sendable {
             let type = words[index].drop { $0 != "[" }.dropFirst().dropLast()
             return LoggedQuery(type: String(type), name: String(words[index + 1]))
         }
-    }
-
-    private static func freeUDPPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { throw DnsmasqError("cannot create a UDP socket") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw DnsmasqError("cannot bind a UDP socket: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

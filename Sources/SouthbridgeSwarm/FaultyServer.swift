@@ -36,24 +36,8 @@ public final class FaultyServer: Sendable {
     /// Takes a free port on 127.0.0.1. Start refusing servers after every real listener, so
     /// no later `bind` to port 0 is handed the port they gave back.
     public static func start(_ fault: Fault) throws -> FaultyServer {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw FileSupportError("cannot create a TCP socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw FileSupportError("cannot bind a port on 127.0.0.1: \(reason)")
-        }
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let socket = try LoopbackSocket.bind(type: SOCK_STREAM)
+        let (fd, port) = (socket.fd, socket.port)
         switch fault {
         case .blackholed, .silent:
             guard listen(fd, 0) == 0 else {
@@ -63,7 +47,7 @@ public final class FaultyServer: Sendable {
             }
             guard fault == .blackholed else { return FaultyServer(fault: fault, port: port, fds: [fd]) }
             do {
-                let filler = try fillAcceptQueue(of: address)
+                let filler = try fillAcceptQueue(of: LoopbackSocket.address(port: port))
                 return FaultyServer(fault: fault, port: port, fds: [fd, filler])
             } catch {
                 close(fd)

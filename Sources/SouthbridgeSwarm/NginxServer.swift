@@ -76,7 +76,7 @@ public final class NginxServer: Sendable {
             var lastError = ""
             for _ in 0..<5 {
                 var ports: [String: Int] = [:]
-                for site in sites { ports[site.name] = try freeTCPPort() }
+                for site in sites { ports[site.name] = try LoopbackSocket.freePort(type: SOCK_STREAM) }
                 try writeFile(
                     directory.path + "/nginx.conf",
                     configuration(directory: directory.path, sites: sites, ports: ports, errorLogLevel: errorLogLevel),
@@ -200,7 +200,7 @@ public final class NginxServer: Sendable {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var address = loopback(port: port)
+        var address = LoopbackSocket.address(port: port)
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
@@ -208,29 +208,6 @@ public final class NginxServer: Sendable {
         }
     }
 
-    /// A TCP port that was free a moment ago: bound to port 0, read back, released.
-    private static func freeTCPPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw NginxServerError("cannot create a TCP socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var address = loopback(port: 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw NginxServerError("cannot bind a TCP socket: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    private static func loopback(port: Int) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        return address
-    }
 }
 
 /// nginx could not be set up or started; the text says why, with nginx's own output.

@@ -123,15 +123,7 @@ public actor ConnectionPool {
 
     private func tcpConnectFinished(_ id: StateMachine.ConnectionID, address: ResolvedFederationAddress,
                                     _ result: Result<TCPConnection, any Error>) {
-        opening[id] = nil
-        if closeWhenOpened.remove(id) != nil {
-            if case .success(let tcp) = result {
-                closeSocket(id) { await tcp.close() }
-            } else {
-                run(state.connectionClosed(id, now: .now()))
-            }
-            return
-        }
+        guard !closedWhileOpening(id, result.map { tcp in { await tcp.close() } }) else { return }
         switch result {
         case .success(let tcp):
             awaitingHandshake[id] = (tcp, address)
@@ -142,15 +134,7 @@ public actor ConnectionPool {
     }
 
     private func handshakeFinished(_ id: StateMachine.ConnectionID, _ result: Result<HTTPClientConnection, any Error>) {
-        opening[id] = nil
-        if closeWhenOpened.remove(id) != nil {
-            if case .success(let connection) = result {
-                closeSocket(id) { await connection.close() }
-            } else {
-                run(state.connectionClosed(id, now: .now()))
-            }
-            return
-        }
+        guard !closedWhileOpening(id, result.map { connection in { await connection.close() } }) else { return }
         switch result {
         case .success(let connection):
             open[id] = OpenConnection(connection: connection)
@@ -163,6 +147,20 @@ public actor ConnectionPool {
         case .failure(let error):
             connectionFailed(id, error)
         }
+    }
+
+    /// Ends a connect or handshake step; when the state machine closed the connection while
+    /// the step ran, closes what the step opened (`close`) and returns true.
+    private func closedWhileOpening(_ id: StateMachine.ConnectionID,
+                                    _ close: Result<@Sendable () async -> Void, any Error>) -> Bool {
+        opening[id] = nil
+        guard closeWhenOpened.remove(id) != nil else { return false }
+        if case .success(let close) = close {
+            closeSocket(id, close)
+        } else {
+            run(state.connectionClosed(id, now: .now()))
+        }
+        return true
     }
 
     private func handshakeProgressed(_ id: StateMachine.ConnectionID) {

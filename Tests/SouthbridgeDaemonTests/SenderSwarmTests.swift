@@ -64,8 +64,9 @@ struct SenderSwarmTests {
 
         // The flapping servers come back; the failing ones answer 500 once more, then heal.
         let flappingAgain = try await harness.startGroup("flapping", port: flapping.port)
+        // Two failures wait at most 14 + 39 minutes (10 min, then ×2, each × 0.8-1.4).
         await harness.advance(byMS: 10 * 60_000, stepMS: 5 * 60_000, settle: .milliseconds(200))
-        await harness.advance(byMS: 40 * 60_000, stepMS: 5 * 60_000, settle: .milliseconds(200))
+        await harness.advance(byMS: 50 * 60_000, stepMS: 5 * 60_000, settle: .milliseconds(200))
         #expect(await eventually {
             failingNames.allSatisfy { firstArrivals(failing.log(for: $0)).count == 60 }
                 && flappingNames.allSatisfy { firstArrivals(flapping.log(for: $0)).count + firstArrivals(flappingAgain.log(for: $0)).count == 60 }
