@@ -463,22 +463,27 @@ struct ConnectionPoolStateMachine: Sendable {
         nextTokenNeeded = nil
         lastServeBlock = nil
         socketTurnWanted = false
+        var opened = 0
         while let (key, _) = candidates.first(excluding: excludedKey) {
             // Connects run ahead of the handshakes by at most one round of slots.
             if awaitingHandshake.count >= limits.maxTLSHandshakes {
                 lastServeBlock = .maxTLSHandshakes(limits.maxTLSHandshakes)
                 return
             }
-            guard bucket.hasToken(at: now) else {
+            // Paced connects start in rounds (at most a fifth of a second's worth, and one
+            // handshake slot each): one wake-up and one burst of work per round costs far less
+            // CPU than one per connection, which measured 1.5 times the CPU per destination.
+            let waitingCount = candidates.count - (excludedKey.map(candidates.contains) == true ? 1 : 0)
+            let round = min(Self.connectRound(limits), limits.maxTLSHandshakes - awaitingHandshake.count, waitingCount)
+            guard bucket.tokens(at: now) >= (opened > 0 ? 1 : round) else {
                 lastServeBlock = .maxNewConnectionsPerSecond(limits.maxNewConnectionsPerSecond)
-                nextTokenNeeded = bucket.nextToken
+                nextTokenNeeded = bucket.nextTokens(round)
                 return
             }
             if connections.count >= limits.maxConnections {
                 // A closing connection still holds its socket: close one more idle connection
                 // only while fewer are closing for waiters than waiters could use the sockets.
-                let wanted = min(candidates.count - (excludedKey.map(candidates.contains) == true ? 1 : 0),
-                                 bucket.tokens(at: now))
+                let wanted = min(waitingCount, bucket.tokens(at: now))
                 if evictionsInProgress < wanted, let (victim, _) = evictable.first {
                     evictions += 1
                     startClosing(victim, because: .evicted, actions: &actions)
@@ -489,6 +494,7 @@ struct ConnectionPoolStateMachine: Sendable {
                 return
             }
             bucket.take(at: now)
+            opened += 1
             let id = ConnectionID(nextConnectionNumber)
             nextConnectionNumber += 1
             connections[id] = Connection(id: id, key: key, state: .connecting(since: now))
@@ -499,6 +505,11 @@ struct ConnectionPoolStateMachine: Sendable {
             peakOpen = max(peakOpen, connections.count)
             actions.append(.createConnection(id, key: key))
         }
+    }
+
+    /// The most new connections a paced round waits to start together.
+    static func connectRound(_ limits: ConnectionPool.Limits) -> Int {
+        max(1, limits.maxNewConnectionsPerSecond / 5)
     }
 
     /// Ends an attempt that took its whole turn while others waited: counted as a timeout.

@@ -24,6 +24,12 @@ struct TokenBucket: Sendable, Equatable {
         .uptimeNanoseconds(UInt64(max(0, theoreticalArrival - Int64(capacity - 1) * interval)))
     }
 
+    /// The earliest time `count` tokens (at most `capacity`) are available together.
+    func nextTokens(_ count: Int) -> NIODeadline {
+        let count = min(max(count, 1), capacity)
+        return .uptimeNanoseconds(UInt64(max(0, theoreticalArrival - Int64(capacity - count) * interval)))
+    }
+
     func hasToken(at now: NIODeadline) -> Bool {
         now >= nextToken
     }
