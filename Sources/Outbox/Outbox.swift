@@ -86,7 +86,7 @@ public final class Outbox: Sendable {
 
     /// The newest PDU of each room owed to `destination` with a stream ordering above `streamOrdering`, in stream
     /// order, at most `limit` rooms: what a destination back from a long outage is sent instead of everything it
-    /// missed (Synapse's catch-up over `destination_rooms`). A PDU returned here is never pruned while
+    /// missed (Synapse's catch-up, derived here from the PDUs of its destination sets). A PDU returned here is never pruned while
     /// the destination's last successful stream ordering is below it.
     public func catchUpPDUs(for destination: String, after streamOrdering: Int64, limit: Int) async throws(OutboxError)
         -> [StoredPDU]
@@ -216,26 +216,26 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// Deletes `pdu_destinations` rows every destination is past, then the PDUs and the EDUs no destination still
-    /// needs, and, when `cutoff` is given, the ingest txn ids received before it (ms). Works in steps of
-    /// `limits.pruneStepRows`, each its own short write, so ingest is never held up for long. Returns rows deleted.
+    /// Deletes the PDUs every destination of their set is past, the destination sets no PDU refers to any more,
+    /// the EDUs no destination still needs, and, when `cutoff` is given, the ingest txn ids received before it (ms).
+    /// Works in steps of `limits.pruneStepRows`, each its own short write, so ingest is never held up for long.
+    /// Returns rows deleted.
     public func prune(ingestTransactionsReceivedBefore cutoff: Int64? = nil) async throws(OutboxError) -> Int {
         let step = max(1, limits.pruneStepRows)
         var deleted = 0
         while true {
             let rows = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
-                try store.pruneDeliveredPDUDestinations(limit: step)
+                try store.pruneDeliveredPDUs(limit: step)
             }
             deleted += rows
             if rows < step { break }
         }
-        var cursor: Int64? = 0
-        while let after = cursor {
-            let (rows, next) = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
-                try store.pruneUnneededPDUs(after: after, limit: step)
+        while true {
+            let rows = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                try store.pruneUnusedDestinationSets(limit: step)
             }
             deleted += rows
-            cursor = next
+            if rows < step { break }
         }
         var eduCursor: Int64? = 0
         while let after = eduCursor {

@@ -20,6 +20,7 @@ import Transport
 ///     .build/release/southbridge-benchmark resolve --names 2000 --rounds 20
 ///     .build/release/southbridge-benchmark tls --seconds 3 --rounds 5
 ///     .build/release/southbridge-benchmark idle-connections --connections 1000 [--tls 1.2|1.3]
+///     .build/release/southbridge-benchmark storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds 10]
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
@@ -167,11 +168,13 @@ do {
         try await resolve(names: option("--names", default: 2000), rounds: option("--rounds", default: 20))
     case "tls":
         try await TLSBenchmark.run(seconds: option("--seconds", default: 3), rounds: option("--rounds", default: 5))
+    case "storage-writes":
+        try await StorageWritesBenchmark.fromCommandLine().run()
     case "idle-connections":
         try await IdleConnectionsBenchmark.run(
             connections: option("--connections", default: 1000), tlsVersion: stringOption("--tls", default: "1.3"))
     default:
-        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3]")
+        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N]")
         exit(2)
     }
 } catch {

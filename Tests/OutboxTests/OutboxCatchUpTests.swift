@@ -62,10 +62,10 @@ import Testing
             let owed = try await outbox.catchUpPDUs(for: "x.example", after: 3, limit: 50)
             #expect(owed.map(\.streamOrdering) == [4, 5])
 
-            // pdu_destinations: x's 1-3 and y's 2, 4, 6; then PDUs 1, 2, 3 and 6 are needed by nobody.
-            #expect(try await outbox.prune() == 6 + 4)
+            // PDUs 1, 2, 3 and 6 are needed by nobody, nor then is the set {y} of PDU 6.
+            #expect(try await outbox.prune() == 4 + 1)
             #expect(try await outbox.rowCounts() == OutboxRowCounts(
-                pdus: 2, pduDestinations: 2, destinationRooms: 6, destinations: 2, ingestTransactions: 1))
+                pdus: 2, destinationSets: 2, destinationSetMembers: 3, destinations: 2, ingestTransactions: 1))
             #expect(try await outbox.catchUpPDUs(for: "x.example", after: 3, limit: 50) == owed)
             #expect(try await outbox.pendingPDUs(for: "x.example", after: 3, limit: 50) == owed)
             // Rows pointing at pruned PDUs are ones the destination is already past: an old mark just skips them.

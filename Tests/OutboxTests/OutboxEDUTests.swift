@@ -15,7 +15,7 @@ import Testing
                 txnID: "t1", pdus: [pdu(room: "!r:hs.example", serial: 1, destinations: ["a.example"])], edus: edus))
             #expect(receipt == IngestReceipt(streamOrdering: 1, isReplay: false, perPDU: [1]))
             #expect(try await outbox.rowCounts() == OutboxRowCounts(
-                pdus: 1, pduDestinations: 1, destinationRooms: 1, destinations: 3, ingestTransactions: 1,
+                pdus: 1, destinationSets: 1, destinationSetMembers: 1, destinations: 3, ingestTransactions: 1,
                 edus: 3, eduDestinations: 6))
 
             let forA = try await outbox.pendingEDUs(for: "a.example", limit: 10)
@@ -152,7 +152,7 @@ import Testing
             }
             try store.commit()
             #expect(try store.rowCounts() == OutboxRowCounts(
-                pdus: 0, pduDestinations: 0, destinationRooms: 0, destinations: 0, ingestTransactions: 0,
+                pdus: 0, destinationSets: 0, destinationSetMembers: 0, destinations: 0, ingestTransactions: 0,
                 edus: 0, eduDestinations: 0))
         }
     }
@@ -169,7 +169,7 @@ import Testing
             try await outbox.recordEDUsDelivered(destination: "b.example", eduIDs: [1, 3, 4])
             #expect(try await outbox.prune() == 3)
             #expect(try await outbox.rowCounts() == OutboxRowCounts(
-                pdus: 0, pduDestinations: 0, destinationRooms: 0, destinations: 2, ingestTransactions: 1,
+                pdus: 0, destinationSets: 0, destinationSetMembers: 0, destinations: 2, ingestTransactions: 1,
                 edus: 2, eduDestinations: 2))
             #expect(try await outbox.pendingEDUs(for: "b.example", limit: 10) == [
                 StoredEDU(eduID: 2, eduType: "m.direct_to_device", canonicalJSON: edus[1].canonicalJSON),

@@ -14,7 +14,7 @@ import Testing
             let outbox = try openOutbox(in: directory)
             #expect(outbox.maxStreamOrdering == 2)
             #expect(try await outbox.rowCounts() == OutboxRowCounts(
-                pdus: 2, pduDestinations: 3, destinationRooms: 2, destinations: 2, ingestTransactions: 1,
+                pdus: 2, destinationSets: 2, destinationSetMembers: 3, destinations: 2, ingestTransactions: 1,
                 edus: 0, eduDestinations: 0))
             let pending = try await outbox.pendingPDUs(for: "b.example", after: 0, limit: 10)
             #expect(pending.map(\.streamOrdering) == [1, 2])
@@ -35,8 +35,92 @@ import Testing
 
             let database = try SQLiteDatabase(path: path)
             defer { database.close() }
-            #expect(try database.statement("SELECT version FROM schema_version").rows { $0.int64(at: 0) } == [2])
+            #expect(try database.statement("SELECT version FROM schema_version").rows { $0.int64(at: 0) } == [3])
         }
+    }
+
+    @Test func aVersionTwoFileMovesToDestinationSetsAndKeepsWhatIsOwed() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = "\(directory)/outbox.db"
+            try writeVersionTwoFile(at: path)
+
+            let outbox = try openOutbox(in: directory)
+            // PDU 5 was the newest ever handed out and is pruned already: the next one is 6, not 5.
+            #expect(outbox.maxStreamOrdering == 5)
+            #expect(try await outbox.rowCounts() == OutboxRowCounts(
+                pdus: 3, destinationSets: 2, destinationSetMembers: 3, destinations: 3, ingestTransactions: 1,
+                edus: 1, eduDestinations: 1))
+            #expect(try await outbox.pendingPDUs(for: "b.example", after: 2, limit: 10).map(\.streamOrdering) == [3, 4])
+            #expect(try await outbox.pendingPDUs(for: "c.example", after: 0, limit: 10).map(\.streamOrdering) == [4])
+            #expect(try await outbox.catchUpPDUs(for: "b.example", after: 2, limit: 10).map(\.streamOrdering) == [4])
+            #expect(try await outbox.destinationsWithPendingWork().map(\.name) == ["a.example", "b.example", "c.example"])
+            #expect(try await outbox.pendingEDUs(for: "a.example", limit: 10).map(\.eduID) == [7])
+            #expect(try await outbox.accept(IngestBatch(txnID: "v2-txn", pdus: [])).perPDU == [4])
+
+            // New PDUs for the same servers as a migrated one get a set of their own, with a hash.
+            let next = try await outbox.accept(IngestBatch(txnID: "v3-txn", pdus: [
+                pdu(room: "!r:hs.example", serial: 6, destinations: ["c.example", "b.example"]),
+            ], edus: [edu(serial: 8, destinations: ["a.example"])]))
+            #expect(next.perPDU == [6])
+            #expect(try await outbox.pendingEDUs(for: "a.example", limit: 10).map(\.eduID) == [7, 8])
+
+            // Once every destination is past them, the PDUs and the migrated sets go.
+            for name in ["a.example", "b.example", "c.example"] {
+                try await outbox.recordDelivered(destination: name, upTo: 6)
+            }
+            _ = try await outbox.prune()
+            let counts = try await outbox.rowCounts()
+            #expect(counts.pdus == 0 && counts.destinationSets == 0 && counts.destinationSetMembers == 0)
+            outbox.close()
+
+            // With every PDU pruned, the stream ordering handed out last survives a restart.
+            let reopened = try openOutbox(in: directory)
+            defer { reopened.close() }
+            #expect(reopened.maxStreamOrdering == 6)
+            #expect(try await reopened.accept(IngestBatch(txnID: "after-restart", pdus: [
+                pdu(room: "!r:hs.example", serial: 7, destinations: ["a.example"]),
+            ])).perPDU == [7])
+        }
+    }
+
+    /// A database as version 2 (the release before destination sets) left it: PDUs 1 and 5 pruned, PDU 2
+    /// delivered to b.example, PDUs 3 and 4 still owed, one EDU owed to a.example.
+    private func writeVersionTwoFile(at path: String) throws {
+        let database = try SQLiteDatabase(path: path)
+        defer { database.close() }
+        try database.execute("""
+            CREATE TABLE schema_version (version INTEGER NOT NULL);
+            INSERT INTO schema_version (version) VALUES (2);
+            """)
+        for migration in OutboxSchema.migrations where migration.version <= 2 {
+            try database.execute(migration.sql)
+        }
+        try database.execute("""
+            INSERT INTO destinations (destination, last_successful_stream_ordering)
+            VALUES ('a.example', 4), ('b.example', 2), ('c.example', 0);
+            """)
+        let insertPDU = try database.statement("""
+            INSERT INTO pdus (stream_ordering, room_id, event_id, canonical_json, received_ts)
+            VALUES (?1, '!r:hs.example', ?2, ?3, 500)
+            """)
+        for serial in [2, 3, 4, 5] {
+            try insertPDU.bind(Int64(serial), at: 1)
+            try insertPDU.bind("$e\(serial)", at: 2)
+            try insertPDU.bind(pdu(room: "!r:hs.example", serial: serial, destinations: []).canonicalJSON, at: 3)
+            try insertPDU.run()
+        }
+        try database.execute("""
+            DELETE FROM pdus WHERE stream_ordering = 5;
+            INSERT INTO pdu_destinations (destination, stream_ordering)
+            VALUES ('b.example', 3), ('b.example', 4), ('c.example', 4);
+            INSERT INTO destination_rooms (destination, room_id, stream_ordering)
+            VALUES ('b.example', '!r:hs.example', 4), ('c.example', '!r:hs.example', 4);
+            INSERT INTO ingest_transactions (txn_id, stream_ordering, pdu_count, received_ts)
+            VALUES ('v2-txn', 4, 1, 500);
+            INSERT INTO edus (edu_id, edu_type, canonical_json, received_ts)
+            VALUES (7, 'm.direct_to_device', X'7B7D', 500);
+            INSERT INTO edu_destinations (destination, edu_id) VALUES ('a.example', 7);
+            """)
     }
 
     /// A database exactly as the first release left it: migration 1's tables at version 1, with a little data.

@@ -29,7 +29,7 @@ import Testing
             #expect(firstReceipt.perPDU == [1])
             #expect(thirdReceipt.perPDU == [2])
             #expect(try store.rowCounts() == OutboxRowCounts(
-                pdus: 2, pduDestinations: 2, destinationRooms: 2, destinations: 2, ingestTransactions: 2))
+                pdus: 2, destinationSets: 2, destinationSetMembers: 2, destinations: 2, ingestTransactions: 2))
             #expect(try store.receipt(forTxnID: "too-big") == nil)
         }
     }

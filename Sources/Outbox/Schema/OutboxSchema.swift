@@ -61,6 +61,62 @@ enum OutboxSchema {
             ) WITHOUT ROWID;
             CREATE INDEX edu_destinations_edu_id ON edu_destinations (edu_id);
             """),
+        // A PDU refers to the set of destinations it is for instead of owning a row per destination, so accepting it
+        // writes the same few pages whatever the size of its room: a room's server list is stored once, as a set
+        // identified by the SHA-256 of its sorted member names, and reused by every PDU for the same servers.
+        // What a destination still needs is derived from its last successful stream ordering, and catch-up's newest
+        // PDU per room from the PDUs themselves. Existing PDUs each get a set of the destinations they were still
+        // owed (no hash: never reused, pruned once delivered). Without AUTOINCREMENT, `outbox_meta` keeps the
+        // highest stream ordering ever handed out across pruning. `ingest_transactions` loses its rowid: one
+        // B-tree keyed by txn id instead of a table and an index.
+        Migration(version: 3, sql: """
+            CREATE TABLE outbox_meta (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+            INSERT INTO outbox_meta (name, value) VALUES ('allocated_stream_ordering', max(
+                coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'pdus'), 0),
+                coalesce((SELECT max(stream_ordering) FROM pdus), 0),
+                coalesce((SELECT max(stream_ordering) FROM ingest_transactions), 0)));
+            CREATE TABLE destination_sets (
+                set_id INTEGER PRIMARY KEY,
+                members_hash BLOB UNIQUE,
+                member_count INTEGER NOT NULL
+            );
+            CREATE TABLE destination_set_members (
+                destination TEXT NOT NULL REFERENCES destinations (destination),
+                set_id INTEGER NOT NULL REFERENCES destination_sets (set_id),
+                PRIMARY KEY (destination, set_id)
+            ) WITHOUT ROWID;
+            CREATE INDEX destination_set_members_set_id ON destination_set_members (set_id);
+            INSERT INTO destination_sets (set_id, members_hash, member_count)
+                SELECT stream_ordering, NULL, count(*) FROM pdu_destinations GROUP BY stream_ordering;
+            INSERT INTO destination_set_members (destination, set_id)
+                SELECT destination, stream_ordering FROM pdu_destinations;
+            CREATE TABLE pdus_v3 (
+                stream_ordering INTEGER PRIMARY KEY,
+                room_id TEXT NOT NULL,
+                event_id TEXT,
+                destination_set INTEGER REFERENCES destination_sets (set_id),
+                canonical_json BLOB NOT NULL,
+                received_ts INTEGER NOT NULL
+            );
+            INSERT INTO pdus_v3 (stream_ordering, room_id, event_id, destination_set, canonical_json, received_ts)
+                SELECT p.stream_ordering, p.room_id, p.event_id, s.set_id, p.canonical_json, p.received_ts
+                FROM pdus AS p LEFT JOIN destination_sets AS s ON s.set_id = p.stream_ordering;
+            DROP TABLE destination_rooms;
+            DROP TABLE pdu_destinations;
+            DROP TABLE pdus;
+            ALTER TABLE pdus_v3 RENAME TO pdus;
+            CREATE INDEX pdus_destination_set ON pdus (destination_set, stream_ordering);
+            CREATE TABLE ingest_transactions_v3 (
+                txn_id TEXT PRIMARY KEY NOT NULL,
+                stream_ordering INTEGER NOT NULL,
+                pdu_count INTEGER NOT NULL,
+                received_ts INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            INSERT INTO ingest_transactions_v3 SELECT txn_id, stream_ordering, pdu_count, received_ts FROM ingest_transactions;
+            DROP TABLE ingest_transactions;
+            ALTER TABLE ingest_transactions_v3 RENAME TO ingest_transactions;
+            CREATE INDEX ingest_transactions_received_ts ON ingest_transactions (received_ts);
+            """),
     ]
 
     static var latestVersion: Int64 { migrations.last?.version ?? 0 }

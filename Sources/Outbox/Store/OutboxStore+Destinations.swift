@@ -1,11 +1,12 @@
 extension OutboxStore {
-    /// PDUs still owed to `destination` after `streamOrdering`, oldest first.
+    /// PDUs for `destination` after `streamOrdering`, oldest first: those of every destination set it is in.
     func pendingPDUs(for destination: String, after streamOrdering: Int64, limit: Int) throws(SQLiteError) -> [StoredPDU] {
         let query = try database.statement("""
             SELECT p.stream_ordering, p.room_id, p.event_id, p.canonical_json
-            FROM pdu_destinations AS pd JOIN pdus AS p ON p.stream_ordering = pd.stream_ordering
-            WHERE pd.destination = ?1 AND pd.stream_ordering > ?2
-            ORDER BY pd.stream_ordering
+            FROM destination_set_members AS m CROSS JOIN pdus AS p
+                ON p.destination_set = m.set_id AND p.stream_ordering > ?2
+            WHERE m.destination = ?1
+            ORDER BY p.stream_ordering
             LIMIT ?3
             """)
         try query.bind(destination, at: 1)
@@ -14,17 +15,22 @@ extension OutboxStore {
         return try query.rows(Self.storedPDU)
     }
 
-    /// The newest PDU of each room owed to `destination` with a stream ordering above `streamOrdering`, oldest
-    /// first, at most `limit` rooms: Synapse's catch-up query over `destination_rooms`. Pruning never removes the
-    /// PDU such a row points at while the destination is behind it (see `pruneUnneededPDUs`).
+    /// The newest PDU of each room for `destination` with a stream ordering above `streamOrdering`, oldest first,
+    /// at most `limit` rooms: Synapse's catch-up, derived from the PDUs of the destination's sets. Pruning keeps
+    /// every PDU above the destination's last successful stream ordering, so the newest of each room is there.
     func catchUpPDUs(for destination: String, after streamOrdering: Int64, limit: Int) throws(SQLiteError)
         -> [StoredPDU]
     {
         let query = try database.statement("""
             SELECT p.stream_ordering, p.room_id, p.event_id, p.canonical_json
-            FROM destination_rooms AS dr JOIN pdus AS p ON p.stream_ordering = dr.stream_ordering
-            WHERE dr.destination = ?1 AND dr.stream_ordering > ?2
-            ORDER BY dr.stream_ordering
+            FROM pdus AS p
+            WHERE p.stream_ordering IN (
+                SELECT max(owed.stream_ordering)
+                FROM destination_set_members AS m CROSS JOIN pdus AS owed
+                    ON owed.destination_set = m.set_id AND owed.stream_ordering > ?2
+                WHERE m.destination = ?1
+                GROUP BY owed.room_id)
+            ORDER BY p.stream_ordering
             LIMIT ?3
             """)
         try query.bind(destination, at: 1)
@@ -42,9 +48,9 @@ extension OutboxStore {
         return try query.firstRow(Self.destinationRecord)
     }
 
-    /// Destinations with `pdu_destinations` rows beyond their last successful stream ordering or with
-    /// `edu_destinations` rows, by name, after `after` (exclusive). Every such destination has a `destinations`
-    /// row: ingest creates it (foreign key).
+    /// Destinations with PDUs beyond their last successful stream ordering or with `edu_destinations` rows, by
+    /// name, after `after` (exclusive). Every such destination has a `destinations` row: ingest creates it
+    /// (foreign key).
     func destinationsWithPendingWork(after: String, limit: Int) throws(SQLiteError) -> [DestinationRecord] {
         let query = try database.statement("""
             SELECT d.destination, d.last_successful_stream_ordering, d.retry_last_ts, d.retry_interval_ms,
@@ -52,8 +58,9 @@ extension OutboxStore {
             FROM destinations AS d
             WHERE d.destination > ?1 AND (
                 EXISTS (
-                    SELECT 1 FROM pdu_destinations AS pd
-                    WHERE pd.destination = d.destination AND pd.stream_ordering > d.last_successful_stream_ordering)
+                    SELECT 1 FROM destination_set_members AS m CROSS JOIN pdus AS p
+                        ON p.destination_set = m.set_id AND p.stream_ordering > d.last_successful_stream_ordering
+                    WHERE m.destination = d.destination)
                 OR EXISTS (SELECT 1 FROM edu_destinations AS ed WHERE ed.destination = d.destination))
             ORDER BY d.destination
             LIMIT ?2
@@ -81,8 +88,10 @@ extension OutboxStore {
     /// How many PDUs are still owed to `destination`.
     func pendingPDUCount(for destination: String) throws(SQLiteError) -> Int {
         let query = try database.statement("""
-            SELECT count(*) FROM pdu_destinations AS pd JOIN destinations AS d ON d.destination = pd.destination
-            WHERE pd.destination = ?1 AND pd.stream_ordering > d.last_successful_stream_ordering
+            SELECT count(*)
+            FROM destinations AS d CROSS JOIN destination_set_members AS m ON m.destination = d.destination
+                CROSS JOIN pdus AS p ON p.destination_set = m.set_id AND p.stream_ordering > d.last_successful_stream_ordering
+            WHERE d.destination = ?1
             """)
         try query.bind(destination, at: 1)
         return try query.firstRow { Int($0.int64(at: 0)) } ?? 0
@@ -131,21 +140,21 @@ extension OutboxStore {
 
     func rowCounts() throws(SQLiteError) -> OutboxRowCounts {
         let query = try database.statement("""
-            SELECT (SELECT count(*) FROM pdus), (SELECT count(*) FROM pdu_destinations),
-                   (SELECT count(*) FROM destination_rooms), (SELECT count(*) FROM destinations),
+            SELECT (SELECT count(*) FROM pdus), (SELECT count(*) FROM destination_sets),
+                   (SELECT count(*) FROM destination_set_members), (SELECT count(*) FROM destinations),
                    (SELECT count(*) FROM ingest_transactions), (SELECT count(*) FROM edus),
                    (SELECT count(*) FROM edu_destinations)
             """)
         return try query.firstRow { row in
             OutboxRowCounts(
                 pdus: Int(row.int64(at: 0)),
-                pduDestinations: Int(row.int64(at: 1)),
-                destinationRooms: Int(row.int64(at: 2)),
+                destinationSets: Int(row.int64(at: 1)),
+                destinationSetMembers: Int(row.int64(at: 2)),
                 destinations: Int(row.int64(at: 3)),
                 ingestTransactions: Int(row.int64(at: 4)),
                 edus: Int(row.int64(at: 5)),
                 eduDestinations: Int(row.int64(at: 6)))
-        } ?? OutboxRowCounts(pdus: 0, pduDestinations: 0, destinationRooms: 0, destinations: 0, ingestTransactions: 0)
+        } ?? OutboxRowCounts(pdus: 0, destinationSets: 0, destinationSetMembers: 0, destinations: 0, ingestTransactions: 0)
     }
 
     private static func storedPDU(_ row: SQLiteStatement) -> StoredPDU {

@@ -1,50 +1,34 @@
+import Federation
+
 extension OutboxStore {
-    /// Stores `batch` once: the PDU rows, a `pdu_destinations` row and a `destination_rooms` upsert per destination,
-    /// an `edus` row per EDU with an `edu_destinations` row per destination, a `destinations` row for any new
-    /// destination, and the txn id with its answer. A txn id seen before gets the first answer back and nothing is
-    /// written.
+    /// Stores `batch` once: a `pdus` row per PDU referring to its destination set (created, with a `destinations`
+    /// row for any new destination, the first time that set of servers is seen), an `edus` row per EDU with an
+    /// `edu_destinations` row per destination, and the txn id with its answer. A txn id seen before gets the first
+    /// answer back and nothing is written.
     func accept(_ batch: IngestBatch) throws(SQLiteError) -> IngestReceipt {
         if let earlier = try receipt(forTxnID: batch.txnID) {
             return earlier
         }
         let receivedTS = currentTimestamp
         let insertPDU = try database.statement("""
-            INSERT INTO pdus (stream_ordering, room_id, event_id, canonical_json, received_ts)
-            VALUES (?1, ?2, ?3, ?4, ?5)
+            INSERT INTO pdus (stream_ordering, room_id, event_id, destination_set, canonical_json, received_ts)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6)
             """)
         let insertDestination = try database.statement("""
             INSERT INTO destinations (destination) VALUES (?1) ON CONFLICT (destination) DO NOTHING
             """)
-        let insertPDUDestination = try database.statement("""
-            INSERT INTO pdu_destinations (destination, stream_ordering) VALUES (?1, ?2)
-            """)
-        let upsertDestinationRoom = try database.statement("""
-            INSERT INTO destination_rooms (destination, room_id, stream_ordering) VALUES (?1, ?2, ?3)
-            ON CONFLICT (destination, room_id)
-            DO UPDATE SET stream_ordering = max(stream_ordering, excluded.stream_ordering)
-            """)
         var perPDU: [Int64] = []
         perPDU.reserveCapacity(batch.pdus.count)
         for pdu in batch.pdus {
+            let setID = try destinationSet(of: pdu.destinations, insertDestination: insertDestination)
             let streamOrdering = allocateStreamOrdering()
             try insertPDU.bind(streamOrdering, at: 1)
             try insertPDU.bind(pdu.roomID, at: 2)
             try insertPDU.bind(pdu.eventID, at: 3)
-            try insertPDU.bind(pdu.canonicalJSON, at: 4)
-            try insertPDU.bind(receivedTS, at: 5)
+            try insertPDU.bind(setID, at: 4)
+            try insertPDU.bind(pdu.canonicalJSON, at: 5)
+            try insertPDU.bind(receivedTS, at: 6)
             try insertPDU.run()
-            var seen = Set<String>()
-            for destination in pdu.destinations where seen.insert(destination).inserted {
-                try insertDestination.bind(destination, at: 1)
-                try insertDestination.run()
-                try insertPDUDestination.bind(destination, at: 1)
-                try insertPDUDestination.bind(streamOrdering, at: 2)
-                try insertPDUDestination.run()
-                try upsertDestinationRoom.bind(destination, at: 1)
-                try upsertDestinationRoom.bind(pdu.roomID, at: 2)
-                try upsertDestinationRoom.bind(streamOrdering, at: 3)
-                try upsertDestinationRoom.run()
-            }
             perPDU.append(streamOrdering)
         }
         if !batch.edus.isEmpty {
@@ -61,6 +45,47 @@ extension OutboxStore {
         try recordTxn.bind(receivedTS, at: 4)
         try recordTxn.run()
         return receipt
+    }
+
+    /// The id of the set holding exactly `destinations` (repeats ignored), created the first time it is seen.
+    private func destinationSet(of destinations: [String], insertDestination: SQLiteStatement) throws(SQLiteError) -> Int64 {
+        let members = Set(destinations).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        var joined: [UInt8] = []
+        joined.reserveCapacity(members.reduce(0) { $0 + $1.utf8.count + 1 })
+        for member in members {
+            joined += member.utf8
+            joined.append(0x0A)
+        }
+        let hash = SHA256.hash(joined)
+        if let known = destinationSetIDs[hash] { return known }
+        let lookup = try database.statement("SELECT set_id FROM destination_sets WHERE members_hash = ?1")
+        try lookup.bind(hash, at: 1)
+        if let stored = try lookup.firstRow({ $0.int64(at: 0) }) {
+            cacheDestinationSet(hash, stored, uncommitted: false)
+            return stored
+        }
+        let insertSet = try database.statement("INSERT INTO destination_sets (members_hash, member_count) VALUES (?1, ?2)")
+        try insertSet.bind(hash, at: 1)
+        try insertSet.bind(Int64(members.count), at: 2)
+        try insertSet.run()
+        let setID = database.lastInsertRowID
+        let insertMember = try database.statement("INSERT INTO destination_set_members (destination, set_id) VALUES (?1, ?2)")
+        for member in members {
+            try insertDestination.bind(member, at: 1)
+            try insertDestination.run()
+            try insertMember.bind(member, at: 1)
+            try insertMember.bind(setID, at: 2)
+            try insertMember.run()
+        }
+        cacheDestinationSet(hash, setID, uncommitted: true)
+        return setID
+    }
+
+    private func cacheDestinationSet(_ hash: [UInt8], _ setID: Int64, uncommitted: Bool) {
+        // Rooms are few; a daemon that has seen more sets than this starts the cache again.
+        if destinationSetIDs.count >= 4_096, uncommittedDestinationSets.isEmpty { destinationSetIDs.removeAll() }
+        destinationSetIDs[hash] = setID
+        if uncommitted { uncommittedDestinationSets.append(hash) }
     }
 
     private func insertEDUs(

@@ -1,46 +1,57 @@
 extension OutboxStore {
-    /// Deletes up to `limit` `pdu_destinations` rows at or below their destination's last successful stream
-    /// ordering; returns how many went. CROSS JOIN keeps SQLite walking destinations and seeking each one's range,
-    /// instead of scanning all of `pdu_destinations` (it has no statistics to choose well by itself).
-    func pruneDeliveredPDUDestinations(limit: Int) throws(SQLiteError) -> Int {
+    /// Deletes up to `limit` PDUs every destination of their set is past (and any left without a set by the
+    /// migration that introduced sets); returns how many went. The highest stream ordering handed out is written
+    /// first, so that deleting the newest PDUs never lets a restart hand out a stream ordering again.
+    func pruneDeliveredPDUs(limit: Int) throws(SQLiteError) -> Int {
+        try persistAllocatedStreamOrdering()
         let delete = try database.statement("""
-            DELETE FROM pdu_destinations WHERE (destination, stream_ordering) IN (
-                SELECT pd.destination, pd.stream_ordering
-                FROM destinations AS d CROSS JOIN pdu_destinations AS pd
-                    ON pd.destination = d.destination AND pd.stream_ordering <= d.last_successful_stream_ordering
-                WHERE d.last_successful_stream_ordering > 0
+            DELETE FROM pdus WHERE stream_ordering IN (
+                SELECT p.stream_ordering
+                FROM (SELECT m.set_id, min(d.last_successful_stream_ordering) AS delivered
+                      FROM destination_set_members AS m JOIN destinations AS d ON d.destination = m.destination
+                      GROUP BY m.set_id) AS s
+                    CROSS JOIN pdus AS p ON p.destination_set = s.set_id AND p.stream_ordering <= s.delivered
                 LIMIT ?1)
             """)
         try delete.bind(Int64(limit), at: 1)
         try delete.run()
-        return database.changes
+        var deleted = database.changes
+        if deleted < limit {
+            let orphans = try database.statement("""
+                DELETE FROM pdus WHERE stream_ordering IN (
+                    SELECT stream_ordering FROM pdus AS p
+                    WHERE p.destination_set IS NULL
+                       OR NOT EXISTS (SELECT 1 FROM destination_set_members AS m WHERE m.set_id = p.destination_set)
+                    LIMIT ?1)
+                """)
+            try orphans.bind(Int64(limit - deleted), at: 1)
+            try orphans.run()
+            deleted += database.changes
+        }
+        return deleted
     }
 
-    /// Looks at up to `limit` PDUs after `cursor` and deletes those no destination still needs. Returns the rows
-    /// deleted and where the next step starts, or nil for the cursor once every PDU has been looked at.
-    ///
-    /// This also keeps every PDU catch-up can ask for: ingest writes a `destination_rooms` row's stream ordering
-    /// together with a `pdu_destinations` row for the same destination and PDU, and that row only goes once the
-    /// destination's last successful stream ordering has reached the PDU, when catch-up no longer looks at it.
-    func pruneUnneededPDUs(after cursor: Int64, limit: Int) throws(SQLiteError) -> (deleted: Int, next: Int64?) {
-        let window = try database.statement("""
-            SELECT max(stream_ordering) FROM (
-                SELECT stream_ordering FROM pdus WHERE stream_ordering > ?1 ORDER BY stream_ordering LIMIT ?2)
+    /// Deletes up to `limit` destination sets no PDU refers to any more, with their members; returns how many went.
+    /// The cache of sets starts again, so a set deleted here is never handed to a PDU.
+    func pruneUnusedDestinationSets(limit: Int) throws(SQLiteError) -> Int {
+        let unused = try database.statement("""
+            SELECT set_id FROM destination_sets AS s
+            WHERE NOT EXISTS (SELECT 1 FROM pdus AS p WHERE p.destination_set = s.set_id)
+            LIMIT ?1
             """)
-        try window.bind(cursor, at: 1)
-        try window.bind(Int64(limit), at: 2)
-        guard let end = try window.firstRow({ $0.optionalInt64(at: 0) }) ?? nil else {
-            return (0, nil)
+        try unused.bind(Int64(limit), at: 1)
+        let setIDs = try unused.rows { $0.int64(at: 0) }
+        guard !setIDs.isEmpty else { return 0 }
+        let deleteMembers = try database.statement("DELETE FROM destination_set_members WHERE set_id = ?1")
+        let deleteSet = try database.statement("DELETE FROM destination_sets WHERE set_id = ?1")
+        for setID in setIDs {
+            try deleteMembers.bind(setID, at: 1)
+            try deleteMembers.run()
+            try deleteSet.bind(setID, at: 1)
+            try deleteSet.run()
         }
-        let delete = try database.statement("""
-            DELETE FROM pdus
-            WHERE stream_ordering > ?1 AND stream_ordering <= ?2
-              AND NOT EXISTS (SELECT 1 FROM pdu_destinations AS pd WHERE pd.stream_ordering = pdus.stream_ordering)
-            """)
-        try delete.bind(cursor, at: 1)
-        try delete.bind(end, at: 2)
-        try delete.run()
-        return (database.changes, end)
+        destinationSetIDs.removeAll()
+        return setIDs.count
     }
 
     /// Looks at up to `limit` EDUs after `cursor` and deletes those no destination still needs (delivery already

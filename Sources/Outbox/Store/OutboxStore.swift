@@ -16,6 +16,10 @@ final class OutboxStore {
     let database: SQLiteDatabase
     private let now: @Sendable () -> Int64
     private(set) var allocatedStreamOrdering: Int64 = 0
+    /// Destination sets by the SHA-256 of their sorted members, so a PDU for a room already seen needs no read.
+    var destinationSetIDs: [[UInt8]: Int64] = [:]
+    /// Sets created by the transaction in progress, in order: forgotten again if it is rolled back.
+    var uncommittedDestinationSets: [[UInt8]] = []
 
     private init(path: String, database: SQLiteDatabase, now: @escaping @Sendable () -> Int64) {
         self.path = path
@@ -89,10 +93,20 @@ final class OutboxStore {
     func reloadAllocatedStreamOrdering() throws(SQLiteError) {
         allocatedStreamOrdering = try database.statement("""
             SELECT max(
-                coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'pdus'), 0),
+                coalesce((SELECT value FROM outbox_meta WHERE name = 'allocated_stream_ordering'), 0),
                 coalesce((SELECT max(stream_ordering) FROM pdus), 0),
                 coalesce((SELECT max(stream_ordering) FROM ingest_transactions), 0))
             """).firstRow { $0.int64(at: 0) } ?? 0
+    }
+
+    /// Writes the highest stream ordering handed out where pruning cannot take it away; called before PDUs are
+    /// deleted, so a restart never hands out a stream ordering again.
+    func persistAllocatedStreamOrdering() throws(SQLiteError) {
+        let update = try database.statement("""
+            UPDATE outbox_meta SET value = max(value, ?1) WHERE name = 'allocated_stream_ordering'
+            """)
+        try update.bind(allocatedStreamOrdering, at: 1)
+        try update.run()
     }
 
     var isInTransaction: Bool {
@@ -107,20 +121,29 @@ final class OutboxStore {
 
     func commit() throws(SQLiteError) {
         try database.statement("COMMIT").run()
+        uncommittedDestinationSets.removeAll()
     }
 
-    /// Abandons the transaction in progress and forgets the stream orderings it allocated.
+    /// Abandons the transaction in progress and forgets the stream orderings and destination sets it allocated.
     func rollback() {
         if isInTransaction {
             try? database.statement("ROLLBACK").run()
         }
+        forgetDestinationSets(createdAfter: 0)
         try? reloadAllocatedStreamOrdering()
+    }
+
+    /// Drops from the cache the sets the transaction created after the first `count`, which are rolled back.
+    private func forgetDestinationSets(createdAfter count: Int) {
+        for hash in uncommittedDestinationSets[count...] { destinationSetIDs[hash] = nil }
+        uncommittedDestinationSets.removeSubrange(count...)
     }
 
     /// Runs `body` under a savepoint: if it throws, what it wrote (and the stream orderings it took) are undone
     /// while the surrounding transaction goes on.
     func withSavepoint<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         let allocatedBefore = allocatedStreamOrdering
+        let setsBefore = uncommittedDestinationSets.count
         try database.statement("SAVEPOINT outbox_write").run()
         do throws(SQLiteError) {
             let result = try body()
@@ -130,6 +153,7 @@ final class OutboxStore {
             try? database.statement("ROLLBACK TO outbox_write").run()
             try? database.statement("RELEASE outbox_write").run()
             allocatedStreamOrdering = allocatedBefore
+            forgetDestinationSets(createdAfter: setsBefore)
             throw error
         }
     }

@@ -1,0 +1,226 @@
+import Federation
+import Glibc
+import SouthbridgeDaemon
+import SouthbridgeSwarm
+
+/// `southbridge-benchmark storage-writes`: what accepting a PDU costs the disk, as GitHub
+/// issue #12 asks to measure it. For each destination count, a fresh daemon (its Outbox on
+/// this machine's disk) is handed PDUs of about 0.5 KB, each for every one of the
+/// destinations, at each rate in turn: one request of one PDU at a time for the lowest rate,
+/// ten concurrent clients otherwise. The destinations are loopback addresses nothing listens
+/// on; one PDU to all of them first puts every one into a 10-minute backoff, so the figures
+/// are those of accepting, not of delivering. Bytes written are the daemon's `write_bytes`
+/// from `/proc/PID/io` (what reached the block device: WAL appends, checkpoints and
+/// fsyncs included) over the run, divided by the PDUs accepted.
+struct StorageWritesBenchmark {
+    var destinationCounts: [Int]
+    var rates: [Int]
+    var seconds: Int
+    var clients = 10
+
+    static func fromCommandLine() -> StorageWritesBenchmark {
+        func list(_ name: String, _ value: String) -> [Int] {
+            stringOption(name, default: value).split(separator: ",").compactMap { Int($0) }
+        }
+        return StorageWritesBenchmark(
+            destinationCounts: list("--destinations", "1,10,500,5000"),
+            rates: list("--rates", "1,100,1000"),
+            seconds: option("--seconds", default: 10))
+    }
+
+    struct Row {
+        var destinations: Int
+        var rate: Int
+        var accepted: Int
+        var elapsed: Duration
+        var bytesWritten: Int
+        var fileBytes: Int
+        var ackMedian: Duration
+        var ackP99: Duration
+    }
+
+    func run() async throws {
+        var rows: [Row] = []
+        print("""
+            ### storage-writes: \(seconds) s per rate; PDUs of \(Self.pdu(number: 0, destinations: []).count) bytes of canonical JSON
+
+            | destinations per PDU | offered rate | PDUs accepted | sustained rate | bytes written per PDU | × PDU size | ack p50 / p99 | outbox file after |
+            | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+            """)
+        for count in destinationCounts {
+            let destinations = (0..<count).map { "127.0.\(1 + $0 / 250).\(1 + $0 % 250):9" }
+            let fixture = try await DaemonProcess(destinations: 1) { configuration in
+                configuration.log.level = "warning"
+                configuration.sender.retryInitialInterval = .milliseconds(600_000)
+                configuration.sender.retryMaxInterval = .milliseconds(604_800_000)
+            }
+            do {
+                try await fixture.start()
+                guard let process = fixture.process else { throw BenchmarkError("storage-writes: the daemon did not start") }
+                let warmUp = try await fixture.client()
+                _ = try await send(warmUp, txnID: "warm-up", Self.request(numbers: [0], destinations: destinations))
+                await warmUp.close()
+                guard try await waitForBackoff(fixture, count: count) else {
+                    throw BenchmarkError("storage-writes: \(count) destinations did not all enter backoff within 120 s")
+                }
+                var next = 1
+                for rate in rates {
+                    let before = Self.writeBytes(pid: process.pid)
+                    let started = ContinuousClock.now
+                    let (accepted, acks) = try await offer(rate: rate, from: next, destinations: destinations, fixture: fixture)
+                    let elapsed = ContinuousClock.now - started
+                    let written = Self.writeBytes(pid: process.pid) - before
+                    next += accepted
+                    let sorted = acks.sorted()
+                    let row = Row(destinations: count, rate: rate, accepted: accepted, elapsed: elapsed, bytesWritten: written,
+                                  fileBytes: Self.outboxBytes(fixture.configuration.storage.path),
+                                  ackMedian: sorted[sorted.count / 2], ackP99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
+                    rows.append(row)
+                    print(Self.format(row))
+                }
+            } catch {
+                await fixture.tearDown()
+                throw error
+            }
+            await fixture.tearDown()
+        }
+    }
+
+    /// Offers `rate` PDUs a second for `seconds`, each in its own request; returns how many
+    /// were accepted and each request's time to its acknowledgement.
+    private func offer(rate: Int, from first: Int, destinations: [String], fixture: DaemonProcess) async throws -> (Int, [Duration]) {
+        let total = rate * seconds
+        let clientCount = rate == 1 ? 1 : clients
+        let interval = Duration.seconds(1) / rate * clientCount
+        return try await withThrowingTaskGroup(of: [Duration].self) { group in
+            for clientNumber in 0..<clientCount {
+                group.addTask {
+                    let client = try await fixture.client()
+                    var acks: [Duration] = []
+                    let start = ContinuousClock.now + interval / clientCount * clientNumber
+                    var index = 0
+                    while clientNumber + index * clientCount < total {
+                        let number = first + clientNumber + index * clientCount
+                        let due = start + interval * index
+                        if due > ContinuousClock.now { try await Task.sleep(until: due) }
+                        let sent = ContinuousClock.now
+                        _ = try await send(client, txnID: "pdu-\(number)", Self.request(numbers: [number], destinations: destinations))
+                        acks.append(ContinuousClock.now - sent)
+                        index += 1
+                    }
+                    await client.close()
+                    return acks
+                }
+            }
+            var all: [Duration] = []
+            for try await acks in group { all += acks }
+            return (all.count, all)
+        }
+    }
+
+    private func send(_ client: IngestClient, txnID: String, _ body: [UInt8]) async throws -> IngestClient.Response {
+        let response = try await client.send(txnID: txnID, body: body)
+        guard response.status == 200 else {
+            throw BenchmarkError("ingest answered \(response.status): \(String(decoding: response.body, as: UTF8.self))")
+        }
+        return response
+    }
+
+    private func waitForBackoff(_ fixture: DaemonProcess, count: Int) async throws -> Bool {
+        let client = try await fixture.client()
+        defer { Task { await client.close() } }
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            let metrics = String(decoding: try await client.get("/metrics").body, as: UTF8.self)
+            if let line = metrics.split(separator: "\n").first(where: { $0.hasPrefix("southbridge_destinations_in_backoff ") }),
+               let value = Double(line.split(separator: " ").last ?? ""), Int(value) >= count {
+                return true
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+
+    /// A PDU of about 0.5 KB: a message event with a body of 300 characters.
+    static func pdu(number: Int, destinations: [String]) -> [UInt8] {
+        CanonicalJSON.encode(event(number: number))
+    }
+
+    static func event(number: Int) -> JSONValue {
+        .object([
+            "type": .string("m.room.message"),
+            "room_id": .string("!room:origin.southbridge.localhost"),
+            "event_id": .string("$event-\(number)"),
+            "sender": .string("@alice:\(DaemonProcess.serverName)"),
+            "origin_server_ts": .integer(1_700_000_000_000 + Int64(number)),
+            "depth": .integer(Int64(number + 1)),
+            "content": .object(["msgtype": .string("m.text"),
+                                "body": .string(String(repeating: "lorem ipsum ", count: 25) + "\(number)")]),
+        ])
+    }
+
+    static func request(numbers: [Int], destinations: [String]) -> [UInt8] {
+        let pdus: [JSONValue] = numbers.map { number in
+            .object(["pdu": event(number: number), "destinations": .array(destinations.map { .string($0) })])
+        }
+        return CanonicalJSON.encode(.object(["pdus": .array(pdus)]))
+    }
+
+    /// `write_bytes` of `/proc/PID/io`.
+    static func writeBytes(pid: pid_t) -> Int {
+        guard let file = fopen("/proc/\(pid)/io", "r") else { return 0 }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("write_bytes:") {
+                return Int(text.dropFirst("write_bytes:".count).trimmingCharacters(in: " \n")) ?? 0
+            }
+        }
+        return 0
+    }
+
+    /// The Outbox's files together: the database, its WAL and shared-memory index.
+    static func outboxBytes(_ path: String) -> Int {
+        ["", "-wal", "-shm"].reduce(0) { total, suffix in
+            var info = stat()
+            return total + (stat(path + suffix, &info) == 0 ? Int(info.st_size) : 0)
+        }
+    }
+
+    static func format(_ row: Row) -> String {
+        let pduBytes = pdu(number: 0, destinations: []).count
+        let perPDU = row.accepted > 0 ? row.bytesWritten / row.accepted : 0
+        let seconds = Double(row.elapsed.components.seconds) + Double(row.elapsed.components.attoseconds) / 1e18
+        let sustained = Double(row.accepted) / max(seconds, 0.001)
+        return "| \(row.destinations) | \(row.rate)/s | \(row.accepted) | \(Int(sustained.rounded()))/s "
+            + "| \(kilobytes(perPDU)) | \(String(format1: Double(perPDU) / Double(pduBytes))) "
+            + "| \(milliseconds(row.ackMedian)) / \(milliseconds(row.ackP99)) | \(kilobytes(row.fileBytes)) |"
+    }
+
+    static func kilobytes(_ bytes: Int) -> String {
+        bytes >= 10 * 1_048_576 ? "\(bytes / 1_048_576) MiB" : bytes >= 10_240 ? "\(bytes / 1024) KiB" : "\(bytes) B"
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        return "\(String(format1: ms)) ms"
+    }
+}
+
+extension String {
+    /// One decimal place, without Foundation's formatters.
+    init(format1 value: Double) {
+        let tenths = Int((value * 10).rounded())
+        self = "\(tenths / 10).\(abs(tenths % 10))"
+    }
+}
+
+private extension Substring {
+    func trimmingCharacters(in set: String) -> Substring {
+        var text = self
+        while let first = text.first, set.contains(first) { text = text.dropFirst() }
+        while let last = text.last, set.contains(last) { text = text.dropLast() }
+        return text
+    }
+}
