@@ -53,6 +53,9 @@ struct StorageWritesBenchmark {
                 configuration.log.level = "warning"
                 configuration.sender.retryInitialInterval = .milliseconds(600_000)
                 configuration.sender.retryMaxInterval = .milliseconds(604_800_000)
+                // Every destination refuses at once: let them all fail in the first second.
+                configuration.limits.maxNewConnectionsPerSecond = 10_000
+                configuration.limits.maxTLSHandshakes = 64
             }
             do {
                 try await fixture.start()
