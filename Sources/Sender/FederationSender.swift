@@ -337,8 +337,10 @@ public actor FederationSender {
                 if edu.isDeviceListUpdate { pacedWakes.insert(name) } else { woken.insert(name) }
             }
         }
-        for name in woken { wake(name) }
-        for name in pacedWakes.subtracting(woken) { wakeLater(name) }
+        // A destination backing off has its units queued and its retry timer armed: waking it
+        // would only arm the timer again, for every destination of the room on every commit.
+        for name in woken where destinations[name]?.retryTimer == nil { wake(name) }
+        for name in pacedWakes.subtracting(woken) where destinations[name]?.retryTimer == nil { wakeLater(name) }
         enforceGlobalBudget()
     }
 
