@@ -384,13 +384,13 @@ enum DestinationList {
 
 /// The value at `fraction` (nearest rank) of `count` values of which `sorted` are the
 /// smallest ones known; nil when the rank falls on one not known, a copy still missing.
-private func percentile(_ sorted: [Duration], _ fraction: Double, of count: Int) -> Duration? {
+func percentile(_ sorted: [Duration], _ fraction: Double, of count: Int) -> Duration? {
     let rank = max(Int((fraction * Double(count)).rounded(.up)), 1)
     return rank <= sorted.count ? sorted[rank - 1] : nil
 }
 
 /// Milliseconds under ten seconds, seconds above.
-private func format(_ duration: Duration) -> String {
+func format(_ duration: Duration) -> String {
     let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     if seconds < 10 { return "\((seconds * 10_000).rounded() / 10) ms" }
     return "\((seconds * 100).rounded() / 100) s"

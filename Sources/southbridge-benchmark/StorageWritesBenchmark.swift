@@ -42,7 +42,7 @@ struct StorageWritesBenchmark {
     func run() async throws {
         var rows: [Row] = []
         print("""
-            ### storage-writes: \(seconds) s per rate; PDUs of \(Self.pdu(number: 0, destinations: []).count) bytes of canonical JSON
+            ### storage-writes: \(seconds) s per rate; PDUs of \(Self.pduBytes) bytes of canonical JSON
 
             | destinations per PDU | offered rate | PDUs accepted | sustained rate | bytes written per PDU | × PDU size | ack p50 / p99 | outbox file after |
             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
@@ -77,9 +77,10 @@ struct StorageWritesBenchmark {
                     let sorted = acks.sorted()
                     let row = Row(destinations: count, rate: rate, accepted: accepted, elapsed: elapsed, bytesWritten: written,
                                   fileBytes: Self.outboxBytes(fixture.configuration.storage.path),
-                                  ackMedian: sorted[sorted.count / 2], ackP99: sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
+                                  ackMedian: percentile(sorted, 0.5, of: sorted.count) ?? .zero,
+                                  ackP99: percentile(sorted, 0.99, of: sorted.count) ?? .zero)
                     rows.append(row)
-                    print(Self.format(row))
+                    print(Self.tableRow(row))
                 }
             } catch {
                 await fixture.tearDown()
@@ -131,24 +132,22 @@ struct StorageWritesBenchmark {
 
     private func waitForBackoff(_ fixture: DaemonProcess, count: Int) async throws -> Bool {
         let client = try await fixture.client()
-        defer { Task { await client.close() } }
         let deadline = ContinuousClock.now + .seconds(120)
-        while ContinuousClock.now < deadline {
+        var allInBackoff = false
+        while !allInBackoff, ContinuousClock.now < deadline {
             let metrics = String(decoding: try await client.get("/metrics").body, as: UTF8.self)
-            if let line = metrics.split(separator: "\n").first(where: { $0.hasPrefix("southbridge_destinations_in_backoff ") }),
-               let value = Double(line.split(separator: " ").last ?? ""), Int(value) >= count {
-                return true
-            }
-            try await Task.sleep(for: .milliseconds(100))
+            let line = metrics.split(separator: "\n").first { $0.hasPrefix("southbridge_destinations_in_backoff ") }
+            allInBackoff = line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) >= count } ?? false
+            if !allInBackoff { try await Task.sleep(for: .milliseconds(100)) }
         }
-        return false
+        await client.close()
+        return allInBackoff
     }
+
+    /// The size of each PDU's canonical JSON (they differ only in their number's digits).
+    static let pduBytes = CanonicalJSON.encode(event(number: 0)).count
 
     /// A PDU of about 0.5 KB: a message event with a body of 300 characters.
-    static func pdu(number: Int, destinations: [String]) -> [UInt8] {
-        CanonicalJSON.encode(event(number: number))
-    }
-
     static func event(number: Int) -> JSONValue {
         .object([
             "type": .string("m.room.message"),
@@ -175,10 +174,9 @@ struct StorageWritesBenchmark {
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 256)
         while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if text.hasPrefix("write_bytes:") {
-                return Int(text.dropFirst("write_bytes:".count).trimmingCharacters(in: " \n")) ?? 0
-            }
+            let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if fields.count == 2, fields[0] == "write_bytes:" { return Int(fields[1]) ?? 0 }
         }
         return 0
     }
@@ -191,39 +189,16 @@ struct StorageWritesBenchmark {
         }
     }
 
-    static func format(_ row: Row) -> String {
-        let pduBytes = pdu(number: 0, destinations: []).count
+    static func tableRow(_ row: Row) -> String {
         let perPDU = row.accepted > 0 ? row.bytesWritten / row.accepted : 0
         let seconds = Double(row.elapsed.components.seconds) + Double(row.elapsed.components.attoseconds) / 1e18
         let sustained = Double(row.accepted) / max(seconds, 0.001)
+        let ratio = (Double(perPDU) / Double(pduBytes) * 10).rounded() / 10
         return "| \(row.destinations) | \(row.rate)/s | \(row.accepted) | \(Int(sustained.rounded()))/s "
-            + "| \(kilobytes(perPDU)) | \(String(format1: Double(perPDU) / Double(pduBytes))) "
-            + "| \(milliseconds(row.ackMedian)) / \(milliseconds(row.ackP99)) | \(kilobytes(row.fileBytes)) |"
+            + "| \(kilobytes(perPDU)) | \(ratio) | \(format(row.ackMedian)) / \(format(row.ackP99)) | \(kilobytes(row.fileBytes)) |"
     }
 
     static func kilobytes(_ bytes: Int) -> String {
         bytes >= 10 * 1_048_576 ? "\(bytes / 1_048_576) MiB" : bytes >= 10_240 ? "\(bytes / 1024) KiB" : "\(bytes) B"
-    }
-
-    static func milliseconds(_ duration: Duration) -> String {
-        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
-        return "\(String(format1: ms)) ms"
-    }
-}
-
-extension String {
-    /// One decimal place, without Foundation's formatters.
-    init(format1 value: Double) {
-        let tenths = Int((value * 10).rounded())
-        self = "\(tenths / 10).\(abs(tenths % 10))"
-    }
-}
-
-private extension Substring {
-    func trimmingCharacters(in set: String) -> Substring {
-        var text = self
-        while let first = text.first, set.contains(first) { text = text.dropFirst() }
-        while let last = text.last, set.contains(last) { text = text.dropLast() }
-        return text
     }
 }

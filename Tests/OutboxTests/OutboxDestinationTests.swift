@@ -102,6 +102,20 @@ import Testing
         }
     }
 
+    @Test func aPDUForNoDestinationIsPruned() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory)
+            defer { outbox.close() }
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [
+                pdu(room: "!r:hs.example", serial: 1, destinations: []),
+                pdu(room: "!r:hs.example", serial: 2, destinations: ["a.example"]),
+            ]))
+            #expect(try await outbox.prune() == 1 + 1)
+            #expect(try await outbox.rowCounts() == OutboxRowCounts(
+                pdus: 1, destinationSets: 1, destinationSetMembers: 1, destinations: 1, ingestTransactions: 1))
+        }
+    }
+
     @Test func pruneDeletesWhatEveryDestinationIsPast() async throws {
         try await withTemporaryDirectory { directory in
             let clock = TestClock(10_000)

@@ -34,6 +34,32 @@ import Testing
         }
     }
 
+    @Test func aDestinationSetCreatedByARolledBackWriteIsNotReused() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try OutboxStore.open(
+                path: "\(directory)/outbox.db", limits: OutboxLimits(maxPDUBytes: 100), now: { 0 })
+            defer { store.close() }
+            // The set {a, b} is created, then the batch fails on its second PDU and is rolled back.
+            let failing = IngestBatch(txnID: "failing", pdus: [
+                pdu(room: "!r:hs", serial: 1, destinations: ["a.example", "b.example"]),
+                IncomingPDU(roomID: "!r:hs", eventID: nil, canonicalJSON: [UInt8](repeating: 0x20, count: 10_000),
+                            destinations: ["c.example"]),
+            ])
+            try store.beginImmediate()
+            #expect(throws: SQLiteError.self) {
+                try store.withSavepoint { () throws(SQLiteError) in try store.accept(failing) }
+            }
+            try store.commit()
+            // Had the cache kept the rolled-back set's id, this PDU would refer to a set that does not exist.
+            let receipt = try store.accept(IngestBatch(txnID: "next", pdus: [
+                pdu(room: "!r:hs", serial: 2, destinations: ["b.example", "a.example"]),
+            ]))
+            #expect(try store.pendingPDUs(for: "a.example", after: 0, limit: 10).map(\.streamOrdering) == receipt.perPDU)
+            #expect(try store.rowCounts() == OutboxRowCounts(
+                pdus: 1, destinationSets: 1, destinationSetMembers: 2, destinations: 2, ingestTransactions: 1))
+        }
+    }
+
     @Test func theTooBigErrorNamesTheStatement() async throws {
         try await withTemporaryDirectory { directory in
             let store = try OutboxStore.open(

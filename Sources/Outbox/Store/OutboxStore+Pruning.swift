@@ -1,6 +1,6 @@
 extension OutboxStore {
-    /// Deletes up to `limit` PDUs every destination of their set is past (and any left without a set by the
-    /// migration that introduced sets); returns how many went. The highest stream ordering handed out is written
+    /// Deletes up to `limit` PDUs every destination of their set is past, and those for no destination at all
+    /// (an empty set, or none: the PDUs migration 3 found delivered everywhere); returns how many went. The highest stream ordering handed out is written
     /// first, so that deleting the newest PDUs never lets a restart hand out a stream ordering again.
     func pruneDeliveredPDUs(limit: Int) throws(SQLiteError) -> Int {
         try persistAllocatedStreamOrdering()
@@ -19,9 +19,9 @@ extension OutboxStore {
         if deleted < limit {
             let orphans = try database.statement("""
                 DELETE FROM pdus WHERE stream_ordering IN (
-                    SELECT stream_ordering FROM pdus AS p
-                    WHERE p.destination_set IS NULL
-                       OR NOT EXISTS (SELECT 1 FROM destination_set_members AS m WHERE m.set_id = p.destination_set)
+                    SELECT stream_ordering FROM pdus
+                    WHERE destination_set IS NULL
+                       OR destination_set IN (SELECT set_id FROM destination_sets WHERE member_count = 0)
                     LIMIT ?1)
                 """)
             try orphans.bind(Int64(limit - deleted), at: 1)

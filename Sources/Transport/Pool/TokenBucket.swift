@@ -19,11 +19,6 @@ struct TokenBucket: Sendable, Equatable {
         self.interval = max(1, 1_000_000_000 / Int64(ratePerSecond))
     }
 
-    /// The earliest time a token is available.
-    var nextToken: NIODeadline {
-        .uptimeNanoseconds(UInt64(max(0, theoreticalArrival - Int64(capacity - 1) * interval)))
-    }
-
     /// The earliest time `count` tokens (at most `capacity`) are available together.
     func nextTokens(_ count: Int) -> NIODeadline {
         let count = min(max(count, 1), capacity)
@@ -31,7 +26,7 @@ struct TokenBucket: Sendable, Equatable {
     }
 
     func hasToken(at now: NIODeadline) -> Bool {
-        now >= nextToken
+        now >= nextTokens(1)
     }
 
     /// How many tokens could be taken at `now`, one after the other.
