@@ -98,8 +98,11 @@ public struct IngestAPI: Sendable {
         do {
             return try await route(request)
         } catch {
-            if error.status >= 500 {
+            // 503 and 507 are states of the outbox (busy, full) it logs once per episode; each refusal is debug.
+            if error.status >= 500, error.status != 503, error.status != 507 {
                 logger.error("ingest request failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
+            } else if error.status >= 500 {
+                logger.debug("ingest request refused", metadata: ["path": "\(request.path)", "error": "\(error)"])
             }
             return IngestResponse(error)
         }
@@ -235,6 +238,15 @@ public struct IngestAPI: Sendable {
                 throw .badJSON("\(field): \(rule)")
             case .overloaded:
                 throw IngestError(status: 503, errcode: "M_LIMIT_EXCEEDED", "outbox is busy, retry shortly: \(error)")
+            case .storageLimitReached:
+                throw IngestError(status: 507, errcode: "M_RESOURCE_LIMIT_EXCEEDED",
+                                  "storage.max_bytes reached, transaction \(txnID) was not stored: \(error)")
+            case .diskFull:
+                throw IngestError(status: 507, errcode: "M_RESOURCE_LIMIT_EXCEEDED",
+                                  "disk full, transaction \(txnID) was not stored: \(error)")
+            case .storage(_, let failure) where failure.isIOError:
+                throw IngestError(status: 503, errcode: "M_UNKNOWN",
+                                  "storage I/O error, transaction \(txnID) was not stored, retry shortly: \(error)")
             default:
                 throw IngestError(status: 500, errcode: "M_UNKNOWN", "could not store transaction \(txnID): \(error)")
             }

@@ -24,6 +24,11 @@ public final class Outbox: Sendable {
     public let limits: OutboxLimits
     private let writer: OutboxWriter
     private let commitObserver = Mutex<(@Sendable (OutboxCommit) -> Void)?>(nil)
+    private let storagePressureObserver = Mutex<(@Sendable () -> Void)?>(nil)
+    private let droppedPDUs = Atomic<Int>(0)
+    private let droppedEDUCopies = Atomic<Int>(0)
+    /// Whether `accept` is refusing batches at `limits.maxBytes`, so that an episode is logged once.
+    private let refusingAtLimit = Atomic<Bool>(false)
 
     /// Opens the database at `path`, creating the file (not its directory) and migrating the schema.
     ///
@@ -55,17 +60,57 @@ public final class Outbox: Sendable {
         writer.committedTransactions.load(ordering: .relaxed)
     }
 
+    /// Bytes of the file's pages in use after the last commit.
+    public var usedBytes: Int64 {
+        writer.usedBytes.load(ordering: .relaxed)
+    }
+
+    /// PDUs dropped by `prune` since open while a backing-off destination still needed them.
+    public var droppedPDUCount: Int {
+        droppedPDUs.load(ordering: .relaxed)
+    }
+
+    /// Persistent EDUs given up by `prune` since open, one per backing-off destination that still needed them.
+    public var droppedEDUCopyCount: Int {
+        droppedEDUCopies.load(ordering: .relaxed)
+    }
+
     /// Stores `batch` (PDUs and EDUs, in one transaction) durably and returns its stream orderings; a txn id
     /// accepted before gets its first receipt, marked `isReplay`, and stores nothing. An invalid batch is refused
-    /// before it reaches the writer.
+    /// before it reaches the writer, and any batch while the file is at `limits.maxBytes`.
     public func accept(_ batch: IngestBatch) async throws(OutboxError) -> IngestReceipt {
         try batch.validate(limits: limits)
+        let used = usedBytes
+        guard used < limits.maxBytes else {
+            if !refusingAtLimit.exchange(true, ordering: .relaxed) {
+                writer.logger.warning("outbox at its byte limit: ingest is refused until reachable destinations have their units",
+                                      metadata: ["used_bytes": "\(used)", "max_bytes": "\(limits.maxBytes)"])
+            }
+            storagePressureObserver.withLock { $0 }?()
+            throw .storageLimitReached(path: path, usedBytes: used, limit: limits.maxBytes)
+        }
+        if refusingAtLimit.load(ordering: .relaxed), refusingAtLimit.exchange(false, ordering: .relaxed) {
+            writer.logger.notice("outbox below its byte limit again: ingest is accepted", metadata: ["used_bytes": "\(used)"])
+        }
         return try await submit(.write(bytes: batch.canonicalJSONBytes), afterCommit: { receipt in
+            if self.usedBytes >= self.pruneTargetBytes { self.storagePressureObserver.withLock { $0 }?() }
             guard !receipt.isReplay, let observer = self.commitObserver.withLock({ $0 }) else { return }
             observer(OutboxCommit(batch: batch, receipt: receipt))
         }) { store throws(SQLiteError) in
             try store.accept(batch)
         }
+    }
+
+    /// Calls `observer` whenever a commit leaves the file past nine tenths of `limits.maxBytes`, or `accept`
+    /// refuses a batch at it: the moment to `prune` rather than wait for the next interval. It runs on the
+    /// writer thread or the caller's and must only hand the call on; one observer at a time.
+    public func observeStoragePressure(_ observer: @escaping @Sendable () -> Void) {
+        storagePressureObserver.withLock { $0 = observer }
+    }
+
+    /// The bytes in use `prune` brings the file back under once it is past them.
+    private var pruneTargetBytes: Int64 {
+        limits.maxBytes / 100 * OutboxLimits.pruneTargetPercent
     }
 
     /// Calls `observer` with every batch `accept` commits from now on, on the writer thread,
@@ -216,27 +261,81 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// Deletes the PDUs every destination of their set is past, the destination sets no PDU refers to any more,
-    /// the EDUs no destination still needs, and, when `cutoff` is given, the ingest txn ids received before it (ms).
-    /// Works in steps of `limits.pruneStepRows`, each its own short write, so ingest is never held up for long.
-    /// Returns rows deleted.
-    public func prune(ingestTransactionsReceivedBefore cutoff: Int64? = nil) async throws(OutboxError) -> Int {
+    /// Deletes what no destination needs any more: the PDUs every destination of their set is past or, for those
+    /// catching up, has a newer PDU of the same room for (`policy.catchUpAfterMS`); the destination sets no PDU
+    /// refers to; the EDUs no destination still needs; and the ingest txn ids older than the policy's cutoff.
+    /// Then drops, oldest first, the units only backing-off destinations still need when they are older than
+    /// `policy.maxAgeMS` or while the file is past nine tenths of `limits.maxBytes`, and counts them. Works in steps
+    /// of `limits.pruneStepRows`, each its own short write, so ingest is never held up for long.
+    public func prune(_ policy: RetentionPolicy = RetentionPolicy()) async throws(OutboxError) -> PruneReport {
         let step = max(1, limits.pruneStepRows)
+        var report = PruneReport()
+        func repeatSteps(_ body: @escaping @Sendable (OutboxStore) throws(SQLiteError) -> Int) async throws(OutboxError)
+            -> Int
+        {
+            var total = 0
+            while true {
+                let rows = try await submit(.write(bytes: 0), body)
+                total += rows
+                if rows < step { return total }
+            }
+        }
+        report.rowsDeleted += try await repeatSteps { store throws(SQLiteError) in
+            try store.pruneDeliveredPDUs(limit: step)
+        }
+        if let catchUpAfterMS = policy.catchUpAfterMS {
+            report.rowsDeleted += try await repeatSteps { store throws(SQLiteError) in
+                try store.pruneSupersededPDUs(catchUpAfterMS: catchUpAfterMS, limit: step)
+            }
+        }
+        if let maxAgeMS = policy.maxAgeMS {
+            let cutoff = try await submit(.read) { store throws(SQLiteError) in store.currentTimestamp } - maxAgeMS
+            report.pdusDropped += try await repeatSteps { store throws(SQLiteError) in
+                try store.dropPDUsOwedOnlyToBackingOff(receivedBefore: cutoff, limit: step)
+            }
+            report.eduCopiesDropped += try await repeatSteps { store throws(SQLiteError) in
+                try store.dropEDUsOwedToBackingOff(receivedBefore: cutoff, limit: step)
+            }
+        }
+        report.rowsDeleted += try await repeatSteps { store throws(SQLiteError) in
+            try store.pruneUnusedDestinationSets(limit: step)
+        }
+        report.rowsDeleted += try await pruneUnneededEDUs(step: step)
+        // Past the byte budget: one step of the oldest PDUs (then EDU copies) only backing-off destinations need,
+        // and look again; deleted rows free pages for the next writes, which is what brings the use down.
+        while try await usedBytesNow() > pruneTargetBytes {
+            let pdus = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                try store.dropPDUsOwedOnlyToBackingOff(receivedBefore: nil, limit: step)
+            }
+            report.pdusDropped += pdus
+            if pdus > 0 {
+                report.rowsDeleted += try await repeatSteps { store throws(SQLiteError) in
+                    try store.pruneUnusedDestinationSets(limit: step)
+                }
+                continue
+            }
+            let copies = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                try store.dropEDUsOwedToBackingOff(receivedBefore: nil, limit: step)
+            }
+            guard copies > 0 else { break }
+            report.eduCopiesDropped += copies
+            report.rowsDeleted += try await pruneUnneededEDUs(step: step)
+        }
+        report.rowsDeleted += report.pdusDropped + report.eduCopiesDropped
+        if let cutoff = policy.ingestTransactionsReceivedBefore {
+            report.rowsDeleted += try await repeatSteps { store throws(SQLiteError) in
+                try store.pruneIngestTransactions(receivedBefore: cutoff, limit: step)
+            }
+        }
+        droppedPDUs.add(report.pdusDropped, ordering: .relaxed)
+        droppedEDUCopies.add(report.eduCopiesDropped, ordering: .relaxed)
+        report.usedBytes = try await usedBytesNow()
+        return report
+    }
+
+    /// Deletes the EDUs no destination needs any more, all of them, a step at a time; returns how many went.
+    private func pruneUnneededEDUs(step: Int) async throws(OutboxError) -> Int {
         var deleted = 0
-        while true {
-            let rows = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
-                try store.pruneDeliveredPDUs(limit: step)
-            }
-            deleted += rows
-            if rows < step { break }
-        }
-        while true {
-            let rows = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
-                try store.pruneUnusedDestinationSets(limit: step)
-            }
-            deleted += rows
-            if rows < step { break }
-        }
         var eduCursor: Int64? = 0
         while let after = eduCursor {
             let (rows, next) = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
@@ -245,16 +344,17 @@ public final class Outbox: Sendable {
             deleted += rows
             eduCursor = next
         }
-        if let cutoff {
-            while true {
-                let rows = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
-                    try store.pruneIngestTransactions(receivedBefore: cutoff, limit: step)
-                }
-                deleted += rows
-                if rows < step { break }
-            }
-        }
         return deleted
+    }
+
+    /// Bytes of the file's pages in use now, read on the writer thread (and kept for `accept`'s check).
+    private func usedBytesNow() async throws(OutboxError) -> Int64 {
+        let writer = self.writer
+        return try await submit(.read) { store throws(SQLiteError) in
+            let used = try store.usedBytes()
+            writer.usedBytes.store(used, ordering: .relaxed)
+            return used
+        }
     }
 
     /// How many rows each table holds.

@@ -18,6 +18,12 @@ public enum OutboxError: Error, Sendable, Equatable, CustomStringConvertible {
     case streamOrderingBeyondMaximum(destination: String, streamOrdering: Int64, maximum: Int64)
     /// The writer already holds `queuedBytes` of batches waiting to be committed; try again shortly.
     case overloaded(queuedBytes: Int, limit: Int)
+    /// The file's pages in use reached `OutboxLimits.maxBytes` and pruning could drop nothing more: every unit
+    /// left is owed to a destination that is not backing off. Nothing of the batch was stored.
+    case storageLimitReached(path: String, usedBytes: Int64, limit: Int64)
+    /// The filesystem holding the file is full (SQLite's `SQLITE_FULL`); what the request wrote was rolled back
+    /// and everything committed before is intact.
+    case diskFull(path: String, SQLiteError)
     /// The Outbox was closed; no further work is accepted.
     case closed(path: String)
     /// A statement failed while running a request; what that request wrote was rolled back.
@@ -43,6 +49,10 @@ public enum OutboxError: Error, Sendable, Equatable, CustomStringConvertible {
             return "destination \(destination): delivered stream ordering \(streamOrdering) is beyond the highest accepted, \(maximum)"
         case let .overloaded(queuedBytes, limit):
             return "outbox writer queue holds \(queuedBytes) bytes, at its limit of \(limit); retry later"
+        case let .storageLimitReached(path, usedBytes, limit):
+            return "outbox \(path) holds \(usedBytes) bytes, at its limit of \(limit), all owed to reachable destinations; retry once they have it"
+        case let .diskFull(path, error):
+            return "outbox \(path): the filesystem is full, nothing of this request was stored (\(error.message)); retry once space is freed"
         case let .closed(path):
             return "outbox \(path) is closed"
         case let .storage(path, error):

@@ -3,6 +3,10 @@
 /// Defaults follow the Matrix limits (65 536-byte PDUs, 255-byte identifiers) and a small SD card's taste for
 /// few large writes. The daemon's `Configuration` fills this in; tests shrink it.
 public struct OutboxLimits: Sendable, Equatable {
+    /// The share of `maxBytes` pruning brings the file back under once it is past it, in percent: room for
+    /// a few minutes of ingest before the next drop.
+    public static let pruneTargetPercent: Int64 = 90
+
     /// Largest canonical JSON accepted for one PDU.
     public var maxPDUBytes: Int
     /// Most PDUs in one ingest batch.
@@ -21,6 +25,9 @@ public struct OutboxLimits: Sendable, Equatable {
     public var pruneStepRows: Int
     /// How long SQLite waits for a lock held by another connection (e.g. an operator's `sqlite3` shell).
     public var busyTimeoutMS: Int32
+    /// `storage.max_bytes`: most bytes of pages in use in the file. From nine tenths of it, pruning drops the oldest
+    /// units only backing-off destinations need; at it, `accept` refuses with `storageLimitReached`.
+    public var maxBytes: Int64
 
     public init(
         maxPDUBytes: Int = 65_536,
@@ -31,7 +38,8 @@ public struct OutboxLimits: Sendable, Equatable {
         maxGroupBytes: Int = 8 << 20,
         maxQueuedBytes: Int = 64 << 20,
         pruneStepRows: Int = 1_000,
-        busyTimeoutMS: Int32 = 5_000
+        busyTimeoutMS: Int32 = 5_000,
+        maxBytes: Int64 = 1 << 30
     ) {
         self.maxPDUBytes = maxPDUBytes
         self.maxPDUsPerBatch = maxPDUsPerBatch
@@ -42,5 +50,6 @@ public struct OutboxLimits: Sendable, Equatable {
         self.maxQueuedBytes = maxQueuedBytes
         self.pruneStepRows = pruneStepRows
         self.busyTimeoutMS = busyTimeoutMS
+        self.maxBytes = maxBytes
     }
 }

@@ -59,6 +59,12 @@ extension Configuration {
     public struct StorageSettings: Sendable, Equatable {
         /// `storage.path`: the outbox SQLite database file.
         public var path = "/var/lib/southbridge/outbox.sqlite3"
+        /// `storage.max_bytes`: the most the outbox's pages may hold. Past nine tenths of it, the oldest units
+        /// only backing-off destinations still need are dropped; at it, ingest is refused with 507.
+        public var maxBytes = 1_073_741_824
+        /// `storage.max_age_ms`: units older than this (30 days) that only backing-off destinations still need
+        /// are dropped; those destinations then catch up with what is left.
+        public var maxAge: Duration = .milliseconds(2_592_000_000)
 
         public init() {}
     }

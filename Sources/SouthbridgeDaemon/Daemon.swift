@@ -72,6 +72,7 @@ public final class Daemon: Sendable {
             limits.maxBatchBytes = max(limits.maxBatchBytes, 2 * configuration.ingest.maxBodyBytes)
             limits.maxPDUsPerBatch = SendRequestParser.maxPDUsPerRequest
             limits.maxQueuedBytes = max(limits.maxQueuedBytes, 2 * limits.maxBatchBytes)
+            limits.maxBytes = Int64(configuration.storage.maxBytes)
             outbox = try Outbox(path: configuration.storage.path, logger: logger, limits: limits)
         } catch {
             throw DaemonStartError("storage.path: \(error)")
@@ -96,7 +97,7 @@ public final class Daemon: Sendable {
             administration: DestinationAdmin(outbox: outbox, sender: sender, resolver: resolver),
             queries: QueryForwarder(querier: FederationQuerier(client: client, outbox: outbox, logger: logger)),
             ephemeralDelivery: SenderEphemeralDelivery(sender: sender),
-            metricsText: { await MetricsText.render(sender: sender, pool: pool) })
+            metricsText: { await MetricsText.render(sender: sender, pool: pool, outbox: outbox) })
         let server: IngestServer
         let ingestEndpoint: Configuration.ListenAddress
         do {
@@ -121,7 +122,12 @@ public final class Daemon: Sendable {
         let statusLine: @Sendable () async -> String = { await MetricsText.statusLine(sender: sender, pool: pool) }
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
-                .init(service: OutboxService(outbox: outbox, logger: logger), serviceName: "outbox"),
+                .init(service: OutboxService(
+                    outbox: outbox,
+                    retention: RetentionPolicy(catchUpAfterMS: configuration.sender.catchUpAfter.milliseconds,
+                                               maxAgeMS: configuration.storage.maxAge.milliseconds),
+                    logger: logger),
+                      serviceName: "outbox"),
                 .init(service: ConnectionPoolService(pool: pool), serviceName: "connection pool"),
                 .init(service: SenderService(sender: sender, stopTimeout: configuration.server.stopTimeout, logger: logger),
                       serviceName: "sender"),

@@ -43,9 +43,12 @@ struct SenderService: Service {
     }
 }
 
-/// Prunes delivered rows from the Outbox once a minute and closes it last at shutdown.
+/// Prunes the Outbox once a minute, and at once when a commit leaves it near `storage.max_bytes`; closes it last
+/// at shutdown. Logs once per episode of dropping units still owed to backing-off destinations.
 struct OutboxService: Service {
     let outbox: Outbox
+    /// What may go besides delivered units; the ingest txn id cutoff is filled in at each pass.
+    let retention: RetentionPolicy
     let logger: Logger
     static let pruneInterval: Duration = .seconds(60)
     /// How long a repeated ingest txnId is still recognised: a homeserver retries within
@@ -53,17 +56,43 @@ struct OutboxService: Service {
     static let ingestTransactionRetentionMS: Int64 = 24 * 3600 * 1000
 
     func run() async throws {
-        while true {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.pruneInterval) }
-            if Task.isShuttingDownGracefully || Task.isCancelled { break }
-            do {
-                let cutoff = WallClock.nowMS() - Self.ingestTransactionRetentionMS
-                let removed = try await outbox.prune(ingestTransactionsReceivedBefore: cutoff)
-                if removed > 0 { logger.debug("pruned delivered rows", metadata: ["rows": "\(removed)"]) }
-            } catch {
-                logger.error("pruning the outbox failed", metadata: ["error": "\(error)"])
+        let (passes, requestPass) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        outbox.observeStoragePressure { requestPass.yield() }
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                while (try? await Task.sleep(for: Self.pruneInterval)) != nil {
+                    requestPass.yield()
+                }
             }
+            var dropping = false
+            for await _ in passes.cancelOnGracefulShutdown() {
+                dropping = await prune(droppingBefore: dropping)
+            }
+            group.cancelAll()
         }
         outbox.close()
+    }
+
+    /// One pass; returns whether it dropped units, so that only the first pass of an episode logs it.
+    private func prune(droppingBefore: Bool) async -> Bool {
+        var policy = retention
+        policy.ingestTransactionsReceivedBefore = WallClock.nowMS() - Self.ingestTransactionRetentionMS
+        do {
+            let report = try await outbox.prune(policy)
+            if report.rowsDeleted > 0 { logger.debug("pruned the outbox", metadata: ["rows": "\(report.rowsDeleted)"]) }
+            if report.droppedUnits, !droppingBefore {
+                logger.warning("""
+                    outbox past storage.max_bytes or storage.max_age_ms: dropped the oldest units owed only to \
+                    backing-off destinations; they will catch up with the newest PDU of each room
+                    """, metadata: [
+                        "pdus_dropped": "\(report.pdusDropped)", "edu_copies_dropped": "\(report.eduCopiesDropped)",
+                        "used_bytes": "\(report.usedBytes)", "max_bytes": "\(outbox.limits.maxBytes)",
+                    ])
+            }
+            return report.droppedUnits
+        } catch {
+            logger.error("pruning the outbox failed", metadata: ["error": "\(error)"])
+            return droppingBefore
+        }
     }
 }

@@ -1,9 +1,10 @@
+import Outbox
 import Sender
 import Transport
 
 /// The numbers an admin looks at, as Prometheus text for `/metrics` and one line for `STATUS=`.
 enum MetricsText {
-    static func render(sender: FederationSender, pool: ConnectionPool) async -> String {
+    static func render(sender: FederationSender, pool: ConnectionPool, outbox: Outbox) async -> String {
         let metrics = await sender.currentMetrics
         let counts = await pool.counts
         let rows: [(String, String, Int)] = [
@@ -33,6 +34,9 @@ enum MetricsText {
             ("southbridge_connection_evictions_total", "counter", counts.evictions),
             ("southbridge_connection_waiters", "gauge", counts.waiting),
             ("southbridge_tls_handshakes_total", "counter", counts.handshakesCompleted),
+            ("southbridge_outbox_used_bytes", "gauge", Int(outbox.usedBytes)),
+            ("southbridge_outbox_pdus_dropped_total", "counter", outbox.droppedPDUCount),
+            ("southbridge_outbox_edu_copies_dropped_total", "counter", outbox.droppedEDUCopyCount),
         ]
         let waitingByClass = RequestClass.allCases.map {
             "southbridge_connection_waiters_by_class{class=\"\($0.label)\"} \(counts.waitingByClass[$0] ?? 0)\n"

@@ -119,7 +119,7 @@ import Testing
             #expect(next.perPDU == [3])
 
             try await reopened.recordDelivered(destination: "a.example", upTo: 3)
-            _ = try await reopened.prune(ingestTransactionsReceivedBefore: Int64.max)
+            _ = try await reopened.prune(RetentionPolicy(ingestTransactionsReceivedBefore: Int64.max))
             #expect(try await reopened.rowCounts().pdus == 0)
             reopened.close()
 

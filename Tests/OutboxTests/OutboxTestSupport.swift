@@ -77,3 +77,12 @@ func edu(type: String = "m.direct_to_device", serial: Int, destinations: [String
     let json = #"{"content":\#(content),"edu_type":"\#(type)"}"#
     return IncomingEDU(eduType: type, canonicalJSON: Array(json.utf8), destinations: destinations)
 }
+
+/// The size of the file at `path` in bytes.
+func fileSize(_ path: String) throws -> Int64 {
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+        throw TestSetupError(description: "stat \(path) failed with errno \(errno)")
+    }
+    return Int64(info.st_size)
+}

@@ -28,6 +28,8 @@ struct ConfigurationLimit: Sendable, CustomTestStringConvertible {
 struct ConfigurationLimitsTests {
     static let limits: [ConfigurationLimit] = [
         ConfigurationLimit("server.stop_timeout_ms", 0...600_000, duration: \.server.stopTimeout),
+        ConfigurationLimit("storage.max_bytes", 1_048_576...1_099_511_627_776, field: \.storage.maxBytes),
+        ConfigurationLimit("storage.max_age_ms", 60_000...31_536_000_000, duration: \.storage.maxAge),
         ConfigurationLimit("ingest.max_body_bytes", 1024...33_554_432, field: \.ingest.maxBodyBytes),
         ConfigurationLimit("resolver.well_known_port", 1...65535, field: \.resolver.wellKnownPort),
         ConfigurationLimit("limits.max_connections", 1...65535,

@@ -33,6 +33,9 @@ public struct SQLiteError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The primary result code (the low byte of the extended one), e.g. `SQLITE_CONSTRAINT`.
     public var primaryCode: Int32 { code & 0xFF }
 
+    /// Whether the operating system failed a read or write (`SQLITE_IOERR`): the storage, not the request.
+    public var isIOError: Bool { primaryCode == SQLITE_IOERR }
+
     public var description: String {
         "SQLite error \(code) (\(message)) in `\(sql)`"
     }

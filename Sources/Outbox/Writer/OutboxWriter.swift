@@ -1,3 +1,4 @@
+import CSQLite
 import Logging
 import Synchronization
 
@@ -29,6 +30,12 @@ final class OutboxWriter: @unchecked Sendable {
     let committedTransactions = Atomic<Int>(0)
     /// The highest stream ordering that is committed.
     let committedStreamOrdering = Atomic<Int64>(0)
+    /// Bytes of the file's pages in use after the last commit.
+    let usedBytes = Atomic<Int64>(0)
+
+    // Written by the writer thread only.
+    /// Writes failed for lack of space or an I/O error since the last commit that worked; nil while they work.
+    private var failingWrites: Int?
 
     private let lock = ConditionLock()
     // Guarded by `lock`.
@@ -132,6 +139,7 @@ final class OutboxWriter: @unchecked Sendable {
             return
         }
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
+        usedBytes.store((try? store.usedBytes()) ?? 0, ordering: .relaxed)
         logger.info("outbox opened", metadata: ["stream_ordering": "\(store.allocatedStreamOrdering)"])
 
         lock.lock()
@@ -170,9 +178,9 @@ final class OutboxWriter: @unchecked Sendable {
         do throws(SQLiteError) {
             try store.beginImmediate()
         } catch {
-            logger.error("outbox group commit could not begin", metadata: ["error": "\(error)"])
+            let failure = noteFailure(error, writes: writes.count)
             for job in writes {
-                job.fail(.storage(path: path, error))
+                job.fail(failure)
             }
             return
         }
@@ -183,16 +191,16 @@ final class OutboxWriter: @unchecked Sendable {
                 let completion = try store.withSavepoint { () throws(SQLiteError) in try job.perform(store) }
                 completions.append((job, completion))
             } catch {
-                logger.warning("outbox write failed and was rolled back", metadata: ["error": "\(error)"])
-                job.fail(.storage(path: path, error))
+                let failure = noteFailure(error, writes: 1)
+                job.fail(failure)
                 if !store.isInTransaction {
                     // SQLite gave up the whole transaction (I/O error, disk full): nothing of the group survives.
                     store.rollback()
                     for entry in completions {
-                        entry.job.fail(.storage(path: path, error))
+                        entry.job.fail(failure)
                     }
                     for later in writes[(index + 1)...] {
-                        later.fail(.storage(path: path, error))
+                        later.fail(failure)
                     }
                     return
                 }
@@ -201,21 +209,44 @@ final class OutboxWriter: @unchecked Sendable {
         do throws(SQLiteError) {
             try store.commit()
         } catch {
-            logger.error("outbox group commit failed", metadata: ["error": "\(error)", "writes": "\(writes.count)"])
+            let failure = noteFailure(error, writes: writes.count)
             store.rollback()
             for entry in completions {
-                entry.job.fail(.storage(path: path, error))
+                entry.job.fail(failure)
             }
             return
         }
         committedTransactions.add(1, ordering: .relaxed)
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
+        if let used = try? store.usedBytes() { usedBytes.store(used, ordering: .relaxed) }
+        if let failed = failingWrites {
+            failingWrites = nil
+            logger.notice("outbox writes succeed again", metadata: ["failed_writes": "\(failed)"])
+        }
         logger.debug("outbox group committed", metadata: [
             "writes": "\(writes.count)", "stream_ordering": "\(store.allocatedStreamOrdering)",
         ])
         for entry in completions {
             entry.completion()
         }
+    }
+
+    /// Classifies a failed write and logs it: a full filesystem or an I/O error once per episode (until a commit
+    /// works again), since every request fails the same way meanwhile; any other error each time.
+    private func noteFailure(_ error: SQLiteError, writes: Int) -> OutboxError {
+        let failure: OutboxError = error.primaryCode == SQLITE_FULL ? .diskFull(path: path, error) : .storage(path: path, error)
+        guard error.primaryCode == SQLITE_FULL || error.primaryCode == SQLITE_IOERR else {
+            logger.warning("outbox write failed and was rolled back", metadata: ["error": "\(error)"])
+            return failure
+        }
+        if let failed = failingWrites {
+            failingWrites = failed + writes
+        } else {
+            failingWrites = writes
+            logger.error("outbox writes are failing; ingest is refused until they work again, nothing committed is lost",
+                         metadata: ["error": "\(failure)"])
+        }
+        return failure
     }
 
     private func read(_ job: WriterJob, store: OutboxStore) {
