@@ -75,7 +75,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .executableTarget(name: "southbridge", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Transport", "Resolver", "Systemd",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Transport", "Resolver", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -62,7 +62,9 @@ public final class IngestClient: Sendable {
         let head = HTTPRequestHead(version: .http1_1, method: method, uri: target, headers: headers)
         let buffer = channel.allocator.buffer(bytes: body)
         channel.eventLoop.execute { [channel] in
-            guard let collector = try? channel.pipeline.syncOperations.handler(type: ResponseCollector.self) else {
+            // Once the connection is closed its collector would never answer: fail at once.
+            guard channel.isActive,
+                  let collector = try? channel.pipeline.syncOperations.handler(type: ResponseCollector.self) else {
                 promise.fail(Failure(description: "ingest connection is closed"))
                 return
             }

@@ -1,6 +1,7 @@
 import Federation
 import Glibc
 import Logging
+import Outbox
 import SouthbridgeDaemon
 import Systemd
 
@@ -13,6 +14,7 @@ let usage = """
     commands:
       run --config PATH               run the daemon (systemd runs this)
       check-config --config PATH      check a config file; exit 1 with one line per problem
+      check-storage --config PATH     check the outbox file (storage.path); exit 1 with one line per problem
       generate-signing-key PATH       write a new Ed25519 signing key in Synapse's format
       demo [--servers N] [--pdus N]   run southbridge against N local fake homeservers
       --version                       print the version
@@ -40,6 +42,8 @@ struct SouthbridgeCommand {
             } catch {
                 fail("\(error)", code: 1)
             }
+        case "check-storage":
+            checkStorage(configPath: option("--config", in: arguments) ?? "/etc/southbridge/southbridge.toml")
         case "run":
             let path = option("--config", in: arguments) ?? "/etc/southbridge/southbridge.toml"
             await run(configPath: path)
@@ -82,6 +86,31 @@ struct SouthbridgeCommand {
         } catch {
             logger.critical("southbridge cannot run", metadata: ["error": "\(error)"])
             exit(1)
+        }
+    }
+
+    /// Runs SQLite's integrity check and the outbox's own invariants on `storage.path`, beside a running daemon
+    /// or not, and prints what the file holds and every problem found.
+    static func checkStorage(configPath: String) {
+        let path: String
+        do {
+            path = try Configuration.load(path: configPath).storage.path
+        } catch {
+            fail("\(error)", code: 1)
+        }
+        guard access(path, F_OK) == 0 else {
+            fail("storage.path: \(path) does not exist (southbridge creates it at its first start)", code: 1)
+        }
+        do {
+            let report = try OutboxCheck.run(path: path)
+            print("\(path):")
+            for line in report.contents { print("  \(line)") }
+            guard report.isSound else {
+                fail(report.problems.map { "problem: \($0)" }.joined(separator: "\n"), code: 1)
+            }
+            print("ok: integrity_check and the outbox's invariants hold")
+        } catch {
+            fail("storage.path: \(error)", code: 1)
         }
     }
 

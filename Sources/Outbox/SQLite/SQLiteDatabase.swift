@@ -9,11 +9,11 @@ final class SQLiteDatabase {
     private(set) var connection: OpaquePointer?
     private var statements: [String: SQLiteStatement] = [:]
 
-    /// Opens (and creates, when missing) the database file at `path`.
-    init(path: String) throws(SQLiteError) {
+    /// Opens (and creates, when missing) the database file at `path`; `readOnly` opens an existing file for reads.
+    init(path: String, readOnly: Bool = false) throws(SQLiteError) {
         self.path = path
         var connection: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
         let code = sqlite3_open_v2(path, &connection, flags, nil)
         guard code == SQLITE_OK, let connection else {
             let error = SQLiteError(code: code, connection: connection, sql: "open \(path)")

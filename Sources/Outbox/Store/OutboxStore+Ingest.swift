@@ -50,13 +50,7 @@ extension OutboxStore {
     /// The id of the set holding exactly `destinations` (repeats ignored), created the first time it is seen.
     private func destinationSet(of destinations: [String], insertDestination: SQLiteStatement) throws(SQLiteError) -> Int64 {
         let members = Set(destinations).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        var joined: [UInt8] = []
-        joined.reserveCapacity(members.reduce(0) { $0 + $1.utf8.count + 1 })
-        for member in members {
-            joined += member.utf8
-            joined.append(0x0A)
-        }
-        let hash = SHA256.hash(joined)
+        let hash = Self.membersHash(sortedMembers: members)
         if let known = destinationSetIDs[hash] { return known }
         let lookup = try database.statement("SELECT set_id FROM destination_sets WHERE members_hash = ?1")
         try lookup.bind(hash, at: 1)
@@ -79,6 +73,17 @@ extension OutboxStore {
         }
         cacheDestinationSet(hash, setID, uncommitted: true)
         return setID
+    }
+
+    /// The name of a destination set: the SHA-256 of its members, sorted bytewise, each followed by a newline.
+    static func membersHash(sortedMembers members: [String]) -> [UInt8] {
+        var joined: [UInt8] = []
+        joined.reserveCapacity(members.reduce(0) { $0 + $1.utf8.count + 1 })
+        for member in members {
+            joined += member.utf8
+            joined.append(0x0A)
+        }
+        return SHA256.hash(joined)
     }
 
     private func cacheDestinationSet(_ hash: [UInt8], _ setID: Int64, uncommitted: Bool) {
