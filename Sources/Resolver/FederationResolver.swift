@@ -106,7 +106,7 @@ public struct FederationResolver: Sendable {
             var lastError: ResolutionError?
             for record in DNSResolver.orderForConnection(records, using: &generator) {
                 do {
-                    for address in try await addresses(of: record.target) {
+                    for address in try await addresses(ofServiceTarget: record.target) {
                         endpoints.append(.init(ipAddress: address, port: Int(record.port)))
                     }
                 } catch {
@@ -126,6 +126,15 @@ public struct FederationResolver: Sendable {
             return try await dns.addresses(for: hostname)
         } catch {
             throw ResolutionError(error, host: hostname)
+        }
+    }
+
+    /// An SRV target that is a CNAME is unusable (RFC 2782); the other targets are tried.
+    private func addresses(ofServiceTarget target: String) async throws(ResolutionError) -> [String] {
+        do {
+            return try await dns.addresses(ofServiceTarget: target)
+        } catch {
+            throw ResolutionError(error, host: target)
         }
     }
 

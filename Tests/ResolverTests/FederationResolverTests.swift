@@ -54,6 +54,11 @@ struct FederationResolverTests {
         "srv-host=_matrix-fed._tcp.two.example.test,high.example.test,8002,20,0",
         "host-record=low.example.test,10.0.1.2",
         "host-record=high.example.test,10.0.1.3",
+        // RFC 2782: an SRV target must name its own addresses, not be an alias.
+        "cname=alias.example.test,t.example.test",
+        "srv-host=_matrix-fed._tcp.srv-alias.example.test,alias.example.test,8001,10,0",
+        "srv-host=_matrix-fed._tcp.srv-alias.example.test,t.example.test,8002,20,0",
+        "srv-host=_matrix-fed._tcp.srv-alias-only.example.test,alias.example.test,8001,10,0",
         "host-record=\(longName),10.0.2.1",
     ] + (wellKnownAnswers.keys.sorted() + ["nowk-srv.example.test"]).map { "host-record=\($0),127.0.0.1" }
 
@@ -91,6 +96,9 @@ struct FederationResolverTests {
         // Lower SRV priority first.
         Row(serverName: "two.example.test", endpoints: ["10.0.1.2:8001", "10.0.1.3:8002"], hostHeader: "two.example.test",
             certificate: .hostname("two.example.test")),
+        // A target that is a CNAME is not followed; the other target is used.
+        Row(serverName: "srv-alias.example.test", endpoints: ["10.0.0.4:8002"], hostHeader: "srv-alias.example.test",
+            certificate: .hostname("srv-alias.example.test")),
         // No SRV record can have a name longer than DNS allows: straight to A/AAAA on 8448.
         Row(serverName: longName, endpoints: ["10.0.2.1:8448"], hostHeader: longName, certificate: .hostname(longName)),
     ]
@@ -191,6 +199,21 @@ struct FederationResolverTests {
         } throws: { error in
             (error as? ResolutionError) == .noSuchName(host: "missing.example.test")
         }
+    }
+
+    @Test("an SRV record whose only target is a CNAME fails naming the target, and 8448 is not tried")
+    func aliasTarget() async throws {
+        let result = try await Discovery.with(allowlist: Self.testAllowlist) { discovery in
+            do {
+                return Result<ResolvedFederationAddress, ResolutionError>.success(
+                    try await discovery.resolver.resolve(try ServerName("srv-alias-only.example.test")))
+            } catch let error as ResolutionError {
+                return .failure(error)
+            }
+        }
+        let reason = DNSError.aliasNotAllowed(name: "alias.example.test", target: "t.example.test").description
+        #expect(result == .failure(.unusableServiceTarget(host: "alias.example.test", reason: reason)))
+        #expect(reason.contains("CNAME"))
     }
 
     @Test("resolving a name again is answered from the caches")
