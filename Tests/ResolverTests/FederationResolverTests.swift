@@ -149,6 +149,7 @@ struct FederationResolverTests {
         }
 
         /// Runs `body` against a fresh fixture and stops it afterwards, whether `body` threw or not.
+        @discardableResult
         static func with<Value>(allowlist: [String], records: [String] = FederationResolverTests.records, authoritative: Bool = true,
                                 configureDNS: (inout DNSResolver.Configuration) -> Void = { _ in },
                                 _ body: (Discovery) async throws -> Value) async throws -> Value {
@@ -169,9 +170,9 @@ struct FederationResolverTests {
 
     @Test("every row of the spec's table", arguments: rows)
     func specTable(row: Row) async throws {
-        let discovery = try await Discovery(allowlist: Self.testAllowlist)
-        let address = try await discovery.resolver.resolve(try ServerName(row.serverName))
-        await discovery.stop()
+        let address = try await Discovery.with(allowlist: Self.testAllowlist) { discovery in
+            try await discovery.resolver.resolve(try ServerName(row.serverName))
+        }
         #expect(address.endpoints.map(\.description) == row.endpoints)
         #expect(address.hostHeader == row.hostHeader)
         #expect(address.certificateName == row.certificate)
@@ -180,24 +181,24 @@ struct FederationResolverTests {
 
     @Test("a name whose every address is blocked fails naming the address and the range")
     func blockedAddresses() async throws {
-        let discovery = try await Discovery(allowlist: ["127.0.0.0/8"])
-        defer { Task { await discovery.stop() } }
-        await #expect {
-            _ = try await discovery.resolver.resolve(try ServerName("named.example.test:8888"))
-        } throws: { error in
-            guard let error = error as? ResolutionError else { return false }
-            return error == .allAddressesBlocked(host: "named.example.test", address: "10.0.0.1", range: "10.0.0.0/8")
+        try await Discovery.with(allowlist: ["127.0.0.0/8"]) { discovery in
+            await #expect {
+                _ = try await discovery.resolver.resolve(try ServerName("named.example.test:8888"))
+            } throws: { error in
+                guard let error = error as? ResolutionError else { return false }
+                return error == .allAddressesBlocked(host: "named.example.test", address: "10.0.0.1", range: "10.0.0.0/8")
+            }
         }
     }
 
     @Test("a name that does not exist is a typed error naming it")
     func noSuchName() async throws {
-        let discovery = try await Discovery(allowlist: Self.testAllowlist)
-        defer { Task { await discovery.stop() } }
-        await #expect {
-            _ = try await discovery.resolver.resolve(try ServerName("missing.example.test:8448"))
-        } throws: { error in
-            (error as? ResolutionError) == .noSuchName(host: "missing.example.test")
+        try await Discovery.with(allowlist: Self.testAllowlist) { discovery in
+            await #expect {
+                _ = try await discovery.resolver.resolve(try ServerName("missing.example.test:8448"))
+            } throws: { error in
+                (error as? ResolutionError) == .noSuchName(host: "missing.example.test")
+            }
         }
     }
 
@@ -218,13 +219,13 @@ struct FederationResolverTests {
 
     @Test("resolving a name again is answered from the caches")
     func cachedSecondResolution() async throws {
-        let discovery = try await Discovery(allowlist: Self.testAllowlist)
-        defer { Task { await discovery.stop() } }
-        _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
-        let queries = await discovery.dnsmasq.queries().count
-        let wellKnownRequests = discovery.wellKnownServer.requestCount
-        _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
-        #expect(await discovery.dnsmasq.queries().count == queries)
-        #expect(discovery.wellKnownServer.requestCount == wellKnownRequests)
+        try await Discovery.with(allowlist: Self.testAllowlist) { discovery in
+            _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
+            let queries = await discovery.dnsmasq.queries().count
+            let wellKnownRequests = discovery.wellKnownServer.requestCount
+            _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
+            #expect(await discovery.dnsmasq.queries().count == queries)
+            #expect(discovery.wellKnownServer.requestCount == wellKnownRequests)
+        }
     }
 }
