@@ -21,6 +21,10 @@ public struct OutboxLimits: Sendable, Equatable {
     public var pruneStepRows: Int
     /// How long SQLite waits for a lock held by another connection (e.g. an operator's `sqlite3` shell).
     public var busyTimeoutMS: Int32
+    /// Most txn ids of requests with nothing to store (typing, presence and receipts only) remembered with their
+    /// answers, so that a repeat gets the first answer; the oldest is forgotten first. 4,096 covers minutes of a
+    /// busy server's typing notifications, longer than a homeserver retries one request, in about 1 MiB at worst.
+    public var maxEphemeralTxnIDs: Int
 
     public init(
         maxPDUBytes: Int = 65_536,
@@ -31,7 +35,8 @@ public struct OutboxLimits: Sendable, Equatable {
         maxGroupBytes: Int = 8 << 20,
         maxQueuedBytes: Int = 64 << 20,
         pruneStepRows: Int = 1_000,
-        busyTimeoutMS: Int32 = 5_000
+        busyTimeoutMS: Int32 = 5_000,
+        maxEphemeralTxnIDs: Int = 4_096
     ) {
         self.maxPDUBytes = maxPDUBytes
         self.maxPDUsPerBatch = maxPDUsPerBatch
@@ -42,5 +47,6 @@ public struct OutboxLimits: Sendable, Equatable {
         self.maxQueuedBytes = maxQueuedBytes
         self.pruneStepRows = pruneStepRows
         self.busyTimeoutMS = busyTimeoutMS
+        self.maxEphemeralTxnIDs = maxEphemeralTxnIDs
     }
 }
