@@ -56,7 +56,9 @@ public struct IngestResponse: Sendable {
 /// The homeserver-facing API: routes, authentication and validation, with no socket code.
 ///
 /// Nothing is acknowledged before the Outbox has committed it: `PUT /send` answers only
-/// after `Outbox.accept` returned, and a repeated txnId gets the first answer back.
+/// after `Outbox.accept` returned (at once for a request with nothing to store: typing,
+/// presence and receipts only). A repeated txnId gets the first answer back and hands
+/// nothing to the sender again.
 public struct IngestAPI: Sendable {
     static let sendPrefix = "/_southbridge/v1/send/"
     static let destinationsPath = "/_southbridge/v1/destinations"
@@ -221,17 +223,15 @@ public struct IngestAPI: Sendable {
         }
         let parsed = try parser.parse(txnID: txnID, body: body)
         let batch = parsed.batch
-        if batch.pdus.isEmpty, batch.edus.isEmpty {
-            // Typing, presence and receipts only: they live in memory, so nothing is written
-            // (no fsync on the SD card for every typing notification). A repeat just collapses.
-            if let ephemeralDelivery, !parsed.ephemeral.isEmpty {
-                ephemeralDelivery.accepted(events: [], ephemeral: parsed.ephemeral)
-            }
-            return IngestResponse(json: ["stream_ordering": .integer(outbox.maxStreamOrdering)])
-        }
         let receipt: IngestReceipt
         do {
-            receipt = try await outbox.accept(batch)
+            if batch.pdus.isEmpty, batch.edus.isEmpty {
+                // Typing, presence and receipts only: they live in memory, so nothing is written
+                // (no fsync on the SD card for every typing notification).
+                receipt = try outbox.acceptWithoutStoring(txnID: txnID)
+            } else {
+                receipt = try await outbox.accept(batch)
+            }
         } catch {
             switch error {
             case .invalidBatch(_, let field, let rule):

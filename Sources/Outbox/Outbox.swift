@@ -12,7 +12,9 @@ import Musl
 ///
 /// Guarantees:
 /// - `accept` returns only after the batch is committed with `synchronous=FULL` in WAL mode, i.e. fsync'd;
-///   a txn id is stored once and a repeat gets the first receipt back.
+///   a txn id is stored once and a repeat gets the first receipt back. A request with nothing to store goes to
+///   `acceptWithoutStoring`, which writes nothing and remembers its txn id in memory, so a repeat of it gets the
+///   first receipt back too.
 /// - All SQLite work, reads included, runs on one dedicated writer thread, never on the caller's (NIO event loops,
 ///   Swift concurrency tasks); callers suspend on a continuation and the thread never waits on them. Running reads
 ///   on the same thread keeps one connection and needs no locking; reads are short and indexed.
@@ -29,6 +31,7 @@ public final class Outbox: Sendable {
     private let droppedEDUCopies = Atomic<Int>(0)
     /// Whether `accept` is refusing batches at `limits.maxBytes`, so that an episode is logged once.
     private let refusingAtLimit = Atomic<Bool>(false)
+    private let ephemeralTransactions: Mutex<RecentEphemeralTransactions>
 
     /// Opens the database at `path`, creating the file (not its directory) and migrating the schema.
     ///
@@ -43,6 +46,7 @@ public final class Outbox: Sendable {
         logger[metadataKey: "outbox"] = "\(path)"
         self.path = path
         self.limits = limits
+        self.ephemeralTransactions = Mutex(RecentEphemeralTransactions(capacity: limits.maxEphemeralTxnIDs))
         self.writer = try OutboxWriter(path: path, limits: limits, logger: logger, now: now)
     }
 
@@ -111,6 +115,17 @@ public final class Outbox: Sendable {
     /// The bytes in use `prune` brings the file back under once it is past them.
     private var pruneTargetBytes: Int64 {
         limits.maxBytes / 100 * OutboxLimits.pruneTargetPercent
+    }
+
+    /// Answers a request that carries nothing to store (typing, presence and receipts only) without touching the
+    /// database, so that such requests cost no fsync: a txn id among the last `limits.maxEphemeralTxnIDs` of these
+    /// gets its first receipt back, marked `isReplay`; a new one gets the current `maxStreamOrdering`, which is
+    /// remembered as its answer. Only in memory, as the EDUs such a request carries are (see
+    /// `RecentEphemeralTransactions`). The txn id is checked as `accept` checks it.
+    public func acceptWithoutStoring(txnID: String) throws(OutboxError) -> IngestReceipt {
+        try IngestBatch(txnID: txnID, pdus: []).validate(limits: limits)
+        let streamOrdering = maxStreamOrdering
+        return ephemeralTransactions.withLock { $0.accept(txnID, streamOrdering: streamOrdering) }
     }
 
     /// Calls `observer` with every batch `accept` commits from now on, on the writer thread,

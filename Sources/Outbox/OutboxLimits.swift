@@ -28,6 +28,10 @@ public struct OutboxLimits: Sendable, Equatable {
     /// `storage.max_bytes`: most bytes of pages in use in the file. From nine tenths of it, pruning drops the oldest
     /// units only backing-off destinations need; at it, `accept` refuses with `storageLimitReached`.
     public var maxBytes: Int64
+    /// Most txn ids of requests with nothing to store (typing, presence and receipts only) remembered with their
+    /// answers, so that a repeat gets the first answer; the oldest is forgotten first. 4,096 covers minutes of a
+    /// busy server's typing notifications, longer than a homeserver retries one request, in about 1 MiB at worst.
+    public var maxEphemeralTxnIDs: Int
 
     public init(
         maxPDUBytes: Int = 65_536,
@@ -39,7 +43,8 @@ public struct OutboxLimits: Sendable, Equatable {
         maxQueuedBytes: Int = 64 << 20,
         pruneStepRows: Int = 1_000,
         busyTimeoutMS: Int32 = 5_000,
-        maxBytes: Int64 = 1 << 30
+        maxBytes: Int64 = 1 << 30,
+        maxEphemeralTxnIDs: Int = 4_096
     ) {
         self.maxPDUBytes = maxPDUBytes
         self.maxPDUsPerBatch = maxPDUsPerBatch
@@ -51,5 +56,6 @@ public struct OutboxLimits: Sendable, Equatable {
         self.pruneStepRows = pruneStepRows
         self.busyTimeoutMS = busyTimeoutMS
         self.maxBytes = maxBytes
+        self.maxEphemeralTxnIDs = maxEphemeralTxnIDs
     }
 }

@@ -80,15 +80,25 @@ public struct FederationResolver: Sendable {
 
     /// Steps 3.3–3.5 and 4–6: SRV `_matrix-fed._tcp`, then `_matrix._tcp`, then port 8448.
     /// `Host` and the certificate stay `hostname` whatever the SRV target is.
+    ///
+    /// Only an answer that there is no such record (NXDOMAIN, NODATA, a "." target) moves on
+    /// to the next step. A lookup that failed (timeout, SERVFAIL, REFUSED...) says nothing
+    /// about the records: taking it for "none" would send the traffic to a port that may be
+    /// another server's, or nobody's. The resolution fails instead, like an A/AAAA lookup
+    /// that gets no answer, and the destination is tried again after its backoff.
     private func serviceOrDefault(_ destination: ServerName, hostname: String) async throws(ResolutionError) -> ResolvedFederationAddress {
         for service in Self.serviceNames {
+            let serviceName = service + hostname
             let records: [SRVRecord]
             do {
-                records = try await dns.serviceRecords(service + hostname)
-            } catch {
-                // A broken SRV answer is no reason to give up on the plain name.
-                logger.debug("SRV lookup failed", metadata: ["destination": "\(destination)", "error": "\(error)"])
+                records = try await dns.serviceRecords(serviceName)
+            } catch .invalidName(_, let reason) {
+                // A server name near the 255-byte limit leaves no room for the prefix: no
+                // record can have this name.
+                logger.debug("SRV name cannot exist", metadata: ["destination": "\(destination)", "reason": "\(reason)"])
                 continue
+            } catch {
+                throw ResolutionError(error, host: serviceName)
             }
             guard !records.isEmpty else { continue }
             var generator = SystemRandomNumberGenerator()
@@ -96,7 +106,7 @@ public struct FederationResolver: Sendable {
             var lastError: ResolutionError?
             for record in DNSResolver.orderForConnection(records, using: &generator) {
                 do {
-                    for address in try await addresses(of: record.target) {
+                    for address in try await addresses(ofServiceTarget: record.target) {
                         endpoints.append(.init(ipAddress: address, port: Int(record.port)))
                     }
                 } catch {
@@ -116,6 +126,15 @@ public struct FederationResolver: Sendable {
             return try await dns.addresses(for: hostname)
         } catch {
             throw ResolutionError(error, host: hostname)
+        }
+    }
+
+    /// An SRV target that is a CNAME is unusable (RFC 2782); the other targets are tried.
+    private func addresses(ofServiceTarget target: String) async throws(ResolutionError) -> [String] {
+        do {
+            return try await dns.addresses(ofServiceTarget: target)
+        } catch {
+            throw ResolutionError(error, host: target)
         }
     }
 

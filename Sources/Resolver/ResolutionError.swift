@@ -10,12 +10,15 @@ public enum ResolutionError: Error, Sendable, Equatable, CustomStringConvertible
     case timeout(host: String, reason: String)
     /// The nameservers failed in another way (SERVFAIL, malformed answers, unreachable).
     case lookupFailed(host: String, reason: String)
+    /// An SRV record's target is an alias (CNAME), which RFC 2782 forbids.
+    case unusableServiceTarget(host: String, reason: String)
 
     init(_ error: DNSError, host: String) {
         switch error {
         case .noSuchName: self = .noSuchName(host: host)
         case .noAddresses: self = .noAddresses(host: host, reason: error.description)
         case .timeout: self = .timeout(host: host, reason: error.description)
+        case .aliasNotAllowed: self = .unusableServiceTarget(host: host, reason: error.description)
         default: self = .lookupFailed(host: host, reason: error.description)
         }
     }
@@ -32,6 +35,8 @@ public enum ResolutionError: Error, Sendable, Equatable, CustomStringConvertible
             "cannot resolve \"\(host)\": \(reason)"
         case .lookupFailed(let host, let reason):
             "cannot resolve \"\(host)\": \(reason)"
+        case .unusableServiceTarget(let host, let reason):
+            "cannot use SRV target \"\(host)\": \(reason)"
         }
     }
 }

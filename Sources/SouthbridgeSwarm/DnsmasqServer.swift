@@ -8,6 +8,10 @@ import Synchronization
 /// A real dnsmasq on 127.0.0.1, authoritative for `example.test` (so negative answers carry
 /// an SOA), answering from the records given and logging every query it receives.
 ///
+/// Started with `authoritative: false` it is a forwarding resolver instead, as on a home
+/// router: it answers from the records given and passes other names on as its `server=`
+/// lines say, so a test can put a failing upstream behind chosen names.
+///
 /// It runs on a free port found by binding a UDP socket to port 0; if dnsmasq cannot take
 /// that port after all, another one is tried. `stop()` ends it and removes its directory.
 public final class DnsmasqServer: Sendable {
@@ -40,7 +44,7 @@ public final class DnsmasqServer: Sendable {
     }
 
     /// Starts dnsmasq with extra configuration lines such as `host-record=a.example.test,192.0.2.1`.
-    public static func start(_ records: [String], ttl: Int = 300) async throws -> DnsmasqServer {
+    public static func start(_ records: [String], ttl: Int = 300, authoritative: Bool = true) async throws -> DnsmasqServer {
         let directory = try TemporaryDirectory(prefix: "southbridge-dnsmasq")
         var lastOutput = ""
         for _ in 0..<5 {
@@ -56,12 +60,13 @@ public final class DnsmasqServer: Sendable {
                 "log-queries",
                 "log-facility=\(logPath)",
                 "pid-file=\(directory.path)/dnsmasq.pid",
+                "local-ttl=\(ttl)",
+            ] + (authoritative ? [
                 "auth-server=ns.example.test,127.0.0.1",
                 "auth-zone=example.test",
                 "auth-soa=1,hostmaster.example.test,1200,120,604800",
                 "auth-ttl=\(ttl)",
-                "local-ttl=\(ttl)",
-            ] + records
+            ] : []) + records
             try writeFile(configPath, configuration.joined(separator: "\n") + "\n", mode: 0o644)
             let process = try ChildProcess(
                 executable: "/usr/sbin/dnsmasq", arguments: ["--keep-in-foreground", "--conf-file=\(configPath)"],

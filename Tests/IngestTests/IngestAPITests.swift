@@ -68,6 +68,26 @@ struct IngestAPITests {
         }
     }
 
+    @Test("a repeated txnId of typing, presence or receipts only gets the first answer and hands nothing on again")
+    func ephemeralOnlyRepeat() async throws {
+        try await withAPI { api, outbox, recorder in
+            let ephemeral = #"{"edus":[{"edu_type":"m.typing","content":{"room_id":"!r:x","user_id":"@u:self.example","typing":true},"destinations":["a.example"]},{"edu_type":"m.receipt","content":{"!r:x":{"m.read":{"@u:self.example":{"event_ids":["$e"],"data":{"ts":1}}}}},"destinations":["a.example"]}]}"#
+            let first = await send(api, txn: "ephemeral", body: ephemeral)
+            #expect(first.status == 200)
+            #expect(String(decoding: first.body, as: UTF8.self) == #"{"stream_ordering":0}"#)
+            // A PDU accepted meanwhile moves the highest stream ordering on.
+            #expect(await send(api, txn: "pdu", body: #"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#).status == 200)
+            let handedOn = recorder.ephemeral.count
+            let commits = outbox.committedTransactionCount
+
+            let again = await send(api, txn: "ephemeral", body: ephemeral)
+            #expect(again.status == 200)
+            #expect(again.body == first.body)
+            #expect(recorder.ephemeral.count == handedOn)
+            #expect(outbox.committedTransactionCount == commits)
+        }
+    }
+
     @Test func refusesMissingAndWrongTokens() async throws {
         try await withAPI { api, _, _ in
             let missing = await send(api, txn: "t", body: "{}", token: nil)

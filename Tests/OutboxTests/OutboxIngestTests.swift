@@ -94,6 +94,32 @@ import Testing
         }
     }
 
+    @Test("a request with nothing to store is answered without a write; a repeat among the last maxEphemeralTxnIDs gets the first answer")
+    func acceptWithoutStoring() async throws {
+        try await withTemporaryDirectory { directory in
+            var limits = OutboxLimits()
+            limits.maxEphemeralTxnIDs = 2
+            let outbox = try openOutbox(in: directory, limits: limits)
+            defer { outbox.close() }
+            #expect(try outbox.acceptWithoutStoring(txnID: "e1") == IngestReceipt(streamOrdering: 0, isReplay: false, perPDU: []))
+            _ = try await outbox.accept(IngestBatch(txnID: "t", pdus: [
+                pdu(room: "!r:hs.example", serial: 1, destinations: ["a.example"]),
+            ]))
+            let commits = outbox.committedTransactionCount
+            #expect(try outbox.acceptWithoutStoring(txnID: "e1") == IngestReceipt(streamOrdering: 0, isReplay: true, perPDU: []))
+            #expect(try outbox.acceptWithoutStoring(txnID: "e2") == IngestReceipt(streamOrdering: 1, isReplay: false, perPDU: []))
+            #expect(try outbox.acceptWithoutStoring(txnID: "e3").isReplay == false)
+            // e1 was the oldest of three: forgotten, so it is a new request now.
+            #expect(try outbox.acceptWithoutStoring(txnID: "e1") == IngestReceipt(streamOrdering: 1, isReplay: false, perPDU: []))
+            #expect(try outbox.acceptWithoutStoring(txnID: "e3").isReplay)
+            #expect(outbox.committedTransactionCount == commits)
+            #expect(try await outbox.rowCounts().ingestTransactions == 1)
+            #expect(throws: OutboxError.invalidBatch(txnID: "", field: "txn_id", rule: "must not be empty")) {
+                try outbox.acceptWithoutStoring(txnID: "")
+            }
+        }
+    }
+
     @Test func dataAndStreamOrderingSurviveCloseAndReopen() async throws {
         try await withTemporaryDirectory { directory in
             let first = try openOutbox(in: directory)

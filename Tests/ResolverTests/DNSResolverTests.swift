@@ -102,6 +102,24 @@ struct DNSResolverTests {
         }
     }
 
+    @Test("an SRV target that is a CNAME is refused naming the alias and its target, from the cache too")
+    func serviceTargetAlias() async throws {
+        try await withResolver { resolver, server, _ in
+            for _ in 0..<2 {
+                await #expect(throws: DNSError.aliasNotAllowed(name: "c1.example.test", target: "dual.example.test")) {
+                    try await resolver.addresses(ofServiceTarget: "C1.example.test.")
+                }
+            }
+            #expect(await server.queryCount("c1.example.test") == 2)
+            #expect("\(DNSError.aliasNotAllowed(name: "c1.example.test", target: "dual.example.test"))"
+                == #"DNS name "c1.example.test" is an alias (CNAME) of "dual.example.test", which an SRV target must not be (RFC 2782)"#)
+            let target = try await resolver.addresses(ofServiceTarget: "dual.example.test")
+            #expect(target == ["2001:db8::2", "192.0.2.2"])
+            let followed = try await resolver.addresses(for: "c1.example.test")
+            #expect(followed == ["2001:db8::2", "192.0.2.2"])
+        }
+    }
+
     @Test("NXDOMAIN is an error naming the name, cached for the SOA's negative TTL: no second query until it expires")
     func nameErrorCached() async throws {
         try await withResolver { resolver, server, clock in

@@ -22,6 +22,9 @@ struct FederationResolverTests {
     }
 
     static let zone = "example.test"
+    /// 245 bytes: a valid server name, too long to put `_matrix-fed._tcp.` in front of.
+    static let longName = [String(repeating: "a", count: 63), String(repeating: "b", count: 63),
+                           String(repeating: "c", count: 63), String(repeating: "d", count: 40), "example.test"].joined(separator: ".")
     /// Names with a `.well-known` answer point at the HTTPS server on 127.0.0.1.
     static let wellKnownAnswers: [String: JSONValue] = [
         "wk-ip.example.test": ["m.server": "10.0.0.2"],
@@ -51,6 +54,12 @@ struct FederationResolverTests {
         "srv-host=_matrix-fed._tcp.two.example.test,high.example.test,8002,20,0",
         "host-record=low.example.test,10.0.1.2",
         "host-record=high.example.test,10.0.1.3",
+        // RFC 2782: an SRV target must name its own addresses, not be an alias.
+        "cname=alias.example.test,t.example.test",
+        "srv-host=_matrix-fed._tcp.srv-alias.example.test,alias.example.test,8001,10,0",
+        "srv-host=_matrix-fed._tcp.srv-alias.example.test,t.example.test,8002,20,0",
+        "srv-host=_matrix-fed._tcp.srv-alias-only.example.test,alias.example.test,8001,10,0",
+        "host-record=\(longName),10.0.2.1",
     ] + (wellKnownAnswers.keys.sorted() + ["nowk-srv.example.test"]).map { "host-record=\($0),127.0.0.1" }
 
     static let rows: [Row] = [
@@ -87,6 +96,11 @@ struct FederationResolverTests {
         // Lower SRV priority first.
         Row(serverName: "two.example.test", endpoints: ["10.0.1.2:8001", "10.0.1.3:8002"], hostHeader: "two.example.test",
             certificate: .hostname("two.example.test")),
+        // A target that is a CNAME is not followed; the other target is used.
+        Row(serverName: "srv-alias.example.test", endpoints: ["10.0.0.4:8002"], hostHeader: "srv-alias.example.test",
+            certificate: .hostname("srv-alias.example.test")),
+        // No SRV record can have a name longer than DNS allows: straight to A/AAAA on 8448.
+        Row(serverName: longName, endpoints: ["10.0.2.1:8448"], hostHeader: longName, certificate: .hostname(longName)),
     ]
 
     /// A resolver wired as the daemon wires it, against the test's DNS and HTTPS servers.
@@ -94,12 +108,17 @@ struct FederationResolverTests {
         let dnsmasq: DnsmasqServer
         let wellKnownServer: SwarmServer
         let resolver: FederationResolver
+        /// Sends through `resolver`, as the sender does.
+        let client: FederationClient
         let directory: TemporaryDirectory
         let group = MultiThreadedEventLoopGroup.singleton
 
-        init(allowlist: [String]) async throws {
+        /// `records` and `authoritative` go to `DnsmasqServer.start`; `configureDNS` adjusts
+        /// the DNS client (shorter timeouts for a test that expects them).
+        init(allowlist: [String], records: [String] = FederationResolverTests.records, authoritative: Bool = true,
+             configureDNS: (inout DNSResolver.Configuration) -> Void = { _ in }) async throws {
             directory = try TemporaryDirectory(prefix: "southbridge-discovery")
-            dnsmasq = try await DnsmasqServer.start(FederationResolverTests.records)
+            dnsmasq = try await DnsmasqServer.start(records, authoritative: authoritative)
             let key = try SigningKey.generate(version: "discovery")
             let authority = try TestCertificateAuthority()
             wellKnownServer = try await SwarmServer.start(
@@ -111,13 +130,16 @@ struct FederationResolverTests {
             let pool = ConnectionPool(
                 limits: .init(maxConnections: 8, maxTLSHandshakes: 4, connectTimeout: .seconds(2), tlsHandshakeTimeout: .seconds(2)),
                 tlsContext: try TLSContext.client(caFile: directory.path + "/ca.pem"), group: group, logger: logger)
-            let dns = DNSResolver(configuration: .init(nameservers: [dnsmasq.address], hostsFilePath: directory.path + "/no-hosts"),
-                                  group: group, logger: logger)
+            var dnsConfiguration = DNSResolver.Configuration(nameservers: [dnsmasq.address], hostsFilePath: directory.path + "/no-hosts")
+            configureDNS(&dnsConfiguration)
+            let dns = DNSResolver(configuration: dnsConfiguration, group: group, logger: logger)
             let ranges = try allowlist.map { try IPRange(parsing: $0) }
             let wellKnown = WellKnownResolver(
                 fetcher: PoolWellKnownFetcher(pool: pool), lookUpAddresses: { try await dns.addresses(for: $0) },
                 ipRangeAllowlist: ranges, port: wellKnownServer.port, logger: logger)
             resolver = FederationResolver(dns: dns, wellKnown: wellKnown, ipRangeAllowlist: ranges, logger: logger)
+            client = FederationClient(origin: "origin.example.test", signingKey: key, resolver: resolver, pool: pool,
+                                      requestTimeout: .seconds(2), maxResponseBytes: 1 << 20)
         }
 
         func stop() async {
@@ -125,15 +147,32 @@ struct FederationResolverTests {
             await wellKnownServer.stop()
             directory.remove()
         }
+
+        /// Runs `body` against a fresh fixture and stops it afterwards, whether `body` threw or not.
+        @discardableResult
+        static func with<Value>(allowlist: [String], records: [String] = FederationResolverTests.records, authoritative: Bool = true,
+                                configureDNS: (inout DNSResolver.Configuration) -> Void = { _ in },
+                                _ body: (Discovery) async throws -> Value) async throws -> Value {
+            let discovery = try await Discovery(allowlist: allowlist, records: records, authoritative: authoritative,
+                                                configureDNS: configureDNS)
+            do {
+                let value = try await body(discovery)
+                await discovery.stop()
+                return value
+            } catch {
+                await discovery.stop()
+                throw error
+            }
+        }
     }
 
     static let testAllowlist = ["10.0.0.0/8", "127.0.0.0/8", "::1/128"]
 
     @Test("every row of the spec's table", arguments: rows)
     func specTable(row: Row) async throws {
-        let discovery = try await Discovery(allowlist: Self.testAllowlist)
-        let address = try await discovery.resolver.resolve(try ServerName(row.serverName))
-        await discovery.stop()
+        let address = try await Discovery.with(allowlist: Self.testAllowlist) { discovery in
+            try await discovery.resolver.resolve(try ServerName(row.serverName))
+        }
         #expect(address.endpoints.map(\.description) == row.endpoints)
         #expect(address.hostHeader == row.hostHeader)
         #expect(address.certificateName == row.certificate)
@@ -142,36 +181,51 @@ struct FederationResolverTests {
 
     @Test("a name whose every address is blocked fails naming the address and the range")
     func blockedAddresses() async throws {
-        let discovery = try await Discovery(allowlist: ["127.0.0.0/8"])
-        defer { Task { await discovery.stop() } }
-        await #expect {
-            _ = try await discovery.resolver.resolve(try ServerName("named.example.test:8888"))
-        } throws: { error in
-            guard let error = error as? ResolutionError else { return false }
-            return error == .allAddressesBlocked(host: "named.example.test", address: "10.0.0.1", range: "10.0.0.0/8")
+        try await Discovery.with(allowlist: ["127.0.0.0/8"]) { discovery in
+            await #expect {
+                _ = try await discovery.resolver.resolve(try ServerName("named.example.test:8888"))
+            } throws: { error in
+                guard let error = error as? ResolutionError else { return false }
+                return error == .allAddressesBlocked(host: "named.example.test", address: "10.0.0.1", range: "10.0.0.0/8")
+            }
         }
     }
 
     @Test("a name that does not exist is a typed error naming it")
     func noSuchName() async throws {
-        let discovery = try await Discovery(allowlist: Self.testAllowlist)
-        defer { Task { await discovery.stop() } }
-        await #expect {
-            _ = try await discovery.resolver.resolve(try ServerName("missing.example.test:8448"))
-        } throws: { error in
-            (error as? ResolutionError) == .noSuchName(host: "missing.example.test")
+        try await Discovery.with(allowlist: Self.testAllowlist) { discovery in
+            await #expect {
+                _ = try await discovery.resolver.resolve(try ServerName("missing.example.test:8448"))
+            } throws: { error in
+                (error as? ResolutionError) == .noSuchName(host: "missing.example.test")
+            }
         }
+    }
+
+    @Test("an SRV record whose only target is a CNAME fails naming the target, and 8448 is not tried")
+    func aliasTarget() async throws {
+        let result = try await Discovery.with(allowlist: Self.testAllowlist) { discovery in
+            do {
+                return Result<ResolvedFederationAddress, ResolutionError>.success(
+                    try await discovery.resolver.resolve(try ServerName("srv-alias-only.example.test")))
+            } catch let error as ResolutionError {
+                return .failure(error)
+            }
+        }
+        let reason = DNSError.aliasNotAllowed(name: "alias.example.test", target: "t.example.test").description
+        #expect(result == .failure(.unusableServiceTarget(host: "alias.example.test", reason: reason)))
+        #expect(reason.contains("CNAME"))
     }
 
     @Test("resolving a name again is answered from the caches")
     func cachedSecondResolution() async throws {
-        let discovery = try await Discovery(allowlist: Self.testAllowlist)
-        defer { Task { await discovery.stop() } }
-        _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
-        let queries = await discovery.dnsmasq.queries().count
-        let wellKnownRequests = discovery.wellKnownServer.requestCount
-        _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
-        #expect(await discovery.dnsmasq.queries().count == queries)
-        #expect(discovery.wellKnownServer.requestCount == wellKnownRequests)
+        try await Discovery.with(allowlist: Self.testAllowlist) { discovery in
+            _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
+            let queries = await discovery.dnsmasq.queries().count
+            let wellKnownRequests = discovery.wellKnownServer.requestCount
+            _ = try await discovery.resolver.resolve(try ServerName("wk-srv.example.test"))
+            #expect(await discovery.dnsmasq.queries().count == queries)
+            #expect(discovery.wellKnownServer.requestCount == wellKnownRequests)
+        }
     }
 }

@@ -17,6 +17,9 @@ public enum DNSError: Error, Sendable, Hashable, CustomStringConvertible {
     case networkFailure(name: String, type: DNSRecordType, reason: String)
     /// The CNAME chain is longer than the limit, or loops.
     case tooManyAliases(name: String, type: DNSRecordType, limit: Int)
+    /// The name is an alias (CNAME) where an alias is not allowed: an SRV target must be
+    /// the owner of its AAAA or A records (RFC 2782).
+    case aliasNotAllowed(name: String, target: String)
 
     public var description: String {
         switch self {
@@ -36,6 +39,8 @@ public enum DNSError: Error, Sendable, Hashable, CustomStringConvertible {
             "DNS \(type) query for \"\(name)\" could not reach a nameserver: \(reason)"
         case .tooManyAliases(let name, let type, let limit):
             "DNS \(type) lookup for \"\(name)\" follows more than \(limit) CNAME records"
+        case .aliasNotAllowed(let name, let target):
+            "DNS name \"\(name)\" is an alias (CNAME) of \"\(target)\", which an SRV target must not be (RFC 2782)"
         }
     }
 }

@@ -72,6 +72,18 @@ public final class DNSResolver: Sendable {
     /// and CNAME chains are followed. One family failing does not hide the other's answer.
     /// An IP literal is returned as it is (in canonical form).
     public func addresses(for hostname: String) async throws(DNSError) -> [String] {
+        try await addresses(for: hostname, followingAliases: true)
+    }
+
+    /// The addresses of an SRV record's target, as `addresses(for:)` gives them, except that
+    /// a target that is an alias (CNAME) is the error `aliasNotAllowed`: RFC 2782 requires
+    /// the target to own its address records, and the Matrix spec says to resolve targets
+    /// with AAAA and A only.
+    public func addresses(ofServiceTarget target: String) async throws(DNSError) -> [String] {
+        try await addresses(for: target, followingAliases: false)
+    }
+
+    private func addresses(for hostname: String, followingAliases: Bool) async throws(DNSError) -> [String] {
         if let literal = IPRange.addressBytes(hostname) {
             return [IPRange.addressDescription(literal)]
         }
@@ -82,13 +94,14 @@ public final class DNSResolver: Sendable {
         }
         let now = self.now()
         let cached = state.withLockedValue {
-            ($0.cachedResolution(of: name, type: .aaaa, now: now), $0.cachedResolution(of: name, type: .a, now: now))
+            ($0.cachedResolution(of: name, type: .aaaa, now: now, followingAliases: followingAliases),
+             $0.cachedResolution(of: name, type: .a, now: now, followingAliases: followingAliases))
         }
         if let ipv6 = cached.0, let ipv4 = cached.1 {
             return try Self.addresses(of: name, ipv6: ipv6, ipv4: ipv4)
         }
-        async let ipv6 = resolve(name, type: .aaaa)
-        async let ipv4 = resolve(name, type: .a)
+        async let ipv6 = resolve(name, type: .aaaa, followingAliases: followingAliases)
+        async let ipv4 = resolve(name, type: .a, followingAliases: followingAliases)
         return try await Self.addresses(of: name, ipv6: ipv6, ipv4: ipv4)
     }
 
@@ -134,8 +147,9 @@ public final class DNSResolver: Sendable {
         }
     }
 
-    /// The records of `type` at the end of `name`'s CNAME chain; [] for NODATA.
-    private func resolve(_ name: String, type: DNSRecordType) async -> Result<[DNSRecordData], DNSError> {
+    /// The records of `type` at the end of `name`'s CNAME chain, or of `name` itself without
+    /// `followingAliases`; [] for NODATA.
+    private func resolve(_ name: String, type: DNSRecordType, followingAliases: Bool = true) async -> Result<[DNSRecordData], DNSError> {
         var current = name
         for _ in 0...Self.maximumAliases {
             let answer: DNSAnswer
@@ -143,7 +157,7 @@ public final class DNSResolver: Sendable {
             case .success(let found): answer = found
             case .failure(let error): return .failure(error)
             }
-            switch DNSResolverState<LookupWaiter, SlotWaiter>.step(answer, asked: name, type: type) {
+            switch DNSResolverState<LookupWaiter, SlotWaiter>.step(answer, asked: name, type: type, followingAliases: followingAliases) {
             case .resolved(let result): return result
             case .follow(let target): current = target
             }

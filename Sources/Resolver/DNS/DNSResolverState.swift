@@ -46,11 +46,12 @@ struct DNSResolverState<LookupWaiter, SlotWaiter> {
 
     /// Follows `name`'s aliases through the cache to the records of `type` ([] for NODATA);
     /// nil when a link of the chain is not cached.
-    mutating func cachedResolution(of name: String, type: DNSRecordType, now: NIODeadline) -> Result<[DNSRecordData], DNSError>? {
+    mutating func cachedResolution(of name: String, type: DNSRecordType, now: NIODeadline,
+                                   followingAliases: Bool = true) -> Result<[DNSRecordData], DNSError>? {
         var current = name
         for _ in 0...DNSResolver.maximumAliases {
             guard let answer = cachedAnswer(for: DNSCacheKey(name: current, type: type), now: now) else { return nil }
-            switch Self.step(answer, asked: name, type: type) {
+            switch Self.step(answer, asked: name, type: type, followingAliases: followingAliases) {
             case .resolved(let result): return result
             case .follow(let target): current = target
             }
@@ -117,13 +118,15 @@ struct DNSResolverState<LookupWaiter, SlotWaiter> {
     }
 
     /// What one answer means for a resolution of `asked`: records (none for NODATA), an
-    /// error naming the name asked for, or an alias to follow.
-    static func step(_ answer: DNSAnswer, asked: String, type: DNSRecordType) -> Step {
+    /// error naming the name asked for, or an alias to follow. Without `followingAliases`
+    /// an alias is an error: only `asked` itself may own the records.
+    static func step(_ answer: DNSAnswer, asked: String, type: DNSRecordType, followingAliases: Bool = true) -> Step {
         switch answer {
         case .records(let records): .resolved(.success(records))
         case .noData: .resolved(.success([]))
         case .noSuchName: .resolved(.failure(.noSuchName(name: asked)))
-        case .alias(let target): .follow(target)
+        case .alias(let target) where followingAliases: .follow(target)
+        case .alias(let target): .resolved(.failure(.aliasNotAllowed(name: asked, target: target)))
         }
     }
 }
