@@ -41,6 +41,9 @@ public actor FederationSender {
         public var ephemeralEDUsQueued = 0
         public var ephemeralEDUsDroppedExpired = 0
         public var ephemeralEDUsDroppedForMemory = 0
+        /// Destinations whose state the sender holds: those with work, and up to
+        /// `Settings.maxQuietDestinations` with none.
+        public var destinationsInMemory = 0
     }
 
     /// The sender's bounds, from `[limits]` and `[sender]`.
@@ -62,6 +65,12 @@ public actor FederationSender {
         /// queue costing a few bytes each. A few times the connection cap, so the pool still
         /// chooses among more destinations than it has connections (the daemon uses 4×).
         public var maxDestinationsSending = 256
+        /// Destinations with nothing owed, in flight or scheduled whose state is kept, the most
+        /// recently active; the state of older ones is dropped and read again from the outbox
+        /// if they are met again. Keeps memory bounded by configuration, not by every server
+        /// met since start, while the servers of busy rooms stay loaded (the daemon keeps 4×
+        /// the connection cap: every warm connection's destination and more).
+        public var maxQuietDestinations = 4_096
 
         public init() {}
     }
@@ -76,6 +85,8 @@ public actor FederationSender {
         var eduNotifications = 0
         var retryTimer: Task<Void, Never>?
         var loop: Task<Void, Never>?
+        /// Its place in `quietOrder` when it last went quiet; an entry with another ticket is stale.
+        var quietTicket = 0
     }
 
     private let origin: String
@@ -89,6 +100,10 @@ public actor FederationSender {
     private var destinations: [String: Destination] = [:]
     private var runningCount = 0
     private var readyToRun = FrontConsumedQueue<String>()
+    /// Destinations in the order they went quiet, oldest first, with their tickets: the ones
+    /// whose state goes once more than `settings.maxQuietDestinations` are quiet.
+    private var quietOrder = FrontConsumedQueue<(name: String, ticket: Int)>()
+    private var nextQuietTicket = 1
     private var pdusInMemory = 0
     private var ephemeral: EphemeralEDUBuffer
     private var receiptPacer = ReadReceiptPacer(recentEventCapacity: 10_000)
@@ -156,6 +171,7 @@ public actor FederationSender {
         snapshot.ephemeralEDUsQueued = ephemeral.count
         snapshot.ephemeralEDUsDroppedExpired = ephemeral.droppedExpired
         snapshot.ephemeralEDUsDroppedForMemory = ephemeral.droppedForMemory
+        snapshot.destinationsInMemory = destinations.count
         return snapshot
     }
 
@@ -679,9 +695,34 @@ public actor FederationSender {
         state.loop = nil
         destinations[name] = state
         runningCount -= 1
-        if state.wakeRequested, state.retryTimer == nil, !stopping { wake(name) }
+        if state.wakeRequested, state.retryTimer == nil, !stopping {
+            wake(name)
+        } else if isQuiet(name) {
+            destinations[name]?.quietTicket = nextQuietTicket
+            quietOrder.append((name, nextQuietTicket))
+            nextQuietTicket += 1
+            forgetOldestQuietDestinations()
+        }
         runReadyDestinations()
         if runningCount == 0 { resumeIdleWaiters() }
+    }
+
+    /// Whether `name` has nothing owed, in flight, scheduled or waiting in memory, so that its
+    /// state can be dropped: met again, it is loaded from its outbox record and owes exactly
+    /// what commits bring from then on (`backlogsKnown`), as a destination never met would.
+    private func isQuiet(_ name: String) -> Bool {
+        guard backlogsKnown, let state = destinations[name] else { return false }
+        return !state.running && !state.readyToRun && !state.wakeRequested && state.retryTimer == nil
+            && state.queue.isQuiet && !state.queue.persistentEDUsMayBePending && !ephemeral.hasPending(for: name)
+    }
+
+    /// Drops the state of the destinations quiet the longest while more than
+    /// `settings.maxQuietDestinations` are; entries of destinations busy again are stale and skipped.
+    private func forgetOldestQuietDestinations() {
+        while quietOrder.count > settings.maxQuietDestinations, let (name, ticket) = quietOrder.popFirst() {
+            guard destinations[name]?.quietTicket == ticket, isQuiet(name) else { continue }
+            destinations[name] = nil
+        }
     }
 
     private func resumeIdleWaiters() {

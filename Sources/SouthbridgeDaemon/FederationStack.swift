@@ -52,6 +52,7 @@ public struct FederationStack: Sendable {
         // Enough to keep every connection busy, plus a few rounds of handshake candidates for the
         // pool to choose from; each destination sending holds a task, so not more.
         settings.maxDestinationsSending = configuration.limits.maxConnections + 4 * configuration.limits.maxTLSHandshakes
+        settings.maxQuietDestinations = 4 * configuration.limits.maxConnections
         let sender = FederationSender(
             origin: configuration.server.name, outbox: outbox, client: client,
             retryPolicy: RetryPolicy(

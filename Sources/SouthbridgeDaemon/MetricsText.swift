@@ -17,6 +17,7 @@ enum MetricsText {
             ("southbridge_destinations_awaiting_wakeup", "gauge", metrics.destinationsAwaitingWakeup),
             ("southbridge_destinations_catching_up", "gauge", metrics.destinationsCatchingUp),
             ("southbridge_destinations_reading_backlog", "gauge", metrics.destinationsReadingBacklog),
+            ("southbridge_destinations_in_memory", "gauge", metrics.destinationsInMemory),
             ("southbridge_edus_delivered_total", "counter", metrics.edusDelivered),
             ("southbridge_units_rejected_total", "counter", metrics.unitsRejected),
             ("southbridge_pdus_in_memory", "gauge", metrics.pdusInMemory),

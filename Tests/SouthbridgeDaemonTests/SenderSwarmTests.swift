@@ -138,6 +138,33 @@ struct SenderSwarmTests {
         await harness.tearDown()
     }
 
+    @Test("the state of quiet destinations beyond 4× the connection cap is dropped, and one met again gets everything owed")
+    func quietDestinationsAreForgottenAndMetAgain() async throws {
+        let harness = try await SenderHarness(hosts: ["live": 30]) { $0.limits.maxConnections = 2 }
+        let live = try await harness.startGroup("live")
+        let names = SenderHarness.names(30, in: "live", port: live.port)
+        for (number, name) in names.enumerated() {
+            try await harness.ingest(number..<(number + 1), rooms: rooms, destinations: [name])
+            #expect(await eventually { firstArrivals(live.log(for: name)) == [number] })
+        }
+        #expect(await harness.waitUntilQuiet())
+        let held = await harness.sender.currentMetrics.destinationsInMemory
+        #expect(held <= 4 * 2, "\(held) destinations held, 8 allowed while quiet")
+        #expect(await harness.sender.status(of: names[0]) == nil, "the first met was quiet the longest")
+
+        // Met again, forgotten or not: the new PDU and a to-device message, once each.
+        let toDevice = #"{"content":{"message_id":"again","messages":{},"sender":"@alice:origin.test","type":"m.dummy"},"edu_type":"m.direct_to_device"}"#
+        _ = try await harness.outbox.accept(IngestBatch(
+            txnID: "again", pdus: [SenderHarness.pdu(100, room: rooms[0], destinations: names)],
+            edus: [IncomingEDU(eduType: "m.direct_to_device", canonicalJSON: Array(toDevice.utf8), destinations: names)]))
+        #expect(await eventually { names.allSatisfy { live.log(for: $0).edus.count == 1 && live.log(for: $0).pduIDs.count == 2 } })
+        for (number, name) in names.enumerated() {
+            #expect(firstArrivals(live.log(for: name)) == [number, 100], "\(name)")
+            #expect(live.log(for: name).edus.count == 1, "\(name)")
+        }
+        await harness.tearDown()
+    }
+
     @Test("past limits.max_pdus_in_memory the longest queues are dropped and read back from the outbox, nothing lost")
     func globalBudgetSpillsTheLongestQueues() async throws {
         let harness = try await SenderHarness(hosts: ["gone": 3]) { $0.limits.maxPDUsInMemory = 15 }

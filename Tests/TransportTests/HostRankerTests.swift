@@ -101,6 +101,17 @@ struct HostRankerTests {
         #expect(ranker.score(of: "old", at: ms(0) + halfLife * 7) == 0.5)
     }
 
+    @Test func pastItsBoundTheHostsUpdatedLongestAgoAreForgotten() {
+        var ranker = HostRanker(parameters: HostRanker.Parameters(maxHosts: 8))
+        for index in 0..<9 { ranker.record(.success(latency: .milliseconds(10)), for: "h\(index)", at: ms(Int64(index))) }
+        // Nine is one too many: the three updated longest ago go, leaving three quarters of the bound.
+        #expect(ranker.trackedHosts == 6)
+        #expect(ranker.score(of: "h0", at: ms(9)) == 0.5)
+        #expect(ranker.score(of: "h8", at: ms(9)) < 0.5)
+        for index in 9..<1_000 { ranker.record(.failure, for: "h\(index)", at: ms(Int64(index))) }
+        #expect(ranker.trackedHosts <= 8)
+    }
+
     static let errorOutcomes: [(HTTPClientError, HostRanker.Outcome?)] = [
         (.connectTimeout(address: "192.0.2.1:8448", timeout: .seconds(10)), .timeout),
         (.tlsHandshakeTimeout(address: "192.0.2.1:8448", timeout: .seconds(10)), .timeout),

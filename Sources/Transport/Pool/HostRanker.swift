@@ -43,12 +43,16 @@ public struct HostRanker: Sendable {
         public var neutralLatency: TimeAmount
         /// How many failures one timeout counts as.
         public var timeoutWeight: Double
+        /// The most hosts remembered: past it the records updated longest ago are forgotten
+        /// (they score as neutral again), so meeting many hosts costs memory once, not per host.
+        public var maxHosts: Int
 
         public init(halfLife: TimeAmount = .minutes(5), neutralLatency: TimeAmount = .milliseconds(500),
-                    timeoutWeight: Double = 2) {
+                    timeoutWeight: Double = 2, maxHosts: Int = 4_096) {
             self.halfLife = halfLife
             self.neutralLatency = neutralLatency
             self.timeoutWeight = timeoutWeight
+            self.maxHosts = max(1, maxHosts)
         }
     }
 
@@ -112,9 +116,14 @@ public struct HostRanker: Sendable {
     /// Drops hosts whose outcomes have all decayed below 1/64 (six half-lives): their score
     /// is the neutral one again, and the table stays as small as the set of recent hosts.
     private mutating func pruneForgottenHosts(at now: NIODeadline) {
-        if let lastPruned, now - lastPruned < parameters.halfLife { return }
+        let full = records.count > parameters.maxHosts
+        if !full, let lastPruned, now - lastPruned < parameters.halfLife { return }
         lastPruned = now
         let halfLife = parameters.halfLife
         records = records.filter { $0.value.decayed(to: now, halfLife: halfLife).weight >= 1.0 / 64 }
+        guard records.count > parameters.maxHosts else { return }
+        // Down to three quarters, so that the sort is paid once per quarter of the bound.
+        let kept = records.sorted { $0.value.updated > $1.value.updated }.prefix(parameters.maxHosts * 3 / 4)
+        records = Dictionary(uniqueKeysWithValues: kept.map { ($0.key, $0.value) })
     }
 }

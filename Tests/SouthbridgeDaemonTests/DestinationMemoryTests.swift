@@ -1,0 +1,75 @@
+import Glibc
+import SouthbridgeDaemon
+import SouthbridgeSwarm
+import Testing
+
+@Suite("southbridge binary, memory across many destinations")
+struct DestinationMemoryTests {
+    static let destinations = 50_000
+    static let perMessage = 1_000
+
+    @Test("50,000 distinct destinations met in turn: the daemon's RSS stays flat and it holds state only for a bounded few")
+    func rssStaysFlatAcrossDistinctDestinations() async throws {
+        let names = (0..<Self.destinations).map { "s\($0).many.swarm.test" }
+        let dnsmasq = try await DnsmasqServer.start(["auth-zone=swarm.test"] + names.map { "host-record=\($0),127.0.0.1" })
+        let fixture = try await DaemonProcess(destinations: 0) {
+            $0.limits.maxConnections = 64
+            $0.limits.maxNewConnectionsPerSecond = 10_000
+            $0.limits.maxTLSHandshakes = 8
+            $0.resolver.nameservers = [try! Configuration.Nameserver(parsing: "127.0.0.1:\(dnsmasq.address.port!)")]
+        }
+        var server: SwarmServer?
+        do {
+            server = try await SwarmServer.start(
+                certificateNames: ["*.many.swarm.test"], virtualHostSuffix: ".many.swarm.test",
+                certificateAuthority: fixture.swarm.certificateAuthority,
+                trustedOrigins: [DaemonProcess.serverName: fixture.key.verifyKey], group: fixture.group)
+            try await meetInTurn(names, server: server!, fixture: fixture)
+        } catch {
+            await server?.stop()
+            await fixture.tearDown()
+            dnsmasq.stop()
+            throw error
+        }
+        await server?.stop()
+        await fixture.tearDown()
+        dnsmasq.stop()
+    }
+
+    private func meetInTurn(_ hosts: [String], server: SwarmServer, fixture: DaemonProcess) async throws {
+        try await fixture.start()
+        let client = try await fixture.client()
+        let pid = try #require(fixture.process?.pid)
+        var rssKiB: [Int] = []
+        var held: [Int] = []
+        for message in 0..<(hosts.count / Self.perMessage) {
+            let names = hosts[(message * Self.perMessage)..<((message + 1) * Self.perMessage)].map { "\($0):\(server.port)" }
+            let response = try await client.send(txnID: "m\(message)", body: DaemonProcess.ingestBody(
+                message..<message + 1, destinations: names))
+            #expect(response.status == 200)
+            let delivered = await DaemonProcess.eventually(timeout: .seconds(120)) {
+                names.allSatisfy { !server.log(for: $0).pduIDs.isEmpty }
+            }
+            try #require(delivered, "message \(message) did not reach all of its \(names.count) servers")
+            rssKiB.append(ProcessMemory.currentKiB(pid: pid))
+            let metrics = try await client.get("/metrics")
+            held.append(Self.gauge("southbridge_destinations_in_memory", in: metrics.body) ?? -1)
+        }
+        await client.close()
+        // 4× the 64 connections' destinations may stay loaded while quiet, plus those just sending.
+        #expect(held.allSatisfy { $0 <= 4 * 64 + 64 }, "destinations held after each message: \(held)")
+        // Warm once the resolver's caches are full (10,000 names each): what follows meets 30,000 more servers.
+        let warm = rssKiB[rssKiB.count * 2 / 5 - 1]
+        let end = rssKiB.last!
+        print("daemon RSS after each 1,000 new destinations (KiB): \(rssKiB)")
+        #expect(end - warm < 4 * 1024, "RSS grew from \(warm) KiB to \(end) KiB while meeting new destinations")
+    }
+
+    private static func gauge(_ name: String, in body: [UInt8]) -> Int? {
+        let text = String(decoding: body, as: UTF8.self)
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Int(line.dropFirst(name.count + 1))
+        }
+        return nil
+    }
+}
