@@ -214,6 +214,39 @@ struct DNSResponseFuzzTests {
         #expect(try DNSResponse(decoding: short.bytes, for: query).answers.last?.name == "a.example")
     }
 
+    /// A 64 KiB answer that is one CNAME chain of almost 3,000 links: following all of them
+    /// took a scan of the answers per link, and filled the cache with names never asked for.
+    @Test("a CNAME chain is learned only as far as the resolver follows aliases")
+    func longAliasChain() throws {
+        let query = try DNSQuery(id: 6, name: "a.example", type: .a)
+        var message = DNSMessageBuilder()
+        message.header(id: 6)
+        message.question("a.example", type: .a)
+        // Link n is "xyz.a.example", three letters counting n, the question's name after them.
+        func link(_ n: Int) -> [UInt8] {
+            [3] + [n % 26, n / 26 % 26, n / 676 % 26].map { UInt8(ascii: "a") + UInt8($0) } + [0xC0, 12]
+        }
+        message.record(owner: 12, type: .cname, ttl: 60, data: link(0))
+        var links = 1
+        while message.bytes.count + 22 <= 65535 {
+            message.bytes += link(links - 1)
+            message.u16(DNSRecordType.cname.rawValue)
+            message.u16(1)
+            message.u32(60)
+            message.u16(6)
+            message.bytes += link(links)
+            links += 1
+        }
+        message.bytes[6] = UInt8(links >> 8)
+        message.bytes[7] = UInt8(links & 0xFF)
+        let response = try DNSResponse(decoding: message.bytes, for: query)
+        #expect(response.answers.count == links)
+        let learned = response.learnedAnswers(for: "a.example", type: .a)
+        #expect(learned.count == DNSResolver.maximumAliases + 1)
+        #expect(learned.allSatisfy { if case .alias = $0.answer { true } else { false } })
+        #expect(learned.first?.name == "a.example")
+    }
+
     /// The query this message would answer, when its question can be read, so mutants get past
     /// the question check and exercise the records; else a query it does not answer.
     private static func query(answeredBy message: [UInt8]) -> DNSQuery {
