@@ -7,8 +7,14 @@
 public enum FieldPath {
     /// The member `key` of the object at `parent` ("" for the top level).
     public static func member(_ key: some StringProtocol, of parent: String) -> String {
-        guard isPlainName(key) else { return parent + "[" + key.quotedExcerpt(limit: 64) + "]" }
+        guard isPlainName(key) else { return Self.key(key, of: parent) }
         return parent.isEmpty ? String(key) : parent + "." + key
+    }
+
+    /// The member `key` of an object used as a map (room IDs, user IDs), always written
+    /// `parent["key"]`, since such keys are data rather than names.
+    public static func key(_ key: some StringProtocol, of parent: String) -> String {
+        parent + "[" + key.quotedExcerpt(limit: 64) + "]"
     }
 
     /// The element at `index` of the array at `parent`.
