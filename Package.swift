@@ -102,7 +102,9 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Outbox", "Federation", "SouthbridgeSwarm", "FuzzSupport",
-                                                         .product(name: "Logging", package: "swift-log")]),
+                                                         .product(name: "Logging", package: "swift-log"),
+                                                         .product(name: "NIOCore", package: "swift-nio"),
+                                                         .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "ResolverTests", dependencies: [
             "Resolver", "Federation", "Transport", "SouthbridgeSwarm", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),

@@ -29,6 +29,8 @@ struct ConfigurationLimitsTests {
     static let limits: [ConfigurationLimit] = [
         ConfigurationLimit("server.stop_timeout_ms", 0...600_000, duration: \.server.stopTimeout),
         ConfigurationLimit("ingest.max_body_bytes", 1024...33_554_432, field: \.ingest.maxBodyBytes),
+        ConfigurationLimit("ingest.idle_timeout_ms", 1000...3_600_000, duration: \.ingest.idleTimeout),
+        ConfigurationLimit("ingest.request_timeout_ms", 100...600_000, duration: \.ingest.requestTimeout),
         ConfigurationLimit("resolver.well_known_port", 1...65535, field: \.resolver.wellKnownPort),
         ConfigurationLimit("limits.max_connections", 1...65535,
                            companions: [("limits.max_tls_handshakes", "1")], field: \.limits.maxConnections),
