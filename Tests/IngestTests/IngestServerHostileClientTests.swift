@@ -26,7 +26,7 @@ struct IngestServerHostileClientTests {
         let connection = try await fixture.connect()
         await connection.send(bytes)
         await connection.closeOutput()
-        let closed = await connection.waitForClose(timeout: .seconds(5))
+        let closed = await connection.waitForClose(timeout: .seconds(10))
         #expect(closed, "the server kept the connection open after the client closed its side", sourceLocation: sourceLocation)
         await connection.close()
         let (responses, unparsed) = RawIngestConnection.parseResponses(connection.received)
@@ -104,8 +104,10 @@ struct IngestServerHostileClientTests {
                     }
                 }
             }
-            // The corpus itself got through, and mutants were refused in several ways.
-            #expect(statuses[200, default: 0] >= Self.mutator.corpus.count, "\(statuses)")
+            // The corpus's five well-formed requests at least were served (the others are a wrong
+            // token and endpoints this listener has no backend for), and mutants were refused in
+            // several ways.
+            #expect(statuses[200, default: 0] >= 5, "\(statuses)")
             #expect(statuses.keys.filter { $0 >= 400 }.count >= 3, "\(statuses)")
             // Everything stored is whole, and the listener still serves a well-formed request.
             for pdu in try await fixture.outbox.pendingPDUs(for: "a.example", after: 0, limit: 10_000) {
