@@ -89,19 +89,24 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
 
-        .testTarget(name: "FederationTests", dependencies: ["Federation"]),
+        // Seeded mutation of valid inputs, shared by the fuzz tests of every parser of untrusted bytes.
+        .target(name: "FuzzSupport", path: "Tests/FuzzSupport"),
+
+        .testTarget(name: "FederationTests", dependencies: ["Federation", "FuzzSupport"]),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Federation"]),
         .testTarget(name: "TransportTests", dependencies: [
-            "Transport", "SouthbridgeSwarm", "Federation", "Resolver",
+            "Transport", "SouthbridgeSwarm", "Federation", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Outbox", "Federation", "SouthbridgeSwarm",
-                                                         .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Outbox", "Federation", "SouthbridgeSwarm", "FuzzSupport",
+                                                         .product(name: "Logging", package: "swift-log"),
+                                                         .product(name: "NIOCore", package: "swift-nio"),
+                                                         .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "ResolverTests", dependencies: [
-            "Resolver", "Federation", "Transport", "SouthbridgeSwarm",
+            "Resolver", "Federation", "Transport", "SouthbridgeSwarm", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

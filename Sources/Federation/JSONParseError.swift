@@ -1,4 +1,5 @@
-/// Why a byte sequence is not acceptable JSON for Matrix; names the byte offset and the rule broken.
+/// Why a byte sequence is not acceptable JSON for Matrix; names the byte offset, the value it
+/// is in (`pdus[0].pdu.depth`) and the rule broken.
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The rule that was broken.
     public enum Reason: Sendable, Equatable {
@@ -31,14 +32,31 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     /// Offset of the offending byte from the start of the input.
     public let offset: Int
     public let reason: Reason
+    /// The member or element being parsed, as `FieldPath` writes it; "" for the top level.
+    public let path: String
 
-    public init(offset: Int, reason: Reason) {
+    public init(offset: Int, reason: Reason, path: String = "") {
         self.offset = offset
         self.reason = reason
+        self.path = path
     }
 
     public var description: String {
-        "invalid JSON at byte \(offset): \(reasonText)"
+        "invalid JSON at byte \(offset)\(path.isEmpty ? "" : ", in \(shownPath)"): \(reasonText)"
+    }
+
+    /// The path whole when it is short, else its start and its end: 64 levels of long keys
+    /// would make a message of kilobytes.
+    private var shownPath: String {
+        let scalars = path.unicodeScalars
+        guard scalars.count > 160 else { return path }
+        return String(String.UnicodeScalarView(scalars.prefix(60))) + "…"
+            + String(String.UnicodeScalarView(scalars.suffix(90)))
+    }
+
+    /// The same error seen from the member or element `outer` that contains it.
+    func within(_ outer: String) -> JSONParseError {
+        JSONParseError(offset: offset, reason: reason, path: FieldPath.joining(outer, path))
     }
 
     private var reasonText: String {
@@ -58,7 +76,7 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
         case .unpairedSurrogate(let unit):
             "the surrogate \\u\(String(unit, radix: 16)) has no matching other half"
         case .duplicateKey(let key):
-            "the key \(String(reflecting: key)) appears twice in one object"
+            "the key \(key.quotedExcerpt()) appears twice in one object"
         case .tooDeep(let limit):
             "arrays and objects are nested more than \(limit) levels deep"
         case .trailingData:

@@ -3,7 +3,8 @@ extension JSONValue {
     public static let maximumSafeInteger: Int64 = (1 << 53) - 1
 
     /// Parses `bytes` as one JSON document: strict RFC 8259, validated UTF-8, no duplicate keys, nesting at
-    /// most `maxDepth` arrays/objects deep, nothing but whitespace after the value.
+    /// most `maxDepth` arrays/objects deep, nothing but whitespace after the value. An error names the
+    /// value it was found in, so a refusal of a large document points at the field.
     ///
     /// Numbers follow canonical JSON: integers in [-(2^53)+1, (2^53)-1]. A number written with a fraction or
     /// exponent is accepted when its value is such an integer (`1e10`, `2.50e1`); `-0` becomes 0. Anything
@@ -115,7 +116,12 @@ struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw unexpected(expected: "':'") }
             index += 1
             skipWhitespace()
-            let value = try parseValue(depth: depth)
+            let value: JSONValue
+            do {
+                value = try parseValue(depth: depth)
+            } catch {
+                throw error.within(FieldPath.member(key, of: ""))
+            }
             if members.updateValue(value, forKey: key) != nil {
                 throw error(.duplicateKey(key), at: keyOffset)
             }
@@ -144,7 +150,11 @@ struct JSONParser {
             return .array(elements)
         }
         while true {
-            elements.append(try parseValue(depth: depth))
+            do {
+                elements.append(try parseValue(depth: depth))
+            } catch {
+                throw error.within(FieldPath.element(elements.count, of: ""))
+            }
             skipWhitespace()
             guard index < bytes.count else { throw error(.unexpectedEnd(expected: "',' or ']'")) }
             switch bytes[index] {

@@ -61,6 +61,15 @@ extension JSONValue: CustomStringConvertible {
     public var description: String {
         String(decoding: CanonicalJSON.encode(self), as: UTF8.self)
     }
+
+    /// The canonical JSON text cut after `limit` characters with "…": how an error message
+    /// shows a value it refuses, which may be as large as the document. Canonical JSON escapes
+    /// every control character, so the text is one line.
+    public func excerpt(limit: Int = 64) -> String {
+        let scalars = description.unicodeScalars
+        guard scalars.count > limit else { return description }
+        return String(String.UnicodeScalarView(scalars.prefix(limit))) + "…"
+    }
 }
 
 extension JSONValue: ExpressibleByNilLiteral {

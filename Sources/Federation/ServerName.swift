@@ -207,7 +207,7 @@ public struct ServerNameError: Error, Sendable, Equatable, CustomStringConvertib
     public let reason: Reason
 
     public var description: String {
-        "\(String(reflecting: serverName)) is not a valid server name: \(reasonText)"
+        "\(serverName.quotedExcerpt()) is not a valid server name: \(reasonText)"
     }
 
     private var reasonText: String {
@@ -221,7 +221,7 @@ public struct ServerNameError: Error, Sendable, Equatable, CustomStringConvertib
         case .invalidIPv6Character(let scalar):
             "\(Self.show(scalar)) is not allowed in an IPv6 literal (hex digits, ':' and '.' only)"
         case .invalidIPv6Literal(let literal):
-            "\(String(reflecting: literal)) is not a valid IPv6 address"
+            "\(literal.quotedExcerpt()) is not a valid IPv6 address"
         case .unbracketedIPv6:
             "an IPv6 address must be written in square brackets"
         case .emptyHostname:
@@ -231,21 +231,21 @@ public struct ServerNameError: Error, Sendable, Equatable, CustomStringConvertib
         case .emptyLabel:
             "a DNS name may not have an empty label (leading, trailing or doubled '.')"
         case .labelTooLong(let label):
-            "the DNS label \(String(reflecting: label)) is longer than 63 bytes"
+            "the DNS label \(label.quotedExcerpt()) is longer than 63 bytes"
         case .hostnameTooLong(let length):
             "the DNS name is \(length) bytes long, the limit is 255"
         case .numericTopLevelLabel(let label):
-            "the top-level label \(String(reflecting: label)) is all digits, which no DNS name has (RFC 1123 §2.1)"
+            "the top-level label \(label.quotedExcerpt()) is all digits, which no DNS name has (RFC 1123 §2.1)"
         case .notDottedQuad(let hostname):
-            "the numeric hostname \(String(reflecting: hostname)) is not a dotted-quad IPv4 address"
+            "the numeric hostname \(hostname.quotedExcerpt()) is not a dotted-quad IPv4 address"
         case .ipv4LeadingZero(let octet):
-            "the IPv4 octet \(String(reflecting: octet)) has a leading zero, which some resolvers read as octal"
+            "the IPv4 octet \(octet.quotedExcerpt()) has a leading zero, which some resolvers read as octal"
         case .ipv4OctetOutOfRange(let octet):
             "the IPv4 octet \(octet) is above 255"
         case .emptyPort:
             "the port after ':' is empty"
         case .nonNumericPort(let port):
-            "the port \(String(reflecting: port)) is not a decimal number"
+            "the port \(port.quotedExcerpt()) is not a decimal number"
         case .portTooLong(let port):
             "the port \(port) has more than 5 digits"
         case .portOutOfRange(let port):

@@ -64,7 +64,7 @@ public enum VerifyKeyError: Error, Sendable, Equatable, CustomStringConvertible 
         case .publicKeyLength(let count):
             "an Ed25519 public key must be 32 bytes, got \(count)"
         case .invalidBase64(let text):
-            "\(String(reflecting: text)) is not base64"
+            "\(text.quotedExcerpt()) is not base64"
         }
     }
 }

@@ -29,12 +29,12 @@ public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
         IngestError(status: 413, errcode: "M_TOO_LARGE", "request body is over ingest.max_body_bytes (\(limit) bytes)")
     }
     static func unrecognized(method: String, path: String) -> IngestError {
-        IngestError(status: 404, errcode: "M_UNRECOGNIZED", "no endpoint \(method) \(path)")
+        IngestError(status: 404, errcode: "M_UNRECOGNIZED", "no endpoint \(method) \(path.quotedExcerpt())")
     }
     static func unknownDestination(_ name: String) -> IngestError {
         IngestError(status: 404, errcode: "M_NOT_FOUND", "destination \"\(name)\" is unknown: southbridge never had anything for it")
     }
     static func methodNotAllowed(method: String, path: String) -> IngestError {
-        IngestError(status: 405, errcode: "M_UNRECOGNIZED", "\(path) does not accept \(method)")
+        IngestError(status: 405, errcode: "M_UNRECOGNIZED", "\(path.quotedExcerpt()) does not accept \(method)")
     }
 }

@@ -34,7 +34,7 @@ extension ForwardedQuery {
         guard case .object(let fields) = root else { throw .badJSON("request body: must be a JSON object") }
         let known: Set = ["destination", "method", "path", "query", "body", "timeout_ms", "priority", "ignore_backoff"]
         for key in fields.keys.sorted() where !known.contains(key) {
-            throw .badJSON("\(key): unknown field (expected \(known.sorted().joined(separator: ", ")))")
+            throw .badJSON("\(FieldPath.member(key, of: "")): unknown field (expected \(known.sorted().joined(separator: ", ")))")
         }
         guard case .string(let destination)? = fields["destination"] else { throw .badJSON("destination: required string is missing") }
         do {
@@ -58,10 +58,10 @@ extension ForwardedQuery {
                 case .string(let text): query.append((name, text))
                 case .array(let items):
                     for (index, item) in items.enumerated() {
-                        guard case .string(let text) = item else { throw .badJSON("query.\(name)[\(index)]: must be a string") }
+                        guard case .string(let text) = item else { throw .badJSON("\(FieldPath.element(index, of: FieldPath.member(name, of: "query"))): must be a string") }
                         query.append((name, text))
                     }
-                default: throw .badJSON("query.\(name): must be a string or an array of strings")
+                default: throw .badJSON("\(FieldPath.member(name, of: "query")): must be a string or an array of strings")
                 }
             }
         }
@@ -71,12 +71,12 @@ extension ForwardedQuery {
         var timeoutMS = defaultTimeoutMS
         if let value = fields["timeout_ms"] {
             guard case .integer(let number) = value, (1...Int64(maxTimeoutMS)).contains(number) else {
-                throw .badJSON("timeout_ms: must be a whole number from 1 to \(maxTimeoutMS) (a query never waits forever), got \(value)")
+                throw .badJSON("timeout_ms: must be a whole number from 1 to \(maxTimeoutMS) (a query never waits forever), got \(value.excerpt())")
             }
             timeoutMS = Int(number)
         }
         if let value = fields["priority"], value != .string("interactive") {
-            throw .badJSON("priority: only \"interactive\" is supported, got \(value)")
+            throw .badJSON("priority: only \"interactive\" is supported, got \(value.excerpt())")
         }
         var ignoreBackoff = false
         if let value = fields["ignore_backoff"] {

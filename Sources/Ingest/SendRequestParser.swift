@@ -37,7 +37,7 @@ public struct SendRequestParser: Sendable {
         }
         guard case .object(let fields) = root else { throw .badJSON("request body: must be a JSON object") }
         for key in fields.keys where key != "pdus" && key != "edus" {
-            throw .badJSON("\(key): unknown field (expected \"pdus\" and \"edus\")")
+            throw .badJSON("\(FieldPath.member(key, of: "")): unknown field (expected \"pdus\" and \"edus\")")
         }
         var persistent: [IncomingEDU] = []
         var ephemeral: [AddressedEphemeralEDU] = []
@@ -84,7 +84,7 @@ public struct SendRequestParser: Sendable {
             throw .badJSON("\(path): must be an object with \"edu_type\", \"content\" and \"destinations\"")
         }
         for key in fields.keys where !["edu_type", "content", "destinations", "key"].contains(key) {
-            throw .badJSON("\(path).\(key): unknown field (expected \"edu_type\", \"content\", \"destinations\" and an optional \"key\")")
+            throw .badJSON("\(FieldPath.member(key, of: path)): unknown field (expected \"edu_type\", \"content\", \"destinations\" and an optional \"key\")")
         }
         guard case .string(let eduType)? = fields["edu_type"], !eduType.isEmpty else {
             throw .badJSON("\(path).edu_type: required string is missing")
@@ -145,7 +145,7 @@ public struct SendRequestParser: Sendable {
     private func parsePDU(_ item: JSONValue, path: String) throws(IngestError) -> (IncomingPDU, AcceptedEvent?) {
         guard case .object(let fields) = item else { throw .badJSON("\(path): must be an object with \"pdu\" and \"destinations\"") }
         for key in fields.keys where !["pdu", "destinations", "event_id"].contains(key) {
-            throw .badJSON("\(path).\(key): unknown field (expected \"pdu\", \"destinations\" and an optional \"event_id\")")
+            throw .badJSON("\(FieldPath.member(key, of: path)): unknown field (expected \"pdu\", \"destinations\" and an optional \"event_id\")")
         }
         guard let pdu = fields["pdu"] else { throw .badJSON("\(path).pdu: required field is missing") }
         guard case .object(let event) = pdu else { throw .badJSON("\(path).pdu: must be a JSON object") }

@@ -47,6 +47,10 @@ extension ConfigurationKey {
                       summary: "The file holding the bearer token the homeserver must present."),
         .integer("ingest", "max_body_bytes", \.ingest.maxBodyBytes, 1024...33_554_432,
                  summary: "The largest ingest request body accepted, in bytes."),
+        .milliseconds("ingest", "idle_timeout_ms", \.ingest.idleTimeout, 1000...3_600_000,
+                      summary: "How long an ingest connection may wait for its next request before it is closed, in milliseconds."),
+        .milliseconds("ingest", "request_timeout_ms", \.ingest.requestTimeout, 100...600_000,
+                      summary: "How long a request may take to arrive whole from its first byte, or it is answered 408, in milliseconds."),
 
         ConfigurationKey(
             "replication", "listen", \.replication.listen,

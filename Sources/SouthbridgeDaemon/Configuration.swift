@@ -77,6 +77,13 @@ extension Configuration {
         public var tokenFile = "/etc/southbridge/ingest.token"
         /// `ingest.max_body_bytes`: the largest request body the ingest API accepts.
         public var maxBodyBytes = 16_777_216
+        /// `ingest.idle_timeout_ms`: how long a connection may wait for its next request's first
+        /// byte before it is closed; longer than a homeserver keeps an unused connection, so that
+        /// the homeserver closes it first.
+        public var idleTimeout: Duration = .milliseconds(300_000)
+        /// `ingest.request_timeout_ms`: how long a request may take to arrive whole, from its first
+        /// byte; then it is answered 408 and its connection closed.
+        public var requestTimeout: Duration = .milliseconds(30_000)
 
         public init() {}
     }

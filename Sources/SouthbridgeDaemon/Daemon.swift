@@ -104,11 +104,15 @@ public final class Daemon: Sendable {
             switch configuration.ingest.listen {
             case .tcp(let host, let port):
                 server = try await IngestServer.bind(host: host, port: port, api: api,
-                                                     maxBodyBytes: configuration.ingest.maxBodyBytes, group: group)
+                                                     maxBodyBytes: configuration.ingest.maxBodyBytes,
+                                                     idleTimeout: TimeAmount(configuration.ingest.idleTimeout),
+                                                     requestTimeout: TimeAmount(configuration.ingest.requestTimeout), group: group)
                 ingestEndpoint = .tcp(host: host, port: server.boundPort ?? port)
             case .unix(let path):
                 server = try await IngestServer.bind(unixPath: path, api: api,
-                                                     maxBodyBytes: configuration.ingest.maxBodyBytes, group: group)
+                                                     maxBodyBytes: configuration.ingest.maxBodyBytes,
+                                                     idleTimeout: TimeAmount(configuration.ingest.idleTimeout),
+                                                     requestTimeout: TimeAmount(configuration.ingest.requestTimeout), group: group)
                 ingestEndpoint = .unix(path: path)
             }
         } catch {

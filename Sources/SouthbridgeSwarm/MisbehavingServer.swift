@@ -1,4 +1,5 @@
 import Glibc
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Transport
@@ -20,6 +21,9 @@ public final class MisbehavingServer: Sendable {
         case drip(interval: TimeAmount)
         /// Sends a chunked body of `bytes` bytes, declaring no length up front.
         case oversizedBody(bytes: Int)
+        /// Sends the next of these byte strings, whatever they are, on each new connection (the
+        /// last one again once they run out), then closes the connection with close_notify.
+        case answers([[UInt8]])
     }
 
     public let behaviour: Behaviour
@@ -40,12 +44,18 @@ public final class MisbehavingServer: Sendable {
     ) async throws -> MisbehavingServer {
         let tlsContext = try TLSContext.server(
             certificateChainPEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
+        let connections = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let connection = connections.withLockedValue { count in
+                    defer { count += 1 }
+                    return count
+                }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(OpenSSLHandler(serverContext: tlsContext))
-                    try channel.pipeline.syncOperations.addHandler(MisbehavingResponder(behaviour: behaviour))
+                    try channel.pipeline.syncOperations.addHandler(
+                        MisbehavingResponder(behaviour: behaviour, connection: connection))
                 }
             }
             .bind(host: "127.0.0.1", port: 0)
@@ -65,12 +75,15 @@ final class MisbehavingResponder: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let behaviour: MisbehavingServer.Behaviour
+    /// How many connections the server accepted before this one.
+    private let connection: Int
     private var request: [UInt8] = []
     private var answered = false
     private var drip: (remaining: ArraySlice<UInt8>, next: Scheduled<Void>?)?
 
-    init(behaviour: MisbehavingServer.Behaviour) {
+    init(behaviour: MisbehavingServer.Behaviour, connection: Int) {
         self.behaviour = behaviour
+        self.connection = connection
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -89,6 +102,13 @@ final class MisbehavingResponder: ChannelInboundHandler {
             dripNextByte(interval: interval, context: context)
         case .oversizedBody(let total):
             sendChunked(total: total, context: context)
+        case .answers(let answers):
+            guard let answer = answers.indices.last.map({ answers[min(connection, $0)] }) else {
+                context.close(promise: nil)
+                return
+            }
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: answer)))
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 

@@ -50,17 +50,38 @@ struct JSONValueParsingTests {
         ("NaN", .unexpectedByte(UInt8(ascii: "N"), expected: "a value"), 0),
     ])
     func rejectsNonCanonicalNumbers(_ text: String, _ reason: JSONParseError.Reason, _ offset: Int) {
-        #expect(throws: JSONParseError(offset: offset, reason: reason)) { try parseJSON(text) }
+        expectFailure(utf8(text), reason, at: offset)
     }
 
-    @Test func errorDescriptionNamesOffsetAndRule() {
-        #expect(throws: JSONParseError(offset: 5, reason: .notAnInteger("1.5"))) { try parseJSON(#"{"a":1.5}"#) }
+    @Test func errorDescriptionNamesOffsetValueAndRule() {
+        #expect(throws: JSONParseError(offset: 5, reason: .notAnInteger("1.5"), path: "a")) { try parseJSON(#"{"a":1.5}"#) }
         #expect(
-            JSONParseError(offset: 5, reason: .notAnInteger("1.5")).description
-                == "invalid JSON at byte 5: the number 1.5 is not an integer, and canonical JSON allows only integers")
+            JSONParseError(offset: 5, reason: .notAnInteger("1.5"), path: "a").description
+                == "invalid JSON at byte 5, in a: the number 1.5 is not an integer, and canonical JSON allows only integers")
         #expect(
             JSONParseError(offset: 8, reason: .duplicateKey("a")).description
                 == #"invalid JSON at byte 8: the key "a" appears twice in one object"#)
+        #expect(
+            JSONParseError(offset: 8, reason: .duplicateKey(String(repeating: "k", count: 500) + "\n")).description
+                == #"invalid JSON at byte 8: the key ""# + String(repeating: "k", count: 100) + #""… appears twice in one object"#)
+    }
+
+    /// The value an error is in, written as a reader would: members plain or quoted, elements by index.
+    @Test(arguments: [
+        (#"{"pdus":[{"pdu":{"depth":1.5}}]}"#, "pdus[0].pdu.depth"),
+        (#"[1,[2,{"a":[3,4,tru]}]]"#, "[1][1].a[2]"),
+        (#"{"m.server":"a\x"}"#, "m.server"),
+        (#"{"":{"we ird":0.5}}"#, #"[""]["we ird"]"#),
+        (#"{"a":{"b":1,"b":2}}"#, "a"),
+        (#"{"a":1,}"#, ""),
+        ("[\u{0B}1]", "[0]"),
+    ])
+    func errorsNameTheValueTheyAreIn(_ text: String, _ path: String) {
+        #expect {
+            try parseJSON(text)
+        } throws: { error in
+            (error as? JSONParseError)?.path == path
+        }
     }
 
     @Test(arguments: [
@@ -100,7 +121,7 @@ struct JSONValueParsingTests {
         ([0xEF, 0xBB, 0xBF, 0x7B, 0x7D], .unexpectedByte(0xEF, expected: "a value"), 0),
     ])
     func rejectsBadStrings(_ bytes: [UInt8], _ reason: JSONParseError.Reason, _ offset: Int) {
-        #expect(throws: JSONParseError(offset: offset, reason: reason)) { try JSONValue.parse(bytes) }
+        expectFailure(bytes, reason, at: offset)
     }
 
     @Test(arguments: [
@@ -122,7 +143,18 @@ struct JSONValueParsingTests {
         ("[\u{0B}1]", .unexpectedByte(0x0B, expected: "a value"), 1),
     ])
     func rejectsMalformedDocuments(_ text: String, _ reason: JSONParseError.Reason, _ offset: Int) {
-        #expect(throws: JSONParseError(offset: offset, reason: reason)) { try parseJSON(text) }
+        expectFailure(utf8(text), reason, at: offset)
+    }
+
+    /// The offset and the rule; `errorsNameTheValueTheyAreIn` checks the path.
+    private func expectFailure(_ bytes: [UInt8], _ reason: JSONParseError.Reason, at offset: Int,
+                               sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(sourceLocation: sourceLocation) {
+            try JSONValue.parse(bytes)
+        } throws: { error in
+            guard let error = error as? JSONParseError else { return false }
+            return error.offset == offset && error.reason == reason
+        }
     }
 
     @Test func parsesStructures() throws {
@@ -151,8 +183,9 @@ struct JSONValueParsingTests {
         let deepest = String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
         #expect(throws: Never.self) { try parseJSON(deepest) }
         let tooDeep = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
-        #expect(throws: JSONParseError(offset: 64, reason: .tooDeep(limit: 64))) { try parseJSON(tooDeep) }
-        #expect(throws: JSONParseError(offset: 10, reason: .tooDeep(limit: 2))) {
+        let path = String(repeating: "[0]", count: 64)
+        #expect(throws: JSONParseError(offset: 64, reason: .tooDeep(limit: 64), path: path)) { try parseJSON(tooDeep) }
+        #expect(throws: JSONParseError(offset: 10, reason: .tooDeep(limit: 2), path: "a.b")) {
             try JSONValue.parse(utf8(#"{"a":{"b":{}}}"#), maxDepth: 2)
         }
         #expect(try JSONValue.parse(utf8(#"{"a":{"b":1}}"#), maxDepth: 2) == ["a": ["b": 1]])

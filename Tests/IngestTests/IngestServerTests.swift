@@ -1,32 +1,14 @@
 import Ingest
-import Logging
-import NIOCore
-import NIOPosix
 import Outbox
 import SouthbridgeSwarm
 import Testing
 
 @Suite("ingest listener over a real socket")
 struct IngestServerTests {
-    /// A real outbox and an ingest listener on a unix socket, torn down after `body`.
-    private func withServer(maxBodyBytes: Int,
-                            _ body: (_ socketPath: String, _ outbox: Outbox, _ group: any EventLoopGroup) async throws -> Void) async throws {
-        let directory = try TemporaryDirectory(prefix: "southbridge-ingest-server")
-        defer { directory.remove() }
-        let outbox = try Outbox(path: directory.path + "/outbox.sqlite3", logger: Logger(label: "test"))
-        defer { outbox.close() }
-        let group = MultiThreadedEventLoopGroup.singleton
-        let api = IngestAPI(outbox: outbox, bearerToken: "secret", ownServerName: "self.example", logger: Logger(label: "test"),
-                            metricsText: { "" })
-        let socketPath = directory.path + "/ingest.sock"
-        let server = try await IngestServer.bind(unixPath: socketPath, api: api, maxBodyBytes: maxBodyBytes, group: group)
-        try await body(socketPath, outbox, group)
-        await server.close()
-    }
-
     @Test("a body over ingest.max_body_bytes gets 413 and stores nothing; smaller ones are served on the same socket path")
     func enforcesMaxBodyBytes() async throws {
-        try await withServer(maxBodyBytes: 2048) { socketPath, outbox, group in
+        try await IngestServerFixture.with(maxBodyBytes: 2048) { fixture in
+            let (socketPath, outbox, group) = (fixture.socketPath, fixture.outbox, fixture.group)
             let small = #"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#
             let client = try await IngestClient.connect(unixPath: socketPath, token: "secret", group: group)
             let accepted = try await client.send(txnID: "small", body: Array(small.utf8))
@@ -51,7 +33,8 @@ struct IngestServerTests {
 
     @Test("a wrong token is refused from the request head, before the body is read")
     func refusesTokenBeforeBody() async throws {
-        try await withServer(maxBodyBytes: 1 << 20) { socketPath, outbox, group in
+        try await IngestServerFixture.with(maxBodyBytes: 1 << 20) { fixture in
+            let (socketPath, outbox, group) = (fixture.socketPath, fixture.outbox, fixture.group)
             let client = try await IngestClient.connect(unixPath: socketPath, token: "wrong", group: group)
             let body = Array(#"{"pdus":[{"pdu":{"room_id":"!r:x"},"destinations":["a.example"]}]}"#.utf8)
             let response = try await client.send(txnID: "t", body: body)

@@ -31,6 +31,8 @@ struct ConfigurationLimitsTests {
         ConfigurationLimit("storage.max_bytes", 1_048_576...1_099_511_627_776, field: \.storage.maxBytes),
         ConfigurationLimit("storage.max_age_ms", 60_000...31_536_000_000, duration: \.storage.maxAge),
         ConfigurationLimit("ingest.max_body_bytes", 1024...33_554_432, field: \.ingest.maxBodyBytes),
+        ConfigurationLimit("ingest.idle_timeout_ms", 1000...3_600_000, duration: \.ingest.idleTimeout),
+        ConfigurationLimit("ingest.request_timeout_ms", 100...600_000, duration: \.ingest.requestTimeout),
         ConfigurationLimit("resolver.well_known_port", 1...65535, field: \.resolver.wellKnownPort),
         ConfigurationLimit("limits.max_connections", 1...65535,
                            companions: [("limits.max_tls_handshakes", "1")], field: \.limits.maxConnections),

@@ -48,13 +48,13 @@ extension EphemeralEDU {
             let rooms = try object(content, at: "content")
             var parsed: [Receipt] = []
             for (roomID, byType) in rooms.sorted(by: { $0.key < $1.key }) {
-                let roomPath = "content\(quoted(roomID))"
+                let roomPath = FieldPath.key(roomID, of: "content")
                 let types = try object(byType, at: roomPath)
                 for (receiptType, byUser) in types.sorted(by: { $0.key < $1.key }) {
-                    let typePath = roomPath + quoted(receiptType)
+                    let typePath = FieldPath.key(receiptType, of: roomPath)
                     let users = try object(byUser, at: typePath)
                     for (userID, receipt) in users.sorted(by: { $0.key < $1.key }) {
-                        let path = typePath + quoted(userID)
+                        let path = FieldPath.key(userID, of: typePath)
                         let fields = try object(receipt, at: path)
                         let eventIDs = try eventIDs(fields, at: path)
                         guard let data = fields["data"] else { throw failure("\(path).data", .missing(.object)) }
@@ -104,16 +104,6 @@ extension EphemeralEDU {
             guard let value = members[key] else { throw failure("\(path).\(key)", .missing(.boolean)) }
             guard let flag = value.boolValue else { throw failure("\(path).\(key)", .wrongKind(expected: .boolean)) }
             return flag
-        }
-
-        /// A map key as a path step: `["!room:a.example"]`, escaping quotes and backslashes.
-        private func quoted(_ key: String) -> String {
-            var step = "[\""
-            for character in key {
-                if character == "\"" || character == "\\" { step.append("\\") }
-                step.append(character)
-            }
-            return step + "\"]"
         }
 
         private func failure(_ field: String, _ rule: EphemeralEDUError.Rule) -> EphemeralEDUError {

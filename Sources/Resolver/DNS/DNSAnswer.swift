@@ -45,8 +45,10 @@ extension DNSResponse {
                   case .cname(let target) = alias.data
             else { break }
             learned.append(DNSLearnedAnswer(name: current, answer: .alias(target), ttl: alias.ttl))
-            // A loop is left for the resolver's alias limit to report.
-            guard visited.insert(target).inserted else { return learned }
+            // A loop, or a chain longer than the resolver follows, is left for its alias limit
+            // to report; following thousands of links in a 64 KiB answer would only cost time
+            // and fill the cache.
+            guard visited.insert(target).inserted, learned.count <= DNSResolver.maximumAliases else { return learned }
             current = target
         }
         // RFC 6604: after a CNAME chain, the RCODE is about the last name. Without an SOA a

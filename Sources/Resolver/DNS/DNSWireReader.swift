@@ -1,5 +1,9 @@
 /// A cursor over a received DNS message that checks every read against the message's end.
 struct DNSWireReader {
+    /// A name of 255 bytes has at most 127 labels, each of which a pointer may lead to, and
+    /// one more pointer may lead to the root label.
+    static let maximumPointers = 128
+
     let message: [UInt8]
     var offset: Int
 
@@ -36,12 +40,14 @@ struct DNSWireReader {
     /// without the trailing dot; the root name is ".".
     ///
     /// A compression pointer must point strictly before the labels it continues, so a loop
-    /// of pointers cannot exist; the whole name must fit in 255 bytes.
+    /// of pointers cannot exist; the whole name must fit in 255 bytes. A name follows at most
+    /// `maximumPointers` pointers: without that bound, a 64 KiB message of chained pointers
+    /// makes every record's name cost thousands of steps.
     mutating func readName() throws(DNSWireError) -> String {
         var text: [UInt8] = []
         var position = offset
         var segmentStart = offset
-        var followedPointer = false
+        var pointersFollowed = 0
         var wireLength = 1
         while true {
             guard position < message.count else {
@@ -57,15 +63,18 @@ struct DNSWireReader {
                 guard target < segmentStart else {
                     throw .malformed(offset: position, reason: "compression pointer to byte \(target) does not point backwards")
                 }
-                if !followedPointer {
+                if pointersFollowed == 0 {
                     offset = position + 2
-                    followedPointer = true
+                }
+                pointersFollowed += 1
+                guard pointersFollowed <= Self.maximumPointers else {
+                    throw .malformed(offset: position, reason: "name follows more than \(Self.maximumPointers) compression pointers")
                 }
                 position = target
                 segmentStart = target
             case 0x00:
                 if length == 0 {
-                    if !followedPointer { offset = position + 1 }
+                    if pointersFollowed == 0 { offset = position + 1 }
                     return text.isEmpty ? "." : String(decoding: text, as: UTF8.self)
                 }
                 guard position + 1 + length <= message.count else {

@@ -80,7 +80,7 @@ public struct WellKnownFailure: Error, Sendable, Equatable, CustomStringConverti
         case .redirectWithoutLocation(let status):
             "answered redirect \(status) without a Location"
         case .invalidRedirect(let location, let reason):
-            "redirect to \(String(reflecting: location)) refused: \(reason)"
+            "redirect to \(location.quotedExcerpt()) refused: \(reason)"
         case .redirectLoop(let url):
             "redirect loop: \(url) was already requested"
         case .tooManyRedirects(let limit):

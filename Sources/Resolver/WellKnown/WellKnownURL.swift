@@ -148,7 +148,7 @@ struct WellKnownURLError: Error, Sendable, Equatable, CustomStringConvertible {
     var reason: String
 
     var description: String {
-        "Location \(String(reflecting: location)) cannot be followed: \(reason)"
+        "Location \(location.quotedExcerpt()) cannot be followed: \(reason)"
     }
 }
 

@@ -1,3 +1,4 @@
+import Federation
 import Glibc
 import NIOCore
 
@@ -260,7 +261,7 @@ struct HTTPResponseParser {
         if Self.equalsIgnoringCase(name, "content-length") {
             return Self.forEachElement(of: value, skippingEmpty: false) { digits in
                 guard digits.count > 0, digits.count <= 18, digits.allSatisfy(Self.isDigit) else {
-                    return .malformed("Content-Length \"\(String(decoding: value, as: UTF8.self))\" is not a length")
+                    return .malformed("Content-Length \(Self.quoted(value)) is not a length")
                 }
                 let length = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
                 guard contentLength == nil || contentLength == length else {
@@ -333,12 +334,11 @@ struct HTTPResponseParser {
         }
         let name = UnsafeRawBufferPointer(rebasing: bytes[..<colon])
         guard name.count > 0, name.allSatisfy(isTokenByte) else {
-            return .failure(.malformed("header field name \"\(String(decoding: name, as: UTF8.self))\" is not a token"))
+            return .failure(.malformed("header field name \(quoted(name)) is not a token"))
         }
         let value = trimmed(UnsafeRawBufferPointer(rebasing: bytes[(colon + 1)...]))
         guard value.allSatisfy(isFieldValueByte) else {
-            return .failure(
-                .malformed("header field \(String(decoding: name, as: UTF8.self)) contains a control character"))
+            return .failure(.malformed("header field \(quoted(name)) contains a control character"))
         }
         return .success((name, value))
     }
@@ -382,6 +382,12 @@ struct HTTPResponseParser {
             return digits > 0 ? .success(size) : .failure(.malformed("chunk size missing"))
         }
         return try parsed.get()
+    }
+
+    /// Received bytes as a failure reason quotes them: escaped and shortened, since they are
+    /// the peer's and end up in logs.
+    private static func quoted(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(decoding: bytes, as: UTF8.self).quotedExcerpt()
     }
 
     private static func trimmed(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
