@@ -135,7 +135,11 @@ struct IngestConnectionState {
         case .receiving(let deadline, let headReceived) where deadline <= now:
             phase = .closed
             return headReceived ? .refuseSlowRequest : .close
-        default:
+        case .idle(let deadline), .receiving(let deadline, _):
+            // Early for the deadline that applies now (a timer armed for an older one, or a
+            // clock read a hair before it): the connection's timer must still end at it.
+            return .arm(deadline)
+        case .handling, .closed:
             return .none
         }
     }
