@@ -69,25 +69,26 @@ public enum FederationQueryResult: Sendable {
 ///
 /// Transient failures (no connection, 5xx, 429) are retried a few times with short,
 /// growing pauses (Synapse's short retries: 0.5 s, 1 s, 2 s) as long as the timeout
-/// allows; a destination in backoff fails fast unless the caller asks otherwise.
+/// allows; a destination the sender has in backoff fails fast unless the caller asks
+/// otherwise. Backoff and time are the sender's (`FederationSender.backoffEnd(of:)`, its clock).
 public struct FederationQuerier: Sendable {
     public static let maxAttempts = 4
 
     private let client: FederationClient
-    private let outbox: Outbox
+    private let sender: FederationSender
     private let logger: Logger
 
-    public init(client: FederationClient, outbox: Outbox, logger: Logger) {
+    public init(client: FederationClient, sender: FederationSender, logger: Logger) {
         self.client = client
-        self.outbox = outbox
+        self.sender = sender
         self.logger = logger
     }
 
     public func send(_ query: FederationQuery) async -> FederationQueryResult {
-        if !query.ignoreBackoff, let record = try? await outbox.destination(query.destination.description),
-           let last = record.retryLastTS, record.retryIntervalMS > 0, last + record.retryIntervalMS > WallClock.nowMS() {
-            return .backingOff(retryAtMS: last + record.retryIntervalMS)
+        if !query.ignoreBackoff, let retryAtMS = await sender.backoffEnd(of: query.destination.description) {
+            return .backingOff(retryAtMS: retryAtMS)
         }
+        let clock = sender.clock
         let request = FederationRequest(method: query.method, target: query.target, body: query.body)
         let client = self.client
         let destination = query.destination
@@ -95,7 +96,7 @@ public struct FederationQuerier: Sendable {
         let outcome = await withDeadline(TimeAmount(query.timeout)) { () async -> FederationQueryResult in
             for attempt in 0..<Self.maxAttempts {
                 if attempt > 0 {
-                    try? await Task.sleep(for: .milliseconds(min(500 << (attempt - 1), 2000)))
+                    try? await clock.sleep(untilMonotonicMS: clock.monotonicMS() + Int64(min(500 << (attempt - 1), 2000)))
                     if Task.isCancelled { break }
                 }
                 do {

@@ -94,7 +94,9 @@ public actor FederationSender {
     private let client: FederationClient
     private let retryPolicy: RetryPolicy
     private let settings: Settings
-    private let clock: any SenderClock
+    /// The sender's time, monotonic for deadlines and wall for what is stored; shared with
+    /// `FederationQuerier`.
+    public nonisolated let clock: any SenderClock
     private let logger: Logger
 
     private var destinations: [String: Destination] = [:]
@@ -218,7 +220,7 @@ public actor FederationSender {
     /// own server, and at a pace to the rest (Synapse's rules).
     public func queueEphemeral(_ edu: EphemeralEDU, to names: [String]) {
         guard !stopping, !names.isEmpty else { return }
-        let now = clock.nowMS()
+        let now = clock.monotonicMS()
         ephemeral.add(edu, for: names, nowMS: now)
         switch edu {
         case .typing:
@@ -235,7 +237,7 @@ public actor FederationSender {
     /// Events just accepted, for the read-receipt rules ("received less than a minute ago",
     /// "the event's own server").
     public func noteRecentEvents(_ events: [(eventID: String, senderServer: String)]) {
-        let now = clock.nowMS()
+        let now = clock.monotonicMS()
         for event in events { receiptPacer.eventReceived(eventID: event.eventID, senderServer: event.senderServer, receivedMS: now) }
     }
 
@@ -310,6 +312,23 @@ public actor FederationSender {
         logger.info("backoff cleared; trying the destination now", metadata: ["destination": "\(name)"])
         wake(name)
         return true
+    }
+
+    /// When `name`'s backoff ends, in wall-clock ms, or nil when it is not backing off: from
+    /// the state in memory, or for a destination not loaded from its outbox record, read as
+    /// `PerDestinationQueue.loaded` reads it (ending at most one interval from now).
+    public func backoffEnd(of name: String) async -> Int64? {
+        let monotonicNow = clock.monotonicMS()
+        let wallNow = clock.nowMS()
+        if let queue = destinations[name]?.queue, queue.phase != .unloaded, queue.phase != .loading {
+            guard queue.retryIntervalMS > 0, queue.retryDueMS > monotonicNow else { return nil }
+            return wallNow + (queue.retryDueMS - monotonicNow)
+        }
+        guard let record = try? await outbox.destination(name), record.retryIntervalMS > 0 else { return nil }
+        var queue = PerDestinationQueue(budget: 1, catchUpAfterMS: settings.catchUpAfterMS)
+        queue.loaded(record, owed: [], nowMS: monotonicNow, wallNowMS: wallNow)
+        guard queue.retryDueMS > monotonicNow else { return nil }
+        return wallNow + (queue.retryDueMS - monotonicNow)
     }
 
     /// Answers once the actor has run a job: the watchdog's health probe.
@@ -462,7 +481,7 @@ public actor FederationSender {
         log[metadataKey: "destination"] = "\(name)"
         loop: while !stopping, !Task.isCancelled {
             destinations[name]?.wakeRequested = false
-            let step = updateQueue(name) { $0.nextStep(nowMS: clock.nowMS(), maxPDUs: settings.maxPDUsPerTransaction) }
+            let step = updateQueue(name) { $0.nextStep(nowMS: clock.monotonicMS(), maxPDUs: settings.maxPDUsPerTransaction) }
             let transaction: OutgoingTransaction
             do {
                 switch step {
@@ -477,7 +496,7 @@ public actor FederationSender {
                             for: name, after: record?.lastSuccessfulStreamOrdering ?? 0,
                             limit: settings.maxPDUsInMemoryPerDestination + 1)
                     }
-                    updateQueue(name) { $0.loaded(record, owed: owed) }
+                    updateQueue(name) { $0.loaded(record, owed: owed, nowMS: clock.monotonicMS(), wallNowMS: clock.nowMS()) }
                     enforceGlobalBudget()
                     if destinations[name]?.queue.phase == .catchingUp {
                         log.info("catching up: sending the newest PDU of each room", metadata: [
@@ -550,13 +569,12 @@ public actor FederationSender {
                 destinations[name]?.queue.persistentEDUsMayBePending = false
             }
         }
-        let now = clock.nowMS()
         let plan = TransactionEDUPlan.assemble(for: name, ephemeral: &ephemeral, persistent: persistent,
-                                               nowMS: now, maxEDUs: eduRoom)
+                                               nowMS: clock.monotonicMS(), maxEDUs: eduRoom)
         guard !pdus.isEmpty || !plan.edus.isEmpty else { return nil }
         txnCounter += 1
         let transaction = OutgoingTransaction(
-            txnID: "\(txnIDPrefix)\(txnCounter)", originServerTS: now, pdus: pdus, edus: plan.edus,
+            txnID: "\(txnIDPrefix)\(txnCounter)", originServerTS: clock.nowMS(), pdus: pdus, edus: plan.edus,
             persistentEDUIDs: plan.persistentEDUIDs, isCatchUp: isCatchUp)
         updateQueue(name) { $0.send(transaction) }
         enforceGlobalBudget()
@@ -611,7 +629,7 @@ public actor FederationSender {
             return false
         case .deferred(let reason):
             metrics.transactionsDeferred += 1
-            let retryAt = clock.nowMS() + Int64.random(in: Self.localRetryDelayMS, using: &random)
+            let retryAt = clock.monotonicMS() + Int64.random(in: Self.localRetryDelayMS, using: &random)
             updateQueue(name) { $0.deferred(untilMS: retryAt) }
             log.info("transaction held back by southbridge's own limits; trying it again shortly", metadata: [
                 "error": "\(reason)",
@@ -671,8 +689,8 @@ public actor FederationSender {
         // goes first, so it cannot undo the failure written after it.
         if unflushedProgress[name] != nil { await flushProgress() }
         metrics.transactionsFailed += 1
-        let now = clock.nowMS()
         let interval = retryPolicy.interval(after: destinations[name]?.queue.retryIntervalMS ?? 0, using: &random)
+        let now = clock.monotonicMS()
         let enteredCatchUp = updateQueue(name) { $0.failed(nowMS: now, intervalMS: interval) }
         if enteredCatchUp {
             ephemeral.removeAll(for: name)
@@ -682,7 +700,7 @@ public actor FederationSender {
             "error": "\(reason)", "retry_in_ms": "\(interval)", "catching_up": "\(enteredCatchUp)",
         ])
         do {
-            try await outbox.recordFailure(destination: name, retryLastTS: now, retryIntervalMS: interval)
+            try await outbox.recordFailure(destination: name, retryLastTS: clock.nowMS(), retryIntervalMS: interval)
         } catch {
             logger.error("could not record the failure in the outbox", metadata: ["error": "\(error)"])
         }
@@ -736,7 +754,7 @@ public actor FederationSender {
         let clock = self.clock
         destinations[name]?.retryTimer = Task {
             do {
-                try await clock.sleep(untilMS: deadline)
+                try await clock.sleep(untilMonotonicMS: deadline)
             } catch {
                 return
             }

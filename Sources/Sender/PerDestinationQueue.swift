@@ -2,7 +2,8 @@ import Outbox
 
 /// What the sender knows about one destination, and every decision about what to send it
 /// next. Pure: the `FederationSender` does the reading, sending and sleeping, and reports
-/// back; time comes in as wall-clock milliseconds.
+/// back; time comes in as monotonic milliseconds (`SenderClock.monotonicMS`), which a step of
+/// the wall clock does not move: only a stored backoff is converted, once, when it is loaded.
 ///
 /// PDUs reach a destination one of two ways:
 /// - `live`: every PDU owed beyond `lastSuccessfulStreamOrdering` is referenced in memory,
@@ -48,7 +49,8 @@ public struct PerDestinationQueue: Sendable {
     public let catchUpAfterMS: Int64
     public private(set) var phase: Phase = .unloaded
     public private(set) var lastSuccessfulStreamOrdering: Int64 = 0
-    public private(set) var retryLastTS: Int64 = 0
+    /// When the backoff ends, in monotonic ms; meaningful while `retryIntervalMS > 0`.
+    public private(set) var retryDueMS: Int64 = 0
     public private(set) var retryIntervalMS: Int64 = 0
     public private(set) var inFlight: OutgoingTransaction?
     /// Not before this time (ms): set when southbridge's own limits held a transaction back.
@@ -143,8 +145,8 @@ public struct PerDestinationQueue: Sendable {
 
     /// What to do next at `nowMS`.
     public mutating func nextStep(nowMS: Int64, maxPDUs: Int) -> Step {
-        if retryIntervalMS > 0, retryLastTS + retryIntervalMS > nowMS {
-            return .waitUntil(retryLastTS + retryIntervalMS)
+        if retryIntervalMS > 0, retryDueMS > nowMS {
+            return .waitUntil(retryDueMS)
         }
         if deferredUntilMS > nowMS { return .waitUntil(deferredUntilMS) }
         if inFlight != nil { return .resend }
@@ -162,11 +164,16 @@ public struct PerDestinationQueue: Sendable {
         }
     }
 
-    /// The destination's stored state and up to `budget + 1` PDUs owed beyond its mark.
-    public mutating func loaded(_ record: DestinationRecord?, owed: [StoredPDU]) {
+    /// The destination's stored state and up to `budget + 1` PDUs owed beyond its mark, read
+    /// at `nowMS` (monotonic) and `wallNowMS`. The stored backoff, from the wall clock of
+    /// another boot perhaps, ends at most one interval from now: a clock found behind (a Pi
+    /// without a clock battery, before NTP) cannot stall a retry for longer, and one ahead
+    /// makes it due now, not in a storm later.
+    public mutating func loaded(_ record: DestinationRecord?, owed: [StoredPDU], nowMS: Int64, wallNowMS: Int64) {
         lastSuccessfulStreamOrdering = record?.lastSuccessfulStreamOrdering ?? 0
-        retryLastTS = record?.retryLastTS ?? 0
         retryIntervalMS = record?.retryIntervalMS ?? 0
+        let storedRemaining = (record?.retryLastTS ?? wallNowMS) + retryIntervalMS - wallNowMS
+        retryDueMS = retryIntervalMS > 0 ? nowMS + min(max(0, storedRemaining), retryIntervalMS) : 0
         let arrivedWhileLoading = Array(queued.elements)
         _ = dropQueue()
         if spillWhenLoaded || owed.count > budget || retryIntervalMS > catchUpAfterMS {
@@ -214,7 +221,7 @@ public struct PerDestinationQueue: Sendable {
         advance(past: transaction)
         unitLimit = .max
         retryIntervalMS = 0
-        retryLastTS = 0
+        retryDueMS = 0
         return wasBackingOff
     }
 
@@ -236,7 +243,7 @@ public struct PerDestinationQueue: Sendable {
     /// and the destination will be caught up. Returns whether it entered catch-up.
     @discardableResult
     public mutating func failed(nowMS: Int64, intervalMS: Int64) -> Bool {
-        retryLastTS = nowMS
+        retryDueMS = nowMS + intervalMS
         retryIntervalMS = intervalMS
         guard intervalMS > catchUpAfterMS, phase == .live || isReadingFromOutbox else { return false }
         inFlight = nil
@@ -254,7 +261,7 @@ public struct PerDestinationQueue: Sendable {
     /// The backoff was cleared by an operator or because the destination is known to be up.
     public mutating func clearBackoff() {
         retryIntervalMS = 0
-        retryLastTS = 0
+        retryDueMS = 0
         deferredUntilMS = 0
     }
 

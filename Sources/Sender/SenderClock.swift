@@ -1,22 +1,35 @@
-/// Time as the sender sees it: wall-clock milliseconds, the unit of every stored timestamp,
-/// and a way to sleep until one. Injected so backoff, catch-up and expiry are tested by
-/// moving a clock, not by waiting.
+import Glibc
+
+/// Time as the sender sees it, injected so backoff, catch-up and expiry are tested by moving
+/// a clock, not by waiting. Two clocks: the wall clock for what is stored or sent (a failure's
+/// `retry_last_ts`, `origin_server_ts`, txn ids) and a monotonic one for every deadline kept
+/// in memory, so a wall clock stepped by hours (NTP on a Pi without a clock battery) neither
+/// brings every backoff due at once nor holds a retry back.
 public protocol SenderClock: Sendable {
+    /// Milliseconds since the Unix epoch.
     func nowMS() -> Int64
-    /// Returns at `deadlineMS` or later; throws `CancellationError` when the task is cancelled.
-    func sleep(untilMS deadlineMS: Int64) async throws
+    /// Milliseconds from an arbitrary origin that only moves forward, at the pace of time.
+    func monotonicMS() -> Int64
+    /// Returns once `monotonicMS()` reaches `deadlineMS`; throws `CancellationError` when the
+    /// task is cancelled.
+    func sleep(untilMonotonicMS deadlineMS: Int64) async throws
 }
 
-/// The system's real-time clock.
+/// The system's clocks: `CLOCK_REALTIME` and `CLOCK_MONOTONIC`.
 public struct SystemSenderClock: SenderClock {
     public init() {}
 
     public func nowMS() -> Int64 { WallClock.nowMS() }
 
-    public func sleep(untilMS deadlineMS: Int64) async throws {
-        // The wall clock may be stepped (NTP on a Pi without a clock battery): re-check after waking.
+    public func monotonicMS() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+
+    public func sleep(untilMonotonicMS deadlineMS: Int64) async throws {
         while true {
-            let remaining = deadlineMS - WallClock.nowMS()
+            let remaining = deadlineMS - monotonicMS()
             if remaining <= 0 { return }
             try await Task.sleep(for: .milliseconds(remaining))
         }

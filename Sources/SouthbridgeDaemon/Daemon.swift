@@ -95,7 +95,7 @@ public final class Daemon: Sendable {
         let api = IngestAPI(
             outbox: outbox, bearerToken: token, ownServerName: configuration.server.name, logger: logger,
             administration: DestinationAdmin(outbox: outbox, sender: sender, resolver: resolver),
-            queries: QueryForwarder(querier: FederationQuerier(client: client, outbox: outbox, logger: logger)),
+            queries: QueryForwarder(querier: FederationQuerier(client: client, sender: sender, logger: logger)),
             ephemeralDelivery: SenderEphemeralDelivery(sender: sender),
             metricsText: { await MetricsText.render(sender: sender, pool: pool, outbox: outbox) })
         let server: IngestServer

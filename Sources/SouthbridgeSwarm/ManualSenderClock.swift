@@ -3,7 +3,8 @@ import Synchronization
 
 /// A `SenderClock` that only moves when a test says so: days of backoff pass in a call.
 ///
-/// Sleepers whose deadline is reached are resumed by `advance`, in deadline order.
+/// Sleepers whose deadline is reached are resumed by `advance`, in deadline order. The wall
+/// clock is the monotonic one plus an offset `stepWallClock` changes, as NTP steps a real one.
 public final class ManualSenderClock: SenderClock {
     private struct Sleeper {
         var id: Int
@@ -12,7 +13,10 @@ public final class ManualSenderClock: SenderClock {
     }
 
     private struct State {
+        /// Monotonic milliseconds.
         var nowMS: Int64
+        /// What the wall clock is ahead of the monotonic one.
+        var wallOffsetMS: Int64 = 0
         var nextID = 0
         var sleepers: [Sleeper] = []
     }
@@ -24,7 +28,17 @@ public final class ManualSenderClock: SenderClock {
     }
 
     public func nowMS() -> Int64 {
+        state.withLock { $0.nowMS + $0.wallOffsetMS }
+    }
+
+    public func monotonicMS() -> Int64 {
         state.withLock { $0.nowMS }
+    }
+
+    /// Steps the wall clock by `milliseconds` (either way) without time passing: what NTP does
+    /// to a machine that booted with a stale clock.
+    public func stepWallClock(byMS milliseconds: Int64) {
+        state.withLock { $0.wallOffsetMS += milliseconds }
     }
 
     /// Tasks sleeping on this clock now.
@@ -37,7 +51,7 @@ public final class ManualSenderClock: SenderClock {
         state.withLock { $0.sleepers.map(\.deadlineMS).min() }
     }
 
-    public func sleep(untilMS deadlineMS: Int64) async throws {
+    public func sleep(untilMonotonicMS deadlineMS: Int64) async throws {
         let id = state.withLock { state in
             state.nextID += 1
             return state.nextID

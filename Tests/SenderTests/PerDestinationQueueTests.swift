@@ -19,7 +19,7 @@ private func liveQueue(budget: Int = 100, catchUpAfterMS: Int64 = 3_600_000, owe
                        record: DestinationRecord? = nil) -> PerDestinationQueue {
     var queue = PerDestinationQueue(budget: budget, catchUpAfterMS: catchUpAfterMS)
     #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .load)
-    queue.loaded(record, owed: owed)
+    queue.loaded(record, owed: owed, nowMS: 1_000, wallNowMS: 1_000)
     return queue
 }
 
@@ -43,7 +43,7 @@ struct PerDestinationQueueTests {
         guard case .build(let pdus) = queue.nextStep(nowMS: 0, maxPDUs: 50) else { Issue.record("expected a build"); return }
         queue.send(transaction("t1", pdus))
         queue.deferred(untilMS: 1_500)
-        #expect(queue.retryIntervalMS == 0 && queue.retryLastTS == 0)
+        #expect(queue.retryIntervalMS == 0 && queue.retryDueMS == 0)
         #expect(!queue.isBackingOff)
         #expect(queue.nextStep(nowMS: 1_000, maxPDUs: 50) == .waitUntil(1_500))
         #expect(queue.nextStep(nowMS: 1_500, maxPDUs: 50) == .resend)
@@ -74,7 +74,7 @@ struct PerDestinationQueueTests {
         #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .load)
         queue.pduCommitted(pdu(2))
         queue.pduCommitted(pdu(3))
-        queue.loaded(nil, owed: [pdu(1), pdu(2)])
+        queue.loaded(nil, owed: [pdu(1), pdu(2)], nowMS: 0, wallNowMS: 0)
         #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .build(pdus: [pdu(1), pdu(2), pdu(3)]))
     }
 
@@ -85,7 +85,7 @@ struct PerDestinationQueueTests {
         #expect(queue.pduReferenceCount == 1)
         #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .load)
         queue.pduCommitted(pdu(9))
-        queue.loaded(DestinationRecord(name: "d", lastSuccessfulStreamOrdering: 3), owed: [])
+        queue.loaded(DestinationRecord(name: "d", lastSuccessfulStreamOrdering: 3), owed: [], nowMS: 0, wallNowMS: 0)
         #expect(queue.nextStep(nowMS: 0, maxPDUs: 50) == .build(pdus: [pdu(8), pdu(9)]))
     }
 
@@ -147,6 +147,27 @@ struct PerDestinationQueueTests {
         #expect(queue.phase == .catchingUp)
         #expect(queue.nextStep(nowMS: 1_000 + 7_199_999, maxPDUs: 50) == .waitUntil(1_000 + 7_200_000))
         #expect(queue.nextStep(nowMS: 1_000 + 7_200_000, maxPDUs: 50) == .readCatchUp(after: 7, limit: 50))
+    }
+
+    /// (wall clock when loaded, ms until the backoff ends) for a failure stored at 50,000,000 with a 10-minute interval.
+    static let storedBackoffCases: [(wallNowMS: Int64, dueInMS: Int64)] = [
+        // Read by a boot whose clock is 5 h behind (no clock battery, NTP not yet synced):
+        // at most the interval, not 5 h more.
+        (50_000_000 - 18_000_000, 600_000),
+        // Read 4 minutes after the failure: the 6 minutes left.
+        (50_000_000 + 240_000, 360_000),
+        // Read by a clock far ahead (or long after): due now, each destination once.
+        (50_000_000 + 86_400_000, 0),
+    ]
+
+    @Test(arguments: storedBackoffCases)
+    func aStoredBackoffEndsAtMostOneIntervalAfterItIsLoaded(wallNowMS: Int64, dueInMS: Int64) {
+        let record = DestinationRecord(name: "d", lastSuccessfulStreamOrdering: 3, retryLastTS: 50_000_000, retryIntervalMS: 600_000)
+        var queue = PerDestinationQueue(budget: 10, catchUpAfterMS: 3_600_000)
+        _ = queue.nextStep(nowMS: 7_000, maxPDUs: 50)
+        queue.loaded(record, owed: [pdu(4)], nowMS: 7_000, wallNowMS: wallNowMS)
+        #expect(queue.retryDueMS == 7_000 + dueInMS)
+        #expect(queue.nextStep(nowMS: 7_000 + dueInMS, maxPDUs: 50) == .build(pdus: [pdu(4)]))
     }
 
     @Test func aFailedTransactionIsResentUnchangedWhenItsBackoffEndsToTheMillisecond() {

@@ -165,6 +165,31 @@ struct SenderSwarmTests {
         await harness.tearDown()
     }
 
+    @Test("a wall clock stepped by hours, forward or back, neither brings a backoff due nor holds it back")
+    func wallClockSteps() async throws {
+        let harness = try await SenderHarness(hosts: ["stepped": 1])
+        let server = try await harness.startGroup("stepped")
+        await harness.stopGroup("stepped")
+        let name = SenderHarness.names(1, in: "stepped", port: server.port)[0]
+        try await harness.ingest(0..<1, rooms: rooms, destinations: [name])
+        #expect(await eventually { await harness.sender.status(of: name)?.retryScheduled == true })
+        let retryAt = try #require(harness.clock.nextDeadlineMS)
+        let revived = try await harness.startGroup("stepped", port: server.port)
+
+        // NTP corrects a clock that booted 5 hours behind: the retry is not due any sooner.
+        harness.clock.stepWallClock(byMS: 5 * 3_600_000)
+        harness.clock.advance(byMS: 1)
+        #expect(harness.clock.nextDeadlineMS == retryAt)
+        #expect(await harness.sender.status(of: name)?.retryScheduled == true)
+        // …nor later when it is stepped back.
+        harness.clock.stepWallClock(byMS: -10 * 3_600_000)
+        harness.clock.advance(byMS: retryAt - harness.clock.monotonicMS())
+        #expect(await eventually { firstArrivals(revived.log(for: name)) == [0] })
+        #expect(await eventually { (try? await harness.outbox.destination(name))?.retryIntervalMS == 0 },
+                "delivery cleared the stored backoff")
+        await harness.tearDown()
+    }
+
     @Test("past limits.max_pdus_in_memory the longest queues are dropped and read back from the outbox, nothing lost")
     func globalBudgetSpillsTheLongestQueues() async throws {
         let harness = try await SenderHarness(hosts: ["gone": 3]) { $0.limits.maxPDUsInMemory = 15 }
