@@ -65,8 +65,9 @@ struct IngestServerHostileClientTests {
             // Whole, the same requests are accepted, the client closing its side after them.
             for request in [IngestServerFixture.request(pdu: 1), Self.chunkedRequest(pdu: 2)] {
                 let responses = try await exchange(request, with: fixture)
+                // Whether the answer says `connection: close` depends on whether the server saw the
+                // client's half-close before its commit ended; either way the connection then ends.
                 #expect(responses.map(\.status) == [200], "\(responses)")
-                #expect(responses.first?.header("connection") == "close")
             }
             #expect(try await fixture.storedPDUNumbers() == [1, 2])
         }

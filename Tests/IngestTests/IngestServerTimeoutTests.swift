@@ -88,12 +88,14 @@ struct IngestServerTimeoutTests {
     @Test("an idle connection is closed without an answer at the idle timeout, also after a request")
     func idleConnections() async throws {
         try await withFixture { fixture in
-            let unused = try await fixture.connect()
+            // Each instant is taken before what starts the server's timer, never after: a busy test
+            // process may resume this task late, and the timer must not then look early.
             let opened = ContinuousClock.now
+            let unused = try await fixture.connect()
             let used = try await fixture.connect()
+            let answered = ContinuousClock.now
             await used.send(IngestServerFixture.request(pdu: 4))
             let responses = await used.responses(timeout: .seconds(5))
-            let answered = ContinuousClock.now
             #expect(responses.map(\.status) == [200], "\(responses)")
             #expect(responses.first?.header("connection") == nil, "the answer kept the connection alive")
             await expectClosed(unused, after: Self.idleTimeout, from: opened)

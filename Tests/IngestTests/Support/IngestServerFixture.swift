@@ -23,7 +23,9 @@ struct IngestServerFixture {
         defer { directory.remove() }
         let outbox = try Outbox(path: directory.path + "/outbox.sqlite3", logger: Logger(label: "test"))
         defer { outbox.close() }
-        let group = MultiThreadedEventLoopGroup.singleton
+        // Its own loop: the deadlines under test must not wait behind other tests' work (thousands of
+        // TLS handshakes) on the shared loops.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let api = IngestAPI(outbox: outbox, bearerToken: token, ownServerName: "self.example", logger: Logger(label: "test"),
                             metricsText: { "" })
         let socketPath = directory.path + "/ingest.sock"
@@ -34,9 +36,11 @@ struct IngestServerFixture {
             try await body(IngestServerFixture(socketPath: socketPath, outbox: outbox, group: group))
         } catch {
             await server.close()
+            try? await group.shutdownGracefully()
             throw error
         }
         await server.close()
+        try? await group.shutdownGracefully()
     }
 
     func connect() async throws -> RawIngestConnection {
