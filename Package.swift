@@ -89,7 +89,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
 
-        // Seeded mutation of valid inputs, shared by the fuzz tests of every parser of untrusted bytes.
+        // Seeded randomness and mutation of valid inputs, for the fuzz tests of every parser of
+        // untrusted bytes and every other test that draws.
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport"),
 
         .testTarget(name: "FederationTests", dependencies: ["Federation", "FuzzSupport"]),
@@ -112,9 +113,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
-        .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox", "Transport", "SouthbridgeSwarm"]),
+        .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox", "Transport", "SouthbridgeSwarm",
+                                                         "FuzzSupport"]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd", "Resolver",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import FuzzSupport
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,3 +1,4 @@
+import FuzzSupport
 import Resolver
 import SouthbridgeSwarm
 import Testing

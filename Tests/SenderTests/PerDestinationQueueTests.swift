@@ -1,3 +1,4 @@
+import FuzzSupport
 import Outbox
 import Sender
 import SouthbridgeSwarm

@@ -1,4 +1,5 @@
 import Federation
+import FuzzSupport
 import Glibc
 import Logging
 import Outbox
