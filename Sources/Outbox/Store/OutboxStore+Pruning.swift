@@ -7,13 +7,12 @@ extension OutboxStore {
         let delete = try database.statement("""
             DELETE FROM pdus WHERE stream_ordering IN (
                 SELECT p.stream_ordering
-                FROM (SELECT m.set_id, min(d.last_successful_stream_ordering) AS delivered
-                      FROM destination_set_members AS m JOIN destinations AS d ON d.destination = m.destination
-                      GROUP BY m.set_id) AS s
-                    CROSS JOIN pdus AS p ON p.destination_set = s.set_id AND p.stream_ordering <= s.delivered
-                LIMIT ?1)
+                FROM \(Self.setsNeededAfter) AS s
+                    CROSS JOIN pdus AS p ON p.destination_set = s.set_id AND p.stream_ordering <= s.needed_after
+                LIMIT ?2)
             """)
-        try delete.bind(Int64(limit), at: 1)
+        try delete.bind(Int64.max, at: 1)
+        try delete.bind(Int64(limit), at: 2)
         try delete.run()
         var deleted = database.changes
         if deleted < limit {

@@ -8,6 +8,18 @@ extension OutboxStore {
         return (pages - free) * size
     }
 
+    /// Per destination set, the lowest last successful stream ordering of its members backing off for no longer
+    /// than `?1` ms, as `needed_after` (the largest integer when every member backs off for longer): a PDU of the
+    /// set at or below it is needed only by members backing off for longer. With `?1` the largest integer, the
+    /// lowest of all members: what every member has.
+    static let setsNeededAfter = """
+        (SELECT m.set_id,
+                coalesce(min(CASE WHEN d.retry_interval_ms > ?1 THEN NULL ELSE d.last_successful_stream_ordering END),
+                         9223372036854775807) AS needed_after
+         FROM destination_set_members AS m JOIN destinations AS d ON d.destination = m.destination
+         GROUP BY m.set_id)
+        """
+
     /// Deletes up to `limit` PDUs that no destination of their set needs any more: each member is past the PDU,
     /// or backs off for longer than `catchUpAfterMS` (so it will be caught up with the newest PDU of each room only)
     /// and a newer PDU of the same room has the same set. Returns how many went. Nothing is lost: catch-up never
@@ -17,12 +29,7 @@ extension OutboxStore {
         let delete = try database.statement("""
             DELETE FROM pdus WHERE stream_ordering IN (
                 SELECT p.stream_ordering
-                FROM (SELECT m.set_id,
-                             coalesce(min(CASE WHEN d.retry_interval_ms > ?1 THEN NULL
-                                               ELSE d.last_successful_stream_ordering END),
-                                      9223372036854775807) AS needed_after
-                      FROM destination_set_members AS m JOIN destinations AS d ON d.destination = m.destination
-                      GROUP BY m.set_id) AS s
+                FROM \(Self.setsNeededAfter) AS s
                     CROSS JOIN pdus AS p ON p.destination_set = s.set_id AND p.stream_ordering <= s.needed_after
                 WHERE EXISTS (SELECT 1 FROM pdus AS newer
                               WHERE newer.destination_set = p.destination_set
@@ -45,19 +52,15 @@ extension OutboxStore {
             DELETE FROM pdus WHERE stream_ordering IN (
                 SELECT p.stream_ordering
                 FROM pdus AS p
-                    JOIN (SELECT m.set_id,
-                                 coalesce(min(CASE WHEN d.retry_interval_ms > 0 THEN NULL
-                                                   ELSE d.last_successful_stream_ordering END),
-                                          9223372036854775807) AS needed_after
-                          FROM destination_set_members AS m JOIN destinations AS d ON d.destination = m.destination
-                          GROUP BY m.set_id) AS s
+                    JOIN \(Self.setsNeededAfter) AS s
                     ON s.set_id = p.destination_set AND p.stream_ordering <= s.needed_after
-                WHERE ?1 IS NULL OR p.received_ts < ?1
+                WHERE ?3 IS NULL OR p.received_ts < ?3
                 ORDER BY p.stream_ordering
                 LIMIT ?2)
             """)
-        try delete.bind(receivedBefore, at: 1)
+        try delete.bind(Int64(0), at: 1)
         try delete.bind(Int64(limit), at: 2)
+        try delete.bind(receivedBefore, at: 3)
         try delete.run()
         return database.changes
     }
