@@ -41,8 +41,8 @@ public actor FederationSender {
         public var ephemeralEDUsQueued = 0
         public var ephemeralEDUsDroppedExpired = 0
         public var ephemeralEDUsDroppedForMemory = 0
-        /// Destinations whose state the sender holds: those with work, and up to
-        /// `Settings.maxQuietDestinations` with none.
+        /// Destinations whose state the sender holds: at most `Settings.maxQuietDestinations`
+        /// besides those sending, unless more than that are owed something.
         public var destinationsInMemory = 0
     }
 
@@ -65,8 +65,8 @@ public actor FederationSender {
         /// queue costing a few bytes each. A few times the connection cap, so the pool still
         /// chooses among more destinations than it has connections (the daemon uses 4×).
         public var maxDestinationsSending = 256
-        /// Destinations with nothing owed, in flight or scheduled whose state is kept, the most
-        /// recently active; the state of older ones is dropped and read again from the outbox
+        /// Destinations whose state is kept besides those sending: past it, those with nothing
+        /// owed, in flight or scheduled the longest are dropped, and read again from the outbox
         /// if they are met again. Keeps memory bounded by configuration, not by every server
         /// met since start, while the servers of busy rooms stay loaded (the daemon keeps 4×
         /// the connection cap: every warm connection's destination and more).
@@ -103,7 +103,7 @@ public actor FederationSender {
     private var runningCount = 0
     private var readyToRun = FrontConsumedQueue<String>()
     /// Destinations in the order they went quiet, oldest first, with their tickets: the ones
-    /// whose state goes once more than `settings.maxQuietDestinations` are quiet.
+    /// whose state goes first once the sender holds too many (`forgetOldestQuietDestinations`).
     private var quietOrder = FrontConsumedQueue<(name: String, ticket: Int)>()
     private var nextQuietTicket = 1
     private var pdusInMemory = 0
@@ -734,12 +734,22 @@ public actor FederationSender {
             && state.queue.isQuiet && !state.queue.persistentEDUsMayBePending && !ephemeral.hasPending(for: name)
     }
 
-    /// Drops the state of the destinations quiet the longest while more than
-    /// `settings.maxQuietDestinations` are; entries of destinations busy again are stale and skipped.
+    /// Drops the state of the destinations quiet the longest while the sender holds more than
+    /// `settings.maxQuietDestinations` besides those sending. Entries of destinations busy again
+    /// since are stale: skipped at the front, and cleared out once they outnumber the destinations.
     private func forgetOldestQuietDestinations() {
-        while quietOrder.count > settings.maxQuietDestinations, let (name, ticket) = quietOrder.popFirst() {
-            guard destinations[name]?.quietTicket == ticket, isQuiet(name) else { continue }
-            destinations[name] = nil
+        let isCurrent = { (entry: (name: String, ticket: Int)) in
+            self.destinations[entry.name]?.quietTicket == entry.ticket && self.isQuiet(entry.name)
+        }
+        if quietOrder.count > 2 * destinations.count + 64 { quietOrder.keepOnly(isCurrent) }
+        while let oldest = quietOrder.first {
+            guard isCurrent(oldest) else {
+                _ = quietOrder.popFirst()
+                continue
+            }
+            guard destinations.count > settings.maxQuietDestinations + runningCount + readyToRun.count else { return }
+            _ = quietOrder.popFirst()
+            destinations[oldest.name] = nil
         }
     }
 

@@ -51,22 +51,32 @@ struct OutboxService: Service {
     let retention: RetentionPolicy
     let logger: Logger
     static let pruneInterval: Duration = .seconds(60)
+
+    private enum Pass {
+        case interval, pressure
+    }
     /// How long a repeated ingest txnId is still recognised: a homeserver retries within
     /// minutes, never a day later.
     static let ingestTransactionRetentionMS: Int64 = 24 * 3600 * 1000
 
     func run() async throws {
-        let (passes, requestPass) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        outbox.observeStoragePressure { requestPass.yield() }
+        let (passes, requestPass) = AsyncStream.makeStream(of: Pass.self, bufferingPolicy: .bufferingNewest(2))
+        outbox.observeStoragePressure { requestPass.yield(.pressure) }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 while (try? await Task.sleep(for: Self.pruneInterval)) != nil {
-                    requestPass.yield()
+                    requestPass.yield(.interval)
                 }
             }
             var dropping = false
-            for await _ in passes.cancelOnGracefulShutdown() {
-                dropping = await prune(droppingBefore: dropping)
+            // A pass for pressure that could drop nothing (all is owed to reachable servers) would
+            // only repeat itself on every commit: the next one waits for the interval.
+            var pressureHelps = true
+            for await pass in passes.cancelOnGracefulShutdown() {
+                if pass == .pressure, !pressureHelps { continue }
+                let dropped = await prune(droppingBefore: dropping)
+                dropping = dropped
+                pressureHelps = pass == .interval || dropped
             }
             group.cancelAll()
         }
