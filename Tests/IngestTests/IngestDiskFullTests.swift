@@ -68,6 +68,27 @@ struct IngestDiskFullTests {
         return #"{"pdus":["# + pdus.joined(separator: ",") + "]}"
     }
 
+    @Test func anOutboxAtStorageMaxBytesRefusesWith507NamingTheSetting() async throws {
+        let directory = try TemporaryDirectory(prefix: "southbridge-max-bytes")
+        defer { directory.remove() }
+        let outbox = try Outbox(path: directory.path + "/outbox.sqlite3", logger: Logger(label: "test"),
+                                limits: OutboxLimits(maxBytes: 64 << 10))
+        defer { outbox.close() }
+        let api = IngestAPI(outbox: outbox, bearerToken: "secret", ownServerName: "self.example",
+                            logger: Logger(label: "test"), metricsText: { "" })
+        var accepted = 0
+        var refused: IngestResponse?
+        while refused == nil, accepted < 100 {
+            let response = await send(api, txn: "t\(accepted)", body: body(pdus: 4, padding: 4_000, room: "!r:x"))
+            if response.status == 200 { accepted += 1 } else { refused = response }
+        }
+        let answer = try #require(refused, "64 KiB never reached")
+        #expect(answer.status == 507)
+        let text = String(decoding: answer.body, as: UTF8.self)
+        #expect(text.contains("M_RESOURCE_LIMIT_EXCEEDED") && text.contains("storage.max_bytes"), "\(text)")
+        #expect(try await outbox.pendingPDUs(for: "a.example", after: 0, limit: .max).count == 4 * accepted)
+    }
+
     @Test(.enabled(if: SmallFilesystem.canMount, "mounting a tmpfs needs root"))
     func aFullDiskRefusesWith507KeepsWhatWasAcceptedAndRecoversWhenSpaceReturns() async throws {
         let filesystem = try SmallFilesystem(bytes: 2 << 20)
