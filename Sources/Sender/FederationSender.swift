@@ -380,16 +380,28 @@ public actor FederationSender {
     }
 
     /// Spills the largest queues until the references held fit `maxPDUsInMemory`.
+    /// One pass over the destinations per call: a fan-out to thousands of servers passes the
+    /// budget by thousands of references per commit, and searching for the largest queue again
+    /// after each spill cost a scan of every destination per spill.
     private func enforceGlobalBudget() {
-        while pdusInMemory > settings.maxPDUsInMemory {
-            guard let (name, largest) = destinations.max(by: { $0.value.queue.pduReferenceCount < $1.value.queue.pduReferenceCount }),
-                  largest.queue.pduReferenceCount > 0 else { return }
+        guard pdusInMemory > settings.maxPDUsInMemory else { return }
+        var largestFirst: [(name: String, references: Int)] = []
+        for (name, state) in destinations where state.queue.pduReferenceCount > 0 {
+            largestFirst.append((name, state.queue.pduReferenceCount))
+        }
+        largestFirst.sort { $0.references > $1.references }
+        var spilled: [String] = []
+        var releasedTotal = 0
+        for (name, _) in largestFirst where pdusInMemory > settings.maxPDUsInMemory {
             let released = destinations[name]!.queue.spill()
             pdusInMemory -= released
+            releasedTotal += released
             metrics.queueSpills += 1
-            logger.info("sender memory budget reached; the largest queue reads its backlog from the outbox",
-                        metadata: ["destination": "\(name)", "pdus_released": "\(released)"])
+            spilled.append(name)
         }
+        logger.info("sender memory budget reached; the largest queues read their backlogs from the outbox",
+                    metadata: ["destinations": "\(spilled.count)", "first": "\(spilled.first ?? "")",
+                               "pdus_released": "\(releasedTotal)"])
     }
 
     private func destination(_ name: String) -> Destination {
