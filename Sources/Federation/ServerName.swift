@@ -73,6 +73,73 @@ public struct ServerName: Sendable, Hashable, CustomStringConvertible {
         description = text
     }
 
+    /// Throws exactly what `init` throws, without building the value: ingest checks every name
+    /// of a room's server list on every request, thousands of names each time. The common
+    /// forms (a DNS name or dotted quad with an optional port) are checked in one pass over
+    /// the bytes with no allocation; anything else, and every invalid name, goes through
+    /// `init`, which names the broken rule.
+    public static func validate(_ text: String) throws(ServerNameError) {
+        var text = text
+        let isCommonValidForm = text.withUTF8(isValidDNSNameOrIPv4WithOptionalPort)
+        if !isCommonValidForm {
+            _ = try ServerName(text)
+        }
+    }
+
+    /// True only when `bytes` is a DNS name or IPv4 literal, optionally followed by `:port`,
+    /// that `init` accepts. False means "not sure": the caller asks `init`.
+    private static func isValidDNSNameOrIPv4WithOptionalPort(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let colon = bytes.lastIndex(of: UInt8(ascii: ":"))
+        let hostEnd = colon ?? bytes.count
+        if let colon {
+            let port = bytes[(colon + 1)...]
+            guard (1...5).contains(port.count) else { return false }
+            var value = 0
+            for byte in port {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return false }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            guard (1...65_535).contains(value) else { return false }
+        }
+        guard (1...255).contains(hostEnd) else { return false }
+        var labelLength = 0
+        var labelAllDigits = true
+        var labelCount = 1
+        var octetValue = 0
+        var octetLeadingZero = false
+        var octetsValid = true
+        var hostAllDigitsAndDots = true
+        for index in 0..<hostEnd {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "."):
+                guard labelLength > 0, labelLength <= 63 else { return false }
+                if labelLength > 3 || octetValue > 255 || (octetLeadingZero && labelLength > 1) { octetsValid = false }
+                labelCount += 1
+                labelLength = 0
+                labelAllDigits = true
+                octetValue = 0
+                continue
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                if labelLength == 0 { octetLeadingZero = byte == UInt8(ascii: "0") }
+                octetValue = min(octetValue * 10 + Int(byte - UInt8(ascii: "0")), 1_000)
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "-"):
+                labelAllDigits = false
+                hostAllDigitsAndDots = false
+            default:
+                return false
+            }
+            labelLength += 1
+        }
+        guard labelLength > 0, labelLength <= 63 else { return false }
+        if hostAllDigitsAndDots {
+            if labelLength > 3 || octetValue > 255 || (octetLeadingZero && labelLength > 1) { octetsValid = false }
+            return octetsValid && labelCount == 4
+        }
+        // A DNS name's top-level label is not all digits.
+        return !labelAllDigits
+    }
+
     /// True when the hostname is an IPv4 or IPv6 literal, which changes how the name is resolved.
     public var isIPLiteral: Bool {
         switch host {

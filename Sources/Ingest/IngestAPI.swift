@@ -199,7 +199,7 @@ public struct IngestAPI: Sendable {
     private func serverName(_ segment: String) throws(IngestError) -> String {
         let name = segment.removingPercentEncoding
         do {
-            _ = try ServerName(name)
+            try ServerName.validate(name)
         } catch {
             throw IngestError(status: 400, errcode: "M_INVALID_PARAM", "destination: \(error)")
         }

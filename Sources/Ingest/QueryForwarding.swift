@@ -38,7 +38,7 @@ extension ForwardedQuery {
         }
         guard case .string(let destination)? = fields["destination"] else { throw .badJSON("destination: required string is missing") }
         do {
-            _ = try ServerName(destination)
+            try ServerName.validate(destination)
         } catch {
             throw .badJSON("destination: \(error)")
         }

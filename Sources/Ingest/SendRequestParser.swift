@@ -130,7 +130,7 @@ public struct SendRequestParser: Sendable {
                 throw .badJSON("\(path).destinations[\(index)]: must be a string")
             }
             do {
-                _ = try ServerName(name)
+                try ServerName.validate(name)
             } catch {
                 throw .badJSON("\(path).destinations[\(index)]: \(error)")
             }

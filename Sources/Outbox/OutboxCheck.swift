@@ -90,7 +90,7 @@ public enum OutboxCheck {
         for (setID, hash) in hashedSets {
             try members.bind(setID, at: 1)
             let names = try members.rows { $0.text(at: 0) }
-            if OutboxStore.membersHash(sortedMembers: names) != hash {
+            if OutboxStore.membersHash(names) != hash {
                 report.problems.append("destination_sets: set \(setID)'s members do not match its hash; a PDU for those servers would be sent to others")
             }
         }

@@ -1,3 +1,4 @@
+import FuzzSupport
 import Testing
 @testable import Federation
 
@@ -138,5 +139,31 @@ struct ServerNameTests {
         #expect(try ServerName("matrix.org") != ServerName("matrix.org:8448"))
         let names: Set<ServerName> = try [ServerName("a.example"), ServerName("a.example"), ServerName("b.example")]
         #expect(names.count == 2)
+    }
+
+    /// `validate` has its own one-pass check for the common forms; it must agree with `init`
+    /// on every input, valid or not, and throw the same error.
+    @Test func validateAgreesWithInitOnValidTableAndGeneratedNames() {
+        var generator = SplitMix64(seed: 0x5E_7A_11DA_7E)
+        let pieces = ["a", "Z", "0", "1", "9", "25", "255", "256", "00", "01", "-", ".", ":", "8448", "65535", "65536",
+                      "[", "]", "::1", "ä", "_", " ", "example", "com", String(repeating: "x", count: 63),
+                      String(repeating: "y", count: 64), String(repeating: "1", count: 6)]
+        var inputs = Self.valid.map(\.text) + Self.invalid.map(\.text)
+        for _ in 0..<20_000 {
+            let count = Int.random(in: 1...9, using: &generator)
+            inputs.append((0..<count).map { _ in pieces.randomElement(using: &generator)! }.joined())
+        }
+        for text in inputs {
+            let fromInit = Result { () throws(ServerNameError) in _ = try ServerName(text) }
+            let fromValidate = Result { () throws(ServerNameError) in try ServerName.validate(text) }
+            switch (fromInit, fromValidate) {
+            case (.success, .success):
+                break
+            case let (.failure(expected), .failure(found)):
+                #expect(found == expected, "\(text)")
+            default:
+                Issue.record("init and validate disagree on \(text.debugDescription)")
+            }
+        }
     }
 }

@@ -60,6 +60,35 @@ import Testing
         }
     }
 
+    @Test func aSetIsFoundByItsMembersInAnyOrderAndARolledBackOrderIsForgotten() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try OutboxStore.open(
+                path: "\(directory)/outbox.db", limits: OutboxLimits(maxPDUBytes: 100), now: { 0 })
+            defer { store.close() }
+            // Created by a write that is rolled back: neither its members nor the order given may be reused.
+            let failing = IngestBatch(txnID: "failing", pdus: [
+                pdu(room: "!r:hs", serial: 1, destinations: ["c.example", "a.example", "b.example"]),
+                IncomingPDU(roomID: "!r:hs", eventID: nil, canonicalJSON: [UInt8](repeating: 0x20, count: 10_000),
+                            destinations: ["d.example"]),
+            ])
+            try store.beginImmediate()
+            #expect(throws: SQLiteError.self) {
+                try store.withSavepoint { () throws(SQLiteError) in try store.accept(failing) }
+            }
+            try store.commit()
+            let orders = [["c.example", "a.example", "b.example"], ["a.example", "b.example", "c.example"],
+                          ["b.example", "c.example", "a.example", "b.example"], ["c.example", "a.example", "b.example"]]
+            for (serial, order) in orders.enumerated() {
+                _ = try store.accept(IngestBatch(txnID: "order-\(serial)", pdus: [
+                    pdu(room: "!r:hs", serial: 10 + serial, destinations: order),
+                ]))
+            }
+            #expect(try store.pendingPDUs(for: "b.example", after: 0, limit: 10).count == orders.count)
+            #expect(try store.rowCounts() == OutboxRowCounts(
+                pdus: 4, destinationSets: 1, destinationSetMembers: 3, destinations: 3, ingestTransactions: 4))
+        }
+    }
+
     @Test func theTooBigErrorNamesTheStatement() async throws {
         try await withTemporaryDirectory { directory in
             let store = try OutboxStore.open(

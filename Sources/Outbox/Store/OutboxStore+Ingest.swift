@@ -49,8 +49,20 @@ extension OutboxStore {
 
     /// The id of the set holding exactly `destinations` (repeats ignored), created the first time it is seen.
     private func destinationSet(of destinations: [String], insertDestination: SQLiteStatement) throws(SQLiteError) -> Int64 {
+        // A homeserver sends a room's server list the same way each time: the hash of the list
+        // as given finds its set without sorting thousands of names. Names hold no newline, so
+        // equal hashes mean equal lists; a list given sorted is its own set's name.
+        let givenOrderHash = Self.membersHash(destinations)
+        if let known = destinationSetIDs[givenOrderHash] { return known }
+        let setID = try destinationSetBySortedMembers(of: destinations, insertDestination: insertDestination)
+        let setIsUncommitted = uncommittedDestinationSets.contains { destinationSetIDs[$0] == setID }
+        cacheDestinationSet(givenOrderHash, setID, uncommitted: setIsUncommitted)
+        return setID
+    }
+
+    private func destinationSetBySortedMembers(of destinations: [String], insertDestination: SQLiteStatement) throws(SQLiteError) -> Int64 {
         let members = Set(destinations).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        let hash = Self.membersHash(sortedMembers: members)
+        let hash = Self.membersHash(members)
         if let known = destinationSetIDs[hash] { return known }
         let lookup = try database.statement("SELECT set_id FROM destination_sets WHERE members_hash = ?1")
         try lookup.bind(hash, at: 1)
@@ -75,8 +87,9 @@ extension OutboxStore {
         return setID
     }
 
-    /// The name of a destination set: the SHA-256 of its members, sorted bytewise, each followed by a newline.
-    static func membersHash(sortedMembers members: [String]) -> [UInt8] {
+    /// The SHA-256 of `members`, in the order given, each followed by a newline. Of the members
+    /// sorted bytewise, it is the name a destination set is stored under.
+    static func membersHash(_ members: [String]) -> [UInt8] {
         var joined: [UInt8] = []
         joined.reserveCapacity(members.reduce(0) { $0 + $1.utf8.count + 1 })
         for member in members {
