@@ -350,32 +350,38 @@ public actor FederationSender {
     }
 
     private func committed(_ commit: OutboxCommit) {
+        // A destination backing off has its units queued and its retry timer armed: waking it
+        // would only arm the timer again, for every destination of the room on every commit.
         var woken = Set<String>()
         for pdu in commit.pdus {
             for name in pdu.destinations {
-                let released = updateQueue(name) { $0.pduCommitted(pdu.pdu) }
+                let (released, backingOff) = updateDestination(name) { state in
+                    (state.queue.pduCommitted(pdu.pdu), state.retryTimer != nil)
+                }
                 if released > 0 {
                     metrics.queueSpills += 1
                     logger.info("destination's queue passed its memory budget; reading its backlog from the outbox",
                                 metadata: ["destination": "\(name)", "pdus_released": "\(released)"])
                 }
-                woken.insert(name)
+                if !backingOff { woken.insert(name) }
             }
         }
         var pacedWakes = Set<String>()
         for edu in commit.edus {
             for name in edu.destinations {
-                updateQueue(name) { $0.persistentEDUsMayBePending = true }
-                destinations[name]?.eduNotifications += 1
+                let backingOff = updateDestination(name) { state in
+                    state.queue.persistentEDUsMayBePending = true
+                    state.eduNotifications += 1
+                    return state.retryTimer != nil
+                }
+                guard !backingOff else { continue }
                 // To-device messages go at once; device-list updates reach many servers at
                 // once and wake them at a pace (Synapse's `immediate=False`).
                 if edu.isDeviceListUpdate { pacedWakes.insert(name) } else { woken.insert(name) }
             }
         }
-        // A destination backing off has its units queued and its retry timer armed: waking it
-        // would only arm the timer again, for every destination of the room on every commit.
-        for name in woken where destinations[name]?.retryTimer == nil { wake(name) }
-        for name in pacedWakes.subtracting(woken) where destinations[name]?.retryTimer == nil { wakeLater(name) }
+        for name in woken { wake(name) }
+        for name in pacedWakes.subtracting(woken) { wakeLater(name) }
         enforceGlobalBudget()
     }
 
@@ -406,11 +412,15 @@ public actor FederationSender {
 
     private func destination(_ name: String) -> Destination {
         if let existing = destinations[name] { return existing }
-        let created = Destination(queue: PerDestinationQueue(
-            budget: settings.maxPDUsInMemoryPerDestination, catchUpAfterMS: settings.catchUpAfterMS,
-            backlogKnownEmpty: backlogsKnown))
+        let created = newDestination()
         destinations[name] = created
         return created
+    }
+
+    private func newDestination() -> Destination {
+        Destination(queue: PerDestinationQueue(
+            budget: settings.maxPDUsInMemoryPerDestination, catchUpAfterMS: settings.catchUpAfterMS,
+            backlogKnownEmpty: backlogsKnown))
     }
 
     private func wake(_ name: String) {
@@ -552,10 +562,20 @@ public actor FederationSender {
     /// references in step.
     @discardableResult
     private func updateQueue<T>(_ name: String, _ change: (inout PerDestinationQueue) -> T) -> T {
-        if destinations[name] == nil { _ = destination(name) }
-        let before = destinations[name]!.queue.pduReferenceCount
-        let result = change(&destinations[name]!.queue)
-        pdusInMemory += destinations[name]!.queue.pduReferenceCount - before
+        updateDestination(name) { change(&$0.queue) }
+    }
+
+    /// Changes `name`'s state in place (creating it if new), with one lookup: a commit for a
+    /// room of thousands of servers comes here once per server.
+    private func updateDestination<T>(_ name: String, _ change: (inout Destination) -> T) -> T {
+        var referencesAdded = 0
+        let result = { (state: inout Destination) -> T in
+            let before = state.queue.pduReferenceCount
+            let result = change(&state)
+            referencesAdded = state.queue.pduReferenceCount - before
+            return result
+        }(&destinations[name, default: newDestination()])
+        pdusInMemory += referencesAdded
         return result
     }
 
