@@ -124,7 +124,8 @@ public struct SendRequestParser: Sendable {
         guard let value else { throw .badJSON("\(path).destinations: required field is missing") }
         guard case .array(let list) = value else { throw .badJSON("\(path).destinations: must be an array of server names") }
         var destinations: [String] = []
-        var seen = Set<String>()
+        destinations.reserveCapacity(list.count)
+        var seen = Set<String>(minimumCapacity: list.count)
         for (index, entry) in list.enumerated() {
             guard case .string(let name) = entry else {
                 throw .badJSON("\(path).destinations[\(index)]: must be a string")

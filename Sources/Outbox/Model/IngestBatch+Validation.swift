@@ -55,12 +55,13 @@ extension IngestBatch {
         }
     }
 
-    private func checkIdentifier(_ value: String, field: String, limits: OutboxLimits) throws(OutboxError) {
+    /// `field` is built only for an error: a PDU to a room of thousands of servers is checked here once per server.
+    private func checkIdentifier(_ value: String, field: @autoclosure () -> String, limits: OutboxLimits) throws(OutboxError) {
         guard !value.isEmpty else {
-            throw invalid(field, "must not be empty")
+            throw invalid(field(), "must not be empty")
         }
         guard value.utf8.count <= limits.maxIdentifierBytes else {
-            throw invalid(field, "\(value.utf8.count) bytes, more than the limit of \(limits.maxIdentifierBytes)")
+            throw invalid(field(), "\(value.utf8.count) bytes, more than the limit of \(limits.maxIdentifierBytes)")
         }
     }
 
