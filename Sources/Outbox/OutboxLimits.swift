@@ -17,6 +17,9 @@ public struct OutboxLimits: Sendable, Equatable {
     public var maxIdentifierBytes: Int
     /// Most writes (ingest batches and destination updates) committed in one SQLite transaction.
     public var maxGroupWrites: Int
+    /// `storage.commit_window_ms`: how long a write waits for others to share its commit (one fsync for all) when
+    /// nothing else is queued; 0 commits at once. Fewer, larger writes to the card for that much more latency.
+    public var commitWindowMS: Int
     /// Most canonical JSON bytes committed in one SQLite transaction (a larger single batch is committed alone).
     public var maxGroupBytes: Int
     /// Most canonical JSON bytes waiting for the writer; beyond it `accept` fails with `overloaded`.
@@ -39,6 +42,7 @@ public struct OutboxLimits: Sendable, Equatable {
         maxBatchBytes: Int = 8 << 20,
         maxIdentifierBytes: Int = 255,
         maxGroupWrites: Int = 256,
+        commitWindowMS: Int = 0,
         maxGroupBytes: Int = 8 << 20,
         maxQueuedBytes: Int = 64 << 20,
         pruneStepRows: Int = 1_000,
@@ -51,6 +55,7 @@ public struct OutboxLimits: Sendable, Equatable {
         self.maxBatchBytes = maxBatchBytes
         self.maxIdentifierBytes = maxIdentifierBytes
         self.maxGroupWrites = maxGroupWrites
+        self.commitWindowMS = commitWindowMS
         self.maxGroupBytes = maxGroupBytes
         self.maxQueuedBytes = maxQueuedBytes
         self.pruneStepRows = pruneStepRows

@@ -29,6 +29,8 @@ extension ConfigurationKey {
                  summary: "The most bytes the outbox may hold; past nine tenths of it the oldest units owed only to backing-off destinations are dropped, at it ingest answers 507."),
         .milliseconds("storage", "max_age_ms", \.storage.maxAge, 60_000...31_536_000_000,
                       summary: "Units older than this that only backing-off destinations still need are dropped and counted, in milliseconds."),
+        .milliseconds("storage", "commit_window_ms", \.storage.commitWindow, 0...1_000,
+                      summary: "How long an accepted request waits for others to share its fsync'd commit, in milliseconds; 0 commits each at once."),
 
         ConfigurationKey(
             "ingest", "listen", \.ingest.listen,

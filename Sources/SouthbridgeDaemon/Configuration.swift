@@ -65,6 +65,10 @@ extension Configuration {
         /// `storage.max_age_ms`: units older than this (30 days) that only backing-off destinations still need
         /// are dropped; those destinations then catch up with what is left.
         public var maxAge: Duration = .milliseconds(2_592_000_000)
+        /// `storage.commit_window_ms`: how long a request waits for others to share its commit when the writer is
+        /// idle. 0 (the default) answers each as soon as its own commit is on disk; a window trades that much
+        /// acknowledgement latency for fewer, larger writes when many clients send one unit each.
+        public var commitWindow: Duration = .zero
 
         public init() {}
     }

@@ -73,6 +73,7 @@ public final class Daemon: Sendable {
             limits.maxPDUsPerBatch = SendRequestParser.maxPDUsPerRequest
             limits.maxQueuedBytes = max(limits.maxQueuedBytes, 2 * limits.maxBatchBytes)
             limits.maxBytes = Int64(configuration.storage.maxBytes)
+            limits.commitWindowMS = Int(configuration.storage.commitWindow.milliseconds)
             outbox = try Outbox(path: configuration.storage.path, logger: logger, limits: limits)
         } catch {
             throw DaemonStartError("storage.path: \(error)")

@@ -174,7 +174,7 @@ do {
         try await IdleConnectionsBenchmark.run(
             connections: option("--connections", default: 1000), tlsVersion: stringOption("--tls", default: "1.3"))
     default:
-        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N]")
+        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N]")
         exit(2)
     }
 } catch {

@@ -188,6 +188,34 @@ import Testing
         }
     }
 
+    @Test("storage.commit_window_ms: a lone write waits out the window; writes that fill a group commit together at once")
+    func commitWindow() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory, limits: OutboxLimits(maxGroupWrites: 8, commitWindowMS: 1_000))
+            defer { outbox.close() }
+            let started = ContinuousClock.now
+            _ = try await outbox.accept(IngestBatch(txnID: "alone", pdus: [
+                pdu(room: "!r:hs.example", serial: 0, destinations: ["a.example"]),
+            ]))
+            #expect(ContinuousClock.now - started >= .milliseconds(1_000))
+            let committedBefore = outbox.committedTransactionCount
+
+            // Eight writes fill a group: they share one commit and none waits for the window.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for serial in 1...8 {
+                    group.addTask {
+                        _ = try await outbox.accept(IngestBatch(txnID: "txn-\(serial)", pdus: [
+                            pdu(room: "!r:hs.example", serial: serial, destinations: ["a.example"]),
+                        ]))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(outbox.committedTransactionCount - committedBefore == 1)
+            #expect(outbox.maxStreamOrdering == 9)
+        }
+    }
+
     @Test(arguments: InvalidBatchCase.all)
     func anInvalidBatchIsRefusedAndLosesNothingAccepted(_ invalid: InvalidBatchCase) async throws {
         let batch = invalid.batch

@@ -30,6 +30,7 @@ struct ConfigurationLimitsTests {
         ConfigurationLimit("server.stop_timeout_ms", 0...600_000, duration: \.server.stopTimeout),
         ConfigurationLimit("storage.max_bytes", 1_048_576...1_099_511_627_776, field: \.storage.maxBytes),
         ConfigurationLimit("storage.max_age_ms", 60_000...31_536_000_000, duration: \.storage.maxAge),
+        ConfigurationLimit("storage.commit_window_ms", 0...1_000, duration: \.storage.commitWindow),
         ConfigurationLimit("ingest.max_body_bytes", 1024...33_554_432, field: \.ingest.maxBodyBytes),
         ConfigurationLimit("ingest.idle_timeout_ms", 1000...3_600_000, duration: \.ingest.idleTimeout),
         ConfigurationLimit("ingest.request_timeout_ms", 100...600_000, duration: \.ingest.requestTimeout),

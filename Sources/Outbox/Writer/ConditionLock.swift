@@ -14,7 +14,12 @@ final class ConditionLock: @unchecked Sendable {
 
     init() {
         pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        // Timed waits are measured on the monotonic clock, which a step of the wall clock does not move.
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
     }
 
     deinit {
@@ -35,6 +40,19 @@ final class ConditionLock: @unchecked Sendable {
     /// Releases the lock until another thread broadcasts, then takes it again. Call with the lock held.
     func wait() {
         pthread_cond_wait(condition, mutex)
+    }
+
+    /// Like `wait`, but returns by `deadlineNS` on the monotonic clock at the latest.
+    func wait(untilMonotonicNS deadlineNS: UInt64) {
+        var deadline = timespec(tv_sec: Int(deadlineNS / 1_000_000_000), tv_nsec: Int(deadlineNS % 1_000_000_000))
+        pthread_cond_timedwait(condition, mutex, &deadline)
+    }
+
+    /// Now on the monotonic clock, in nanoseconds.
+    static func monotonicNS() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
     func broadcast() {

@@ -80,7 +80,7 @@ final class OutboxWriter: @unchecked Sendable {
             job.fail(.overloaded(queuedBytes: queuedBytes, limit: limits.maxQueuedBytes))
             return
         }
-        queue.append(job)
+        queue.append(job, atMonotonicNS: ConditionLock.monotonicNS())
         lock.broadcast()
         lock.unlock()
     }
@@ -151,6 +151,12 @@ final class OutboxWriter: @unchecked Sendable {
             }
             if queue.isEmpty {
                 break
+            }
+            if state == .running,
+               let deadline = queue.groupDeadlineNS(commitWindowMS: limits.commitWindowMS, maxGroupWrites: limits.maxGroupWrites),
+               deadline > ConditionLock.monotonicNS() {
+                lock.wait(untilMonotonicNS: deadline)
+                continue
             }
             let round = queue.takeRound(maxGroupWrites: limits.maxGroupWrites, maxGroupBytes: limits.maxGroupBytes)
             lock.unlock()

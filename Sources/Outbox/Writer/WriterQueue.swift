@@ -13,14 +13,31 @@ struct WriterQueue {
     private(set) var jobs: [WriterJob] = []
     /// Bytes of the writes waiting, for the `maxQueuedBytes` bound.
     private(set) var queuedBytes = 0
+    private(set) var queuedWrites = 0
+    private(set) var queuedReads = 0
+    /// When the oldest write waiting was queued (monotonic ns); 0 once it has waited for a round already.
+    private(set) var oldestWriteQueuedNS: UInt64 = 0
 
     var isEmpty: Bool { jobs.isEmpty }
 
-    mutating func append(_ job: WriterJob) {
-        if case let .write(bytes) = job.kind {
+    mutating func append(_ job: WriterJob, atMonotonicNS now: UInt64 = 0) {
+        switch job.kind {
+        case let .write(bytes):
+            if queuedWrites == 0 { oldestWriteQueuedNS = now }
             queuedBytes += bytes
+            queuedWrites += 1
+        case .read:
+            queuedReads += 1
         }
         jobs.append(job)
+    }
+
+    /// When the next round should start, if later than now: with a commit window, a lone write waits for others to
+    /// share its commit until the window has passed since it was queued, the group is full, or a read is waiting.
+    func groupDeadlineNS(commitWindowMS: Int, maxGroupWrites: Int) -> UInt64? {
+        guard commitWindowMS > 0, queuedReads == 0, queuedWrites > 0, queuedWrites < maxGroupWrites,
+              oldestWriteQueuedNS > 0 else { return nil }
+        return oldestWriteQueuedNS + UInt64(commitWindowMS) * 1_000_000
     }
 
     mutating func takeRound(maxGroupWrites: Int, maxGroupBytes: Int) -> Round {
@@ -45,6 +62,10 @@ struct WriterQueue {
         }
         jobs = remaining
         queuedBytes -= groupBytes
+        queuedWrites -= round.writes.count
+        queuedReads = 0
+        // Writes left over did not fit the group: they go in the next round without waiting again.
+        oldestWriteQueuedNS = 0
         return round
     }
 }
