@@ -83,7 +83,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "southbridge-benchmark", dependencies: [
-            "SouthbridgeSwarm", "SouthbridgeDaemon", "Resolver", "Transport", "Federation",
+            "SouthbridgeSwarm", "SouthbridgeDaemon", "Resolver", "Transport", "Federation", "Outbox",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

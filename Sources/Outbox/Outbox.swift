@@ -11,7 +11,8 @@ import Musl
 /// destinations has it.
 ///
 /// Guarantees:
-/// - `accept` returns only after the batch is committed with `synchronous=FULL` in WAL mode, i.e. fsync'd;
+/// - `accept` returns only after the batch is committed in WAL mode with `synchronous=FULL` (`limits.synchronous`,
+///   which only benchmarks change), i.e. fsync'd;
 ///   a txn id is stored once and a repeat gets the first receipt back. A request with nothing to store goes to
 ///   `acceptWithoutStoring`, which writes nothing and remembers its txn id in memory, so a repeat of it gets the
 ///   first receipt back too.

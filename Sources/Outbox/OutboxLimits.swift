@@ -20,6 +20,19 @@ public struct OutboxLimits: Sendable, Equatable {
     /// `storage.commit_window_ms`: how long a write waits for others to share its commit (one fsync for all) when
     /// nothing else is queued; 0 commits at once. Fewer, larger writes to the card for that much more latency.
     public var commitWindowMS: Int
+    /// SQLite's `synchronous` for the file. `full` (the default) fsyncs the WAL at every commit, so an acknowledged
+    /// unit survives a power cut; `normal` only at checkpoints, so it survives a crash of southbridge but not of the
+    /// machine. Not a configuration key: `southbridge-benchmark storage-pragmas` measures what `normal` would save.
+    public var synchronous: Synchronous
+    /// SQLite's `wal_autocheckpoint`, in pages of the WAL. SQLite's default of 1,000 (1 MiB with 1 KiB pages): larger
+    /// saved 4 % of the bytes written per PDU, smaller cost up to 50 % more (`storage-pragmas`, BENCHMARKS.md).
+    public var walAutocheckpointPages: Int
+
+    public enum Synchronous: String, Sendable, Equatable, CaseIterable {
+        case full = "FULL"
+        case normal = "NORMAL"
+    }
+
     /// Most canonical JSON bytes committed in one SQLite transaction (a larger single batch is committed alone).
     public var maxGroupBytes: Int
     /// Most canonical JSON bytes waiting for the writer; beyond it `accept` fails with `overloaded`.
@@ -43,6 +56,8 @@ public struct OutboxLimits: Sendable, Equatable {
         maxIdentifierBytes: Int = 255,
         maxGroupWrites: Int = 256,
         commitWindowMS: Int = 0,
+        synchronous: Synchronous = .full,
+        walAutocheckpointPages: Int = 1_000,
         maxGroupBytes: Int = 8 << 20,
         maxQueuedBytes: Int = 64 << 20,
         pruneStepRows: Int = 1_000,
@@ -56,6 +71,8 @@ public struct OutboxLimits: Sendable, Equatable {
         self.maxIdentifierBytes = maxIdentifierBytes
         self.maxGroupWrites = maxGroupWrites
         self.commitWindowMS = commitWindowMS
+        self.synchronous = synchronous
+        self.walAutocheckpointPages = walAutocheckpointPages
         self.maxGroupBytes = maxGroupBytes
         self.maxQueuedBytes = maxQueuedBytes
         self.pruneStepRows = pruneStepRows

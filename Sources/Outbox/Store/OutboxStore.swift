@@ -52,7 +52,8 @@ final class OutboxStore {
             try database.execute("PRAGMA page_size = \(Self.pageSize)")
             journalMode = try database.statement("PRAGMA journal_mode = WAL").firstRow { $0.text(at: 0) } ?? ""
             // FULL: a commit returns only after the WAL is fsync'd, so an acknowledged batch survives power loss.
-            try database.execute("PRAGMA synchronous = FULL")
+            try database.execute("PRAGMA synchronous = \(limits.synchronous.rawValue)")
+            try database.execute("PRAGMA wal_autocheckpoint = \(limits.walAutocheckpointPages)")
             try database.execute("PRAGMA foreign_keys = ON")
             // Keep the WAL from staying large on the SD card after a burst.
             try database.execute("PRAGMA journal_size_limit = 67108864")
