@@ -26,6 +26,8 @@ public final class SenderHarness: @unchecked Sendable {
     public let stack: FederationStack
     public var sender: FederationSender { stack.sender }
     private var servers: [String: SwarmServer] = [:]
+    /// The sender's `run()`, until `tearDown`.
+    private var running: Task<Void, Never>?
 
     /// - Parameter hosts: how many names each group has (`s0.<group>.swarm.test` …), all
     ///   resolving to 127.0.0.1 in dnsmasq's authoritative `swarm.test` zone.
@@ -57,6 +59,7 @@ public final class SenderHarness: @unchecked Sendable {
             configuration: configuration, signingKey: key, tlsContext: try TLSContext.client(caFile: configuration.tls.caFile),
             outbox: outbox, group: MultiThreadedEventLoopGroup.singleton, clock: clock, logger: logger)
         try await stack.sender.start()
+        running = Task { [sender = stack.sender] in try? await sender.run() }
     }
 
     /// Starts (or restarts, on `port`) the server answering to every name in `group`.
@@ -136,7 +139,9 @@ public final class SenderHarness: @unchecked Sendable {
     }
 
     public func tearDown() async {
-        _ = await stack.sender.shutdown(within: .seconds(2))
+        // The test is over: whatever is still in flight is cancelled rather than waited for.
+        _ = await stack.sender.shutdown(within: .zero)
+        await running?.value
         await stack.pool.closeIdleConnections()
         for server in servers.values { await server.stop() }
         dnsmasq.stop()

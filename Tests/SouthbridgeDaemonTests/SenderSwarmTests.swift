@@ -185,6 +185,9 @@ struct SenderSwarmTests {
         harness.clock.stepWallClock(byMS: -10 * 3_600_000)
         harness.clock.advance(byMS: retryAt - harness.clock.monotonicMS())
         #expect(await eventually { firstArrivals(revived.log(for: name)) == [0] })
+        // Delivery progress is written with the next batch, on the sender's clock.
+        #expect(await eventually { await harness.sender.currentMetrics.transactionsSent == 1 })
+        harness.clock.advance(byMS: SenderScheduler.progressWriteDelayMS)
         #expect(await eventually { (try? await harness.outbox.destination(name))?.retryIntervalMS == 0 },
                 "delivery cleared the stored backoff")
         await harness.tearDown()
