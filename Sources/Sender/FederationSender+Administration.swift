@@ -41,3 +41,15 @@ extension FederationSender {
     /// Answers once the actor has run a job: the watchdog's health probe.
     public func probe() {}
 }
+
+extension FederationSender {
+    /// Whether the sender has acted on everything due at its clock's current time: the timer is
+    /// not due, nobody waits for a sending slot, and no destination is reading or sending except
+    /// those in `ignoring` (a blackholed server whose request only ends at its timeout). What a
+    /// test waits for after moving a manual clock.
+    public func isSettled(ignoring: Set<String> = []) -> Bool {
+        guard scheduler.readyCount == 0, scheduler.timerMS.map({ $0 > clock.monotonicMS() }) ?? true else { return false }
+        let ignoredSending = ignoring.filter { scheduler.status(of: $0)?.isSending == true }.count
+        return scheduler.sendingCount == ignoredSending
+    }
+}

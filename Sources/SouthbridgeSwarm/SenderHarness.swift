@@ -115,27 +115,34 @@ public final class SenderHarness: @unchecked Sendable {
         return try await outbox.accept(IngestBatch(txnID: "ingest-\(numbers.lowerBound)-\(numbers.upperBound)", pdus: pdus))
     }
 
-    /// Moves the sender's clock on by `milliseconds`, in steps no longer than `step`, giving
-    /// the sender real time to act after each one.
-    public func advance(byMS milliseconds: Int64, stepMS: Int64 = 60_000, settle: Duration = .milliseconds(20)) async {
+    /// Moves the sender's clock on by `milliseconds`, in steps no longer than `stepMS`, and
+    /// after each step waits until the sender has acted on everything then due
+    /// (`FederationSender.isSettled`): retries that came due have been answered, except those
+    /// to the destinations in `ignoring`. Returns false if that took longer than `timeout` at any step.
+    @discardableResult
+    public func advance(byMS milliseconds: Int64, stepMS: Int64 = 60_000, ignoring: Set<String> = [],
+                        timeout: Duration = .seconds(60)) async -> Bool {
         var left = milliseconds
+        var settledEveryTime = true
         while left > 0 {
             let step = min(stepMS, left)
             clock.advance(byMS: step)
             left -= step
-            try? await Task.sleep(for: settle)
+            if await !waitUntilSettled(ignoring: ignoring, timeout: timeout) { settledEveryTime = false }
         }
+        return settledEveryTime
     }
 
-    /// Waits until no destination is sending (every attempt due has ended), or `timeout`.
+    /// Waits until the sender has acted on everything due now and no destination is sending
+    /// (besides those in `ignoring`), or `timeout`.
     @discardableResult
-    public func waitUntilQuiet(timeout: Duration = .seconds(60)) async -> Bool {
+    public func waitUntilSettled(ignoring: Set<String> = [], timeout: Duration = .seconds(60)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if await stack.sender.currentMetrics.activeDestinations == 0 { return true }
-            try? await Task.sleep(for: .milliseconds(20))
+            if await stack.sender.isSettled(ignoring: ignoring) { return true }
+            try? await Task.sleep(for: .milliseconds(5))
         }
-        return false
+        return await stack.sender.isSettled(ignoring: ignoring)
     }
 
     public func tearDown() async {

@@ -10,7 +10,8 @@ import Transport
 /// Guarantees, whatever order events arrive in:
 /// - at most `maxDestinationsSending` destinations hold a sending slot (preparing or sending a
 ///   transaction); a destination woken while the slots are taken waits in a ready queue, and
-///   slots go to the ready destinations in the order they were woken, so none starves;
+///   slots go to the ready destinations in the order they were woken. A destination keeps its
+///   slot for its next transaction only while nobody waits, so none starves;
 /// - a destination with work is sending, ready, or has a deadline (a backoff, a transaction
 ///   held back by southbridge's own limits) or a paced wake-up: every deadline of every
 ///   destination is in one ordered structure, and `armTimer` always names the earliest time
@@ -120,6 +121,8 @@ public struct SenderScheduler: Sendable {
         var eduNotifications = 0
         /// Its place in `quietOrder` when it last went quiet; an entry with another ticket is stale.
         var quietTicket = 0
+        /// When it started waiting for a sending slot.
+        var readySinceMS: Int64 = 0
     }
 
     /// Deadlines in time order, then in the order they were set.
@@ -163,6 +166,7 @@ public struct SenderScheduler: Sendable {
     /// one after the other share one commit; a crash loses at most `progressWriteDelayMS` of it,
     /// which only means re-sending.
     private var unwrittenProgress: [String: Outbox.Delivery] = [:]
+    private var unwrittenOrder: [String] = []
     private var progressWriteAtMS: Int64?
     private var armedTimerMS: Int64?
     /// Set once `started` has listed the destinations owed something: any destination met
@@ -171,6 +175,8 @@ public struct SenderScheduler: Sendable {
     public private(set) var isStopping = false
     private var metrics = FederationSender.Metrics()
     private var actions: [Action] = []
+    /// The time of the event being handled.
+    private var eventTime = SenderTime(monotonicMS: 0, wallMS: 0)
     /// Destinations given a slot while handling the current event, to be started once it is handled.
     private var granted = FrontConsumedQueue<String>()
 
@@ -191,6 +197,7 @@ public struct SenderScheduler: Sendable {
     // MARK: - Events
 
     public mutating func handle(_ event: Event, at now: SenderTime) -> [Action] {
+        eventTime = now
         switch event {
         case .started(let owing):
             for name in owing where destinations[name] == nil {
@@ -258,8 +265,11 @@ public struct SenderScheduler: Sendable {
 
     /// Takes every delivery progress not written yet, for a write at shutdown.
     public mutating func takeUnwrittenProgress() -> [Outbox.Delivery] {
-        defer { unwrittenProgress.removeAll() }
-        return Array(unwrittenProgress.values)
+        defer {
+            unwrittenProgress.removeAll()
+            unwrittenOrder.removeAll()
+        }
+        return unwrittenOrder.compactMap { unwrittenProgress[$0] }
     }
 
     private mutating func finishEvent() -> [Action] {
@@ -345,8 +355,7 @@ public struct SenderScheduler: Sendable {
         if sendingCount < settings.maxDestinationsSending {
             grantSlot(name)
         } else {
-            destinations[name]!.activity = .ready
-            ready.append(name)
+            queueForSlot(name)
         }
     }
 
@@ -424,15 +433,26 @@ public struct SenderScheduler: Sendable {
         sendingCount -= 1
         if destinations[name]!.wakeRequested, !deadlines.contains(name), !isStopping {
             // Woken while it was sending: behind any destination already waiting for a slot.
-            destinations[name]!.activity = .ready
-            ready.append(name)
-        } else if isQuiet(name) {
-            destinations[name]!.quietTicket = nextQuietTicket
-            quietOrder.append((name, nextQuietTicket))
-            nextQuietTicket += 1
-            forgetOldestQuietDestinations()
+            queueForSlot(name)
+        } else {
+            noteIfQuiet(name)
         }
         runReadyDestinations()
+    }
+
+    /// Puts a destination that just went quiet at the back of the order quiet ones are forgotten in.
+    private mutating func noteIfQuiet(_ name: String) {
+        guard isQuiet(name) else { return }
+        destinations[name]!.quietTicket = nextQuietTicket
+        quietOrder.append((name, nextQuietTicket))
+        nextQuietTicket += 1
+        forgetOldestQuietDestinations()
+    }
+
+    private mutating func queueForSlot(_ name: String) {
+        destinations[name]!.activity = .ready
+        destinations[name]!.readySinceMS = eventTime.monotonicMS
+        ready.append(name)
     }
 
     /// Gives free sending slots to the destinations waiting longest for one.
@@ -503,7 +523,7 @@ public struct SenderScheduler: Sendable {
             metrics.edusDelivered += transaction.edus.count
             noteProgress(of: transaction, to: name, now)
             if wasBackingOff { publish(name, .up) }
-            continueSending(name, now)
+            continueOrTakeTurns(name, now)
         case .rejected:
             if updateQueue(name, { $0.rejected(transaction) }) {
                 metrics.unitsRejected += transaction.unitCount
@@ -511,7 +531,7 @@ public struct SenderScheduler: Sendable {
             } else {
                 destinations[name]!.queue.persistentEDUsMayBePending = true
             }
-            continueSending(name, now)
+            continueOrTakeTurns(name, now)
         case .failed(let reason):
             failed(name, reason: reason, now)
         case .deferred:
@@ -521,6 +541,16 @@ public struct SenderScheduler: Sendable {
             setDeadline(name, atMS: retryAt)
             finishSending(name)
         }
+    }
+
+    /// After an answered transaction: goes on, or, when other destinations wait for a slot,
+    /// gives the slot to the one waiting longest and queues behind it, so that a destination
+    /// that always has more to send cannot keep a slot from the others.
+    private mutating func continueOrTakeTurns(_ name: String, _ now: SenderTime) {
+        guard !ready.isEmpty, !isStopping else { return continueSending(name, now) }
+        queueForSlot(name)
+        sendingCount -= 1
+        runReadyDestinations()
     }
 
     /// Backs the destination off: the one place a failure's interval is drawn.
@@ -547,6 +577,7 @@ public struct SenderScheduler: Sendable {
     /// progress at most `progressWriteDelayMS` later.
     private mutating func noteProgress(of transaction: OutgoingTransaction, to name: String, _ now: SenderTime) {
         guard transaction.lastStreamOrdering != nil || !transaction.persistentEDUIDs.isEmpty else { return }
+        if unwrittenProgress[name] == nil { unwrittenOrder.append(name) }
         var delivery = unwrittenProgress[name] ?? Outbox.Delivery(destination: name, upTo: nil, eduIDs: [])
         if let last = transaction.lastStreamOrdering { delivery.upTo = max(delivery.upTo ?? last, last) }
         delivery.eduIDs += transaction.persistentEDUIDs
@@ -557,8 +588,12 @@ public struct SenderScheduler: Sendable {
     private mutating func writeProgress() {
         progressWriteAtMS = nil
         guard !unwrittenProgress.isEmpty else { return }
-        actions.append(.recordProgress(Array(unwrittenProgress.values)))
+        // In the order the destinations were first delivered to, which is the order they went quiet in.
+        let written = unwrittenOrder.filter { unwrittenProgress[$0] != nil }
+        actions.append(.recordProgress(written.map { unwrittenProgress[$0]! }))
         unwrittenProgress.removeAll()
+        unwrittenOrder.removeAll()
+        for name in written { noteIfQuiet(name) }
     }
 
     private mutating func publish(_ name: String, _ state: DestinationStateChange.State) {
@@ -603,8 +638,9 @@ public struct SenderScheduler: Sendable {
     /// Whether `name` has nothing owed, in flight, scheduled or waiting in memory, so that its
     /// state can be dropped: met again, it is loaded from its outbox record and owes exactly
     /// what commits bring from then on (`backlogsKnown`), as a destination never met would.
+    /// Its delivery progress must be written first, or that record would be behind.
     private func isQuiet(_ name: String) -> Bool {
-        guard backlogsKnown, let state = destinations[name] else { return false }
+        guard backlogsKnown, unwrittenProgress[name] == nil, let state = destinations[name] else { return false }
         return state.activity == .idle && !state.wakeRequested && !deadlines.contains(name)
             && state.queue.isQuiet && !state.queue.persistentEDUsMayBePending && !ephemeral.hasPending(for: name)
     }
@@ -670,7 +706,9 @@ extension SenderScheduler {
 
     /// Where a destination stands with the scheduler.
     public enum Standing: Sendable, Equatable {
-        case sending, ready
+        case sending
+        /// Waiting for a sending slot since this monotonic time.
+        case ready(sinceMS: Int64)
         /// Woken by the timer at this monotonic time.
         case waitingUntil(Int64)
         /// In the start-up or delayed wake-up queue.
@@ -685,7 +723,7 @@ extension SenderScheduler {
         guard let state = destinations[name] else { return nil }
         switch state.activity {
         case .sending: return .sending
-        case .ready: return .ready
+        case .ready: return .ready(sinceMS: state.readySinceMS)
         case .idle: break
         }
         if let deadline = deadlines.priority(of: name) { return .waitingUntil(deadline.atMS) }
