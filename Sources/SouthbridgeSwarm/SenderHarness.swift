@@ -145,6 +145,18 @@ public final class SenderHarness: @unchecked Sendable {
         return await stack.sender.isSettled(ignoring: ignoring)
     }
 
+    /// Runs `body`, then tears the harness down, awaited, whether `body` returned or threw.
+    public func withTearDown<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            let result = try await body()
+            await tearDown()
+            return result
+        } catch {
+            await tearDown()
+            throw error
+        }
+    }
+
     public func tearDown() async {
         // The test is over: whatever is still in flight is cancelled rather than waited for.
         _ = await stack.sender.shutdown(within: .zero)

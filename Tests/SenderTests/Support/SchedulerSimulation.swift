@@ -102,7 +102,7 @@ struct SchedulerSimulation {
     mutating func run(untilMS endMS: Int64) async {
         while true {
             events += 1
-            if events % 256 == 0 { await Task.yield() }
+            if events % 32 == 0 { await Task.yield() }
             let next = pending.indices.min { (pending[$0].at, pending[$0].order) < (pending[$1].at, pending[$1].order) }
             if let timerAt, timerAt <= endMS, next.map({ timerAt <= pending[$0].at }) ?? true {
                 monotonicMS = max(monotonicMS, timerAt)
