@@ -17,14 +17,16 @@ extension FederationSender {
         /// `sender.rr_transactions_per_room_per_second`: the pace of delayed wake-ups.
         public var readReceiptTransactionsPerRoomPerSecond = 50
         /// Destinations preparing or sending a transaction at once; the others wait in a ready
-        /// queue costing a few bytes each. A few times the connection cap, so the pool still
-        /// chooses among more destinations than it has connections (the daemon uses 4×).
+        /// queue costing a few bytes each. More than the connection cap, so the pool still
+        /// chooses among more destinations than it has connections (the daemon uses
+        /// `limits.max_connections` + `FederationStack.sendingDestinationsPerHandshake` ×
+        /// `limits.max_tls_handshakes`).
         public var maxDestinationsSending = 256
         /// Destinations whose state is kept besides those sending: past it, those with nothing
         /// owed, in flight or scheduled the longest are dropped, and read again from the outbox
         /// if they are met again. Keeps memory bounded by configuration, not by every server
-        /// met since start, while the servers of busy rooms stay loaded (the daemon keeps 4×
-        /// the connection cap: every warm connection's destination and more).
+        /// met since start, while the servers of busy rooms stay loaded (the daemon keeps
+        /// `FederationStack.quietDestinationsPerConnection` × `limits.max_connections`).
         public var maxQuietDestinations = 4_096
 
         public init() {}

@@ -161,7 +161,7 @@ public struct SenderScheduler: Sendable {
     private var nextQuietTicket = 1
     private var pdusInMemory = 0
     private var ephemeral: EphemeralEDUBuffer
-    private var receiptPacer = ReadReceiptPacer(recentEventCapacity: 10_000)
+    private var receiptPacer = ReadReceiptPacer(recentEventCapacity: ReadReceiptPacer.recentEventCapacity)
     /// Delivery progress not written to the Outbox yet, by destination: deliveries that finish
     /// one after the other share one commit; a crash loses at most `progressWriteDelayMS` of it,
     /// which only means re-sending.
