@@ -36,7 +36,6 @@ let package = Package(
             "COpenSSL", "Federation", "Resolver",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Sender", dependencies: [
@@ -44,7 +43,6 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "Ingest", dependencies: [
             "Federation", "Outbox",
@@ -52,7 +50,6 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "Systemd", dependencies: [
             "CSystemd",
@@ -61,24 +58,23 @@ let package = Package(
         .target(name: "SouthbridgeDaemon", dependencies: [
             "Federation", "Outbox", "Resolver", "Transport", "Sender", "Ingest", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Real fake homeservers and a throwaway CA, shared by the demo, tests and benchmarks.
         .target(name: "SouthbridgeSwarm", dependencies: [
-            "COpenSSL", "Federation", "Transport", "Resolver", "SouthbridgeDaemon",
+            "COpenSSL", "Federation", "Outbox", "Transport", "Resolver", "Sender", "SouthbridgeDaemon",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "southbridge", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Transport", "Resolver", "Systemd",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Resolver", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -94,9 +90,9 @@ let package = Package(
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport"),
 
         .testTarget(name: "FederationTests", dependencies: ["Federation", "FuzzSupport"]),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Federation"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TransportTests", dependencies: [
-            "Transport", "SouthbridgeSwarm", "Federation", "Resolver", "FuzzSupport",
+            "Transport", "SouthbridgeSwarm", "COpenSSL", "Federation", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -109,6 +105,7 @@ let package = Package(
         .testTarget(name: "ResolverTests", dependencies: [
             "Resolver", "Federation", "Transport", "SouthbridgeSwarm", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -116,8 +113,9 @@ let package = Package(
         .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox", "Transport", "SouthbridgeSwarm",
                                                          "FuzzSupport"]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Systemd", "Resolver", "FuzzSupport",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Sender", "Systemd", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

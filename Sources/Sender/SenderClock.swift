@@ -35,3 +35,22 @@ public struct SystemSenderClock: SenderClock {
         }
     }
 }
+
+/// When an event happened, as the `SenderScheduler` is told: monotonic for every deadline it
+/// keeps, wall for what it stores or sends (a transaction's `origin_server_ts`).
+public struct SenderTime: Sendable, Equatable {
+    public var monotonicMS: Int64
+    public var wallMS: Int64
+
+    public init(monotonicMS: Int64, wallMS: Int64) {
+        self.monotonicMS = monotonicMS
+        self.wallMS = wallMS
+    }
+}
+
+extension SenderClock {
+    /// Both clocks read now.
+    public func now() -> SenderTime {
+        SenderTime(monotonicMS: monotonicMS(), wallMS: nowMS())
+    }
+}

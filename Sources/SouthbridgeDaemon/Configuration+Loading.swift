@@ -17,8 +17,8 @@ extension Configuration {
             ConfigurationError(source: path, problems: [ConfigurationError.Problem(line: nil, keyPath: "", message: message)])
         }
         let bytes: [UInt8]
-        do throws(FileReadError) {
-            bytes = try readFile(path)
+        do throws(FileContents.ReadError) {
+            bytes = try FileContents.bytes(at: path, limit: maximumFileSize)
         } catch {
             throw failure("cannot read \(path): \(error.reason)")
         }
@@ -26,33 +26,5 @@ extension Configuration {
             throw failure("\(path) is not valid UTF-8")
         }
         return try parse(text, source: path)
-    }
-
-    private struct FileReadError: Error {
-        var reason: String
-    }
-
-    private static func readFile(_ path: String) throws(FileReadError) -> [UInt8] {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            throw FileReadError(reason: String(cString: strerror(errno)))
-        }
-        defer { close(descriptor) }
-        var contents: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileReadError(reason: String(cString: strerror(errno)))
-            }
-            if count == 0 {
-                return contents
-            }
-            contents += buffer[..<count]
-            if contents.count > maximumFileSize {
-                throw FileReadError(reason: "the file is larger than \(maximumFileSize) bytes")
-            }
-        }
     }
 }

@@ -1,5 +1,4 @@
 import Federation
-import Glibc
 import Ingest
 import Logging
 import NIOCore
@@ -57,7 +56,7 @@ public final class Daemon: Sendable {
         } catch {
             throw DaemonStartError("server.signing_key_path: \(error)")
         }
-        let token = try readToken(path: configuration.ingest.tokenFile)
+        let token = try IngestToken.read(path: configuration.ingest.tokenFile)
         try FileDescriptorLimit.ensure(forConnections: configuration.limits.maxConnections)
         let tlsContext: TLSContext
         do {
@@ -165,41 +164,5 @@ public final class Daemon: Sendable {
     /// Begins the same orderly shutdown as SIGTERM.
     public func stop() async {
         await serviceGroup.triggerGracefulShutdown()
-    }
-
-    private static func readToken(path: String) throws -> String {
-        guard let file = fopen(path, "r") else {
-            throw DaemonStartError("ingest.token_file: cannot read \"\(path)\": \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = fread(&buffer, 1, buffer.count, file)
-            if count <= 0 { break }
-            bytes.append(contentsOf: buffer[0..<count])
-        }
-        let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
-        guard !token.isEmpty else { throw DaemonStartError("ingest.token_file: \"\(path)\" is empty") }
-        guard token.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
-            throw DaemonStartError("ingest.token_file: the token in \"\(path)\" must be printable ASCII without spaces")
-        }
-        return token
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, the unit of every stored interval.
-    var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
-        return String(scalars[first...last])
     }
 }

@@ -36,9 +36,12 @@ struct SenderService: Service {
 
     func run() async throws {
         try await sender.start()
-        try? await gracefulShutdown()
-        if await sender.shutdown(within: stopTimeout) == false {
-            logger.warning("stop timeout reached with transactions in flight; they will be resent after restart")
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await sender.run() }
+            try? await gracefulShutdown()
+            if await sender.shutdown(within: stopTimeout) == false {
+                logger.warning("stop timeout reached with transactions in flight; they will be resent after restart")
+            }
         }
     }
 }

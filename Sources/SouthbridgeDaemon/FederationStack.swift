@@ -15,6 +15,17 @@ public struct FederationStack: Sendable {
     public let client: FederationClient
     public let sender: FederationSender
 
+    /// Destinations that may prepare or send a transaction at once, beyond one per connection,
+    /// for each TLS handshake slot: every connection stays busy and the pool still has a few
+    /// rounds of handshake candidates to choose the healthiest from. Each one sending holds a
+    /// task and a transaction's PDU references, so not more.
+    public static let sendingDestinationsPerHandshake = 4
+
+    /// Quiet destinations whose state is kept, per connection allowed: every warm connection's
+    /// destination and more stay loaded, so a busy room's servers are not read back from the
+    /// outbox on every PDU, while memory stays bounded by configuration.
+    public static let quietDestinationsPerConnection = 4
+
     public init(configuration: Configuration, signingKey: SigningKey, tlsContext: TLSContext, outbox: Outbox,
                 group: any EventLoopGroup, clock: any SenderClock = SystemSenderClock(), logger: Logger) throws {
         let pool = ConnectionPool(
@@ -49,10 +60,9 @@ public struct FederationStack: Sendable {
         settings.catchUpAfterMS = configuration.sender.catchUpAfter.milliseconds
         settings.readReceiptTransactionsPerRoomPerSecond = configuration.sender.rrTransactionsPerRoomPerSecond
         settings.startupWakeupInterval = .seconds(1) / configuration.limits.maxNewConnectionsPerSecond
-        // Enough to keep every connection busy, plus a few rounds of handshake candidates for the
-        // pool to choose from; each destination sending holds a task, so not more.
-        settings.maxDestinationsSending = configuration.limits.maxConnections + 4 * configuration.limits.maxTLSHandshakes
-        settings.maxQuietDestinations = 4 * configuration.limits.maxConnections
+        settings.maxDestinationsSending = configuration.limits.maxConnections
+            + Self.sendingDestinationsPerHandshake * configuration.limits.maxTLSHandshakes
+        settings.maxQuietDestinations = Self.quietDestinationsPerConnection * configuration.limits.maxConnections
         let sender = FederationSender(
             origin: configuration.server.name, outbox: outbox, client: client,
             retryPolicy: RetryPolicy(

@@ -121,6 +121,39 @@ public final class DaemonProcess: @unchecked Sendable {
         return condition()
     }
 
+    /// Asks the admin API about `destination` until its answer satisfies `condition`, for at
+    /// most `timeout`; returns whether it did.
+    public func eventually(destination: String, timeout: Duration = .seconds(20),
+                           _ condition: (JSONValue) -> Bool) async throws -> Bool {
+        let client = try await client()
+        let deadline = ContinuousClock.now + timeout
+        var matched = false
+        while true {
+            let answer = try? await client.request(method: .GET, target: "/_southbridge/v1/destinations/\(destination)")
+            if let json = answer?.json, condition(json) {
+                matched = true
+                break
+            }
+            guard ContinuousClock.now < deadline else { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await client.close()
+        return matched
+    }
+
+    /// Runs `body`, then tears the fixture down, awaited, whether `body` returned or threw: the
+    /// next test never starts beside this one's daemon, swarm or event loops.
+    public func withTearDown<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            let result = try await body()
+            await tearDown()
+            return result
+        } catch {
+            await tearDown()
+            throw error
+        }
+    }
+
     public func tearDown() async {
         if let process { await process.terminate() }
         await swarm.stop()

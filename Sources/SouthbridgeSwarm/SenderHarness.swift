@@ -26,6 +26,8 @@ public final class SenderHarness: @unchecked Sendable {
     public let stack: FederationStack
     public var sender: FederationSender { stack.sender }
     private var servers: [String: SwarmServer] = [:]
+    /// The sender's `run()`, until `tearDown`.
+    private var running: Task<Void, Never>?
 
     /// - Parameter hosts: how many names each group has (`s0.<group>.swarm.test` …), all
     ///   resolving to 127.0.0.1 in dnsmasq's authoritative `swarm.test` zone.
@@ -57,6 +59,7 @@ public final class SenderHarness: @unchecked Sendable {
             configuration: configuration, signingKey: key, tlsContext: try TLSContext.client(caFile: configuration.tls.caFile),
             outbox: outbox, group: MultiThreadedEventLoopGroup.singleton, clock: clock, logger: logger)
         try await stack.sender.start()
+        running = Task { [sender = stack.sender] in try? await sender.run() }
     }
 
     /// Starts (or restarts, on `port`) the server answering to every name in `group`.
@@ -112,31 +115,52 @@ public final class SenderHarness: @unchecked Sendable {
         return try await outbox.accept(IngestBatch(txnID: "ingest-\(numbers.lowerBound)-\(numbers.upperBound)", pdus: pdus))
     }
 
-    /// Moves the sender's clock on by `milliseconds`, in steps no longer than `step`, giving
-    /// the sender real time to act after each one.
-    public func advance(byMS milliseconds: Int64, stepMS: Int64 = 60_000, settle: Duration = .milliseconds(20)) async {
+    /// Moves the sender's clock on by `milliseconds`, in steps no longer than `stepMS`, and
+    /// after each step waits until the sender has acted on everything then due
+    /// (`FederationSender.isSettled`): retries that came due have been answered, except those
+    /// to the destinations in `ignoring`. Returns false if that took longer than `timeout` at any step.
+    @discardableResult
+    public func advance(byMS milliseconds: Int64, stepMS: Int64 = 60_000, ignoring: Set<String> = [],
+                        timeout: Duration = .seconds(60)) async -> Bool {
         var left = milliseconds
+        var settledEveryTime = true
         while left > 0 {
             let step = min(stepMS, left)
             clock.advance(byMS: step)
             left -= step
-            try? await Task.sleep(for: settle)
+            if await !waitUntilSettled(ignoring: ignoring, timeout: timeout) { settledEveryTime = false }
         }
+        return settledEveryTime
     }
 
-    /// Waits until no destination is sending (every attempt due has ended), or `timeout`.
+    /// Waits until the sender has acted on everything due now and no destination is sending
+    /// (besides those in `ignoring`), or `timeout`.
     @discardableResult
-    public func waitUntilQuiet(timeout: Duration = .seconds(60)) async -> Bool {
+    public func waitUntilSettled(ignoring: Set<String> = [], timeout: Duration = .seconds(60)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if await stack.sender.currentMetrics.activeDestinations == 0 { return true }
-            try? await Task.sleep(for: .milliseconds(20))
+            if await stack.sender.isSettled(ignoring: ignoring) { return true }
+            try? await Task.sleep(for: .milliseconds(5))
         }
-        return false
+        return await stack.sender.isSettled(ignoring: ignoring)
+    }
+
+    /// Runs `body`, then tears the harness down, awaited, whether `body` returned or threw.
+    public func withTearDown<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            let result = try await body()
+            await tearDown()
+            return result
+        } catch {
+            await tearDown()
+            throw error
+        }
     }
 
     public func tearDown() async {
-        _ = await stack.sender.shutdown(within: .seconds(2))
+        // The test is over: whatever is still in flight is cancelled rather than waited for.
+        _ = await stack.sender.shutdown(within: .zero)
+        await running?.value
         await stack.pool.closeIdleConnections()
         for server in servers.values { await server.stop() }
         dnsmasq.stop()

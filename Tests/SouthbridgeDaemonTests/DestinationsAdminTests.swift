@@ -11,42 +11,43 @@ struct DestinationsAdminTests {
             $0.sender.retryInitialInterval = .seconds(600)
             $0.sender.retryMaxInterval = .seconds(600)
         }
-        defer { Task { await fixture.tearDown() } }
-        let down = fixture.swarm.servers[0]
-        let up = fixture.swarm.servers[1]
-        down.fail(next: 1, with: .fail(status: 503))
-        try await fixture.start()
-        let client = try await fixture.client()
-        _ = try await client.send(txnID: "t", body: DaemonProcess.ingestBody(0..<3, destinations: fixture.swarm.serverNames))
-        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { up.receivedPDUCount == 3 && down.transactionAttempts.count == 1 })
+        try await fixture.withTearDown {
+            let down = fixture.swarm.servers[0]
+            let up = fixture.swarm.servers[1]
+            down.fail(next: 1, with: .fail(status: 503))
+            try await fixture.start()
+            let client = try await fixture.client()
+            _ = try await client.send(txnID: "t", body: DaemonProcess.ingestBody(0..<3, destinations: fixture.swarm.serverNames))
+            #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { up.receivedPDUCount == 3 && down.transactionAttempts.count == 1 })
 
-        let backoff = try await waitForJSON(client, "/_southbridge/v1/destinations?state=backoff") {
-            $0["destinations"]?.arrayValue?.count == 1
+            let backoff = try await waitForJSON(client, "/_southbridge/v1/destinations?state=backoff") {
+                $0["destinations"]?.arrayValue?.count == 1
+            }
+            let listed = backoff["destinations"]?[0]
+            #expect(listed?["destination"]?.stringValue == down.serverName)
+            // The first interval is jittered like every later one: 0.8-1.4 times retry_initial_ms.
+            #expect((480_000...840_000).contains(listed?["retry_interval_ms"]?.intValue ?? 0))
+            #expect(listed?["failure_count"]?.intValue == 1)
+
+            let all = try await client.request(method: .GET, target: "/_southbridge/v1/destinations?limit=1")
+            #expect(all.json?["destinations"]?.arrayValue?.count == 1)
+            #expect(all.json?["next_token"]?.stringValue != nil)
+
+            let detail = try await client.request(method: .GET, target: "/_southbridge/v1/destinations/\(down.serverName)")
+            #expect(detail.status == 200)
+            #expect(detail.json?["pending_pdus"]?.intValue == 3)
+            #expect(detail.json?["resolved"]?["endpoints"]?[0]?.stringValue == down.serverName)
+
+            // Ten minutes of backoff left; waking it delivers now.
+            let woken = try await client.request(method: .POST, target: "/_southbridge/v1/destinations/\(down.serverName)/wake")
+            #expect(woken.status == 200)
+            #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { down.receivedPDUCount == 3 })
+            let after = try await waitForJSON(client, "/_southbridge/v1/destinations/\(down.serverName)") {
+                $0["pending_pdus"]?.intValue == 0
+            }
+            #expect(after["retry_interval_ms"]?.intValue == 0)
+            await client.close()
         }
-        let listed = backoff["destinations"]?[0]
-        #expect(listed?["destination"]?.stringValue == down.serverName)
-        // The first interval is jittered like every later one: 0.8-1.4 times retry_initial_ms.
-        #expect((480_000...840_000).contains(listed?["retry_interval_ms"]?.intValue ?? 0))
-        #expect(listed?["failure_count"]?.intValue == 1)
-
-        let all = try await client.request(method: .GET, target: "/_southbridge/v1/destinations?limit=1")
-        #expect(all.json?["destinations"]?.arrayValue?.count == 1)
-        #expect(all.json?["next_token"]?.stringValue != nil)
-
-        let detail = try await client.request(method: .GET, target: "/_southbridge/v1/destinations/\(down.serverName)")
-        #expect(detail.status == 200)
-        #expect(detail.json?["pending_pdus"]?.intValue == 3)
-        #expect(detail.json?["resolved"]?["endpoints"]?[0]?.stringValue == down.serverName)
-
-        // Ten minutes of backoff left; waking it delivers now.
-        let woken = try await client.request(method: .POST, target: "/_southbridge/v1/destinations/\(down.serverName)/wake")
-        #expect(woken.status == 200)
-        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { down.receivedPDUCount == 3 })
-        let after = try await waitForJSON(client, "/_southbridge/v1/destinations/\(down.serverName)") {
-            $0["pending_pdus"]?.intValue == 0
-        }
-        #expect(after["retry_interval_ms"]?.intValue == 0)
-        await client.close()
     }
 
     @Test("DELETE …/backoff clears the backoff too; bad requests name what is wrong")
@@ -55,30 +56,31 @@ struct DestinationsAdminTests {
             $0.sender.retryInitialInterval = .seconds(600)
             $0.sender.retryMaxInterval = .seconds(600)
         }
-        defer { Task { await fixture.tearDown() } }
-        let server = fixture.swarm.servers[0]
-        server.fail(next: 1, with: .fail(status: 500))
-        try await fixture.start()
-        let client = try await fixture.client()
-        _ = try await client.send(txnID: "t", body: DaemonProcess.ingestBody(0..<1, destinations: [server.serverName]))
-        _ = try await waitForJSON(client, "/_southbridge/v1/destinations?state=backoff") { $0["destinations"]?.arrayValue?.count == 1 }
-        let reset = try await client.request(method: .DELETE, target: "/_southbridge/v1/destinations/\(server.serverName)/backoff")
-        #expect(reset.status == 200)
-        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { server.receivedPDUCount == 1 })
+        try await fixture.withTearDown {
+            let server = fixture.swarm.servers[0]
+            server.fail(next: 1, with: .fail(status: 500))
+            try await fixture.start()
+            let client = try await fixture.client()
+            _ = try await client.send(txnID: "t", body: DaemonProcess.ingestBody(0..<1, destinations: [server.serverName]))
+            _ = try await waitForJSON(client, "/_southbridge/v1/destinations?state=backoff") { $0["destinations"]?.arrayValue?.count == 1 }
+            let reset = try await client.request(method: .DELETE, target: "/_southbridge/v1/destinations/\(server.serverName)/backoff")
+            #expect(reset.status == 200)
+            #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { server.receivedPDUCount == 1 })
 
-        let unknown = try await client.request(method: .POST, target: "/_southbridge/v1/destinations/nobody.example/wake")
-        #expect(unknown.status == 404)
-        let badName = try await client.request(method: .GET, target: "/_southbridge/v1/destinations/exa_mple.org")
-        #expect(badName.status == 400)
-        #expect(badName.json?["error"]?.stringValue?.contains("exa_mple.org") == true)
-        let badState = try await client.request(method: .GET, target: "/_southbridge/v1/destinations?state=sideways")
-        #expect(badState.status == 400)
-        #expect(badState.json?["error"]?.stringValue?.hasPrefix("state: must be one of all, backoff") == true)
-        let wrongMethod = try await client.request(method: .GET, target: "/_southbridge/v1/destinations/\(server.serverName)/wake")
-        #expect(wrongMethod.status == 405)
-        let noToken = try await client.request(method: .GET, target: "/_southbridge/v1/destinations", authorized: false)
-        #expect(noToken.status == 401)
-        await client.close()
+            let unknown = try await client.request(method: .POST, target: "/_southbridge/v1/destinations/nobody.example/wake")
+            #expect(unknown.status == 404)
+            let badName = try await client.request(method: .GET, target: "/_southbridge/v1/destinations/exa_mple.org")
+            #expect(badName.status == 400)
+            #expect(badName.json?["error"]?.stringValue?.contains("exa_mple.org") == true)
+            let badState = try await client.request(method: .GET, target: "/_southbridge/v1/destinations?state=sideways")
+            #expect(badState.status == 400)
+            #expect(badState.json?["error"]?.stringValue?.hasPrefix("state: must be one of all, backoff") == true)
+            let wrongMethod = try await client.request(method: .GET, target: "/_southbridge/v1/destinations/\(server.serverName)/wake")
+            #expect(wrongMethod.status == 405)
+            let noToken = try await client.request(method: .GET, target: "/_southbridge/v1/destinations", authorized: false)
+            #expect(noToken.status == 401)
+            await client.close()
+        }
     }
 
     @Test("a transaction that waited too long for a pool slot is tried again soon, and the destination never backs off")

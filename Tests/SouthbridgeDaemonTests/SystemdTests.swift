@@ -1,4 +1,5 @@
 import Glibc
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 @testable import SouthbridgeDaemon
@@ -12,18 +13,19 @@ struct SystemdTests {
     @Test("the binary sends READY=1, STATUS=, WATCHDOG=1 pings and STOPPING=1 on SIGTERM")
     func notifyLifecycle() async throws {
         let fixture = try await DaemonProcess(destinations: 1)
-        defer { Task { await fixture.tearDown() } }
-        try await fixture.start(environment: ["WATCHDOG_USEC": "400000"])
-        let notify = try #require(fixture.notifySocket)
-        #expect(notify.messages().first?.contains("READY=1") == true)
-        let pinged = await DaemonProcess.eventually(timeout: .seconds(5)) {
-            notify.messages().filter { $0.contains("WATCHDOG=1") }.count >= 3
+        try await fixture.withTearDown {
+            try await fixture.start(environment: ["WATCHDOG_USEC": "400000"])
+            let notify = try #require(fixture.notifySocket)
+            #expect(notify.messages().first?.contains("READY=1") == true)
+            let pinged = await DaemonProcess.eventually(timeout: .seconds(5)) {
+                notify.messages().filter { $0.contains("WATCHDOG=1") }.count >= 3
+            }
+            #expect(pinged)
+            #expect(notify.messages().contains { $0.hasPrefix("STATUS=") || $0.contains("\nSTATUS=") })
+            fixture.process?.signal(SIGTERM)
+            #expect(await notify.waitFor("STOPPING=1", timeout: .seconds(10)))
+            #expect(await fixture.process?.waitForExit(timeout: .seconds(20)) == 0)
         }
-        #expect(pinged)
-        #expect(notify.messages().contains { $0.hasPrefix("STATUS=") || $0.contains("\nSTATUS=") })
-        fixture.process?.signal(SIGTERM)
-        #expect(await notify.waitFor("STOPPING=1", timeout: .seconds(10)))
-        #expect(await fixture.process?.waitForExit(timeout: .seconds(20)) == 0)
     }
 
     @Test("a stalled event loop stops the watchdog pings until it answers again")
@@ -40,17 +42,29 @@ struct SystemdTests {
         let running = Task { try await service.run() }
         defer { running.cancel() }
 
-        func pings() -> Int { notify.messages().filter { $0.contains("WATCHDOG=1") }.count }
-        #expect(await DaemonProcess.eventually(timeout: .seconds(5)) { pings() >= 2 })
+        func pings(after start: Int = 0) -> Int {
+            notify.messages().dropFirst(start).filter { $0.contains("WATCHDOG=1") }.count
+        }
+        /// Ticks of the service: it sends STATUS= on each, healthy or not.
+        func ticks(after start: Int) -> Int {
+            notify.messages().dropFirst(start).filter { $0.contains("STATUS=") }.count
+        }
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { pings() >= 2 })
 
-        // Wedge the only event loop for 1.5 s.
-        group.next().execute { usleep(1_500_000) }
-        try await Task.sleep(for: .milliseconds(300))
-        let duringStallStart = pings()
-        try await Task.sleep(for: .milliseconds(900))
-        #expect(pings() == duringStallStart, "pings went on while the event loop was stalled")
+        // Wedge the only event loop until the test lets it go.
+        let wedge = ConditionLock(value: false)
+        group.next().execute { wedge.lock(whenValue: true); wedge.unlock() }
+        // A probe that began before the wedge may still ping once; from the tick after it on,
+        // three ticks pass without a ping.
+        let wedged = notify.messages().count
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { ticks(after: wedged) >= 1 })
+        let stalled = notify.messages().count
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { ticks(after: stalled) >= 3 })
+        #expect(pings(after: stalled) == 0, "pings went on while the event loop was stalled")
 
-        #expect(await DaemonProcess.eventually(timeout: .seconds(5)) { pings() > duringStallStart + 1 })
+        wedge.lock()
+        wedge.unlock(withValue: true)
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { pings(after: stalled) >= 2 })
         running.cancel()
         try? await group.shutdownGracefully()
     }

@@ -7,11 +7,21 @@ public struct OutboxCommit: Sendable {
     public struct PDU: Sendable {
         public var pdu: StoredPDU
         public var destinations: [String]
+
+        public init(pdu: StoredPDU, destinations: [String]) {
+            self.pdu = pdu
+            self.destinations = destinations
+        }
     }
 
     public struct EDU: Sendable {
         public var eduType: String
         public var destinations: [String]
+
+        public init(eduType: String, destinations: [String]) {
+            self.eduType = eduType
+            self.destinations = destinations
+        }
 
         /// Device-list and cross-signing key updates, which Synapse sends at a pace
         /// rather than at once because they go to every server sharing a room.
@@ -26,6 +36,11 @@ public struct OutboxCommit: Sendable {
 
     public var pdus: [PDU]
     public var edus: [EDU]
+
+    public init(pdus: [PDU], edus: [EDU]) {
+        self.pdus = pdus
+        self.edus = edus
+    }
 
     init(batch: IngestBatch, receipt: IngestReceipt) {
         pdus = zip(batch.pdus, receipt.perPDU).map { incoming, streamOrdering in

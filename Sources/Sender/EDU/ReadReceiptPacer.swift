@@ -14,6 +14,10 @@ public struct ReadReceiptPacer: Sendable {
     public static let recentEventWindowMS: Int64 = 60_000
     /// Synapse's `_MAX_TIME_IN_QUEUE`: every delayed destination is woken within this.
     public static let maximumTimeInWakeupQueue: Duration = .seconds(30)
+    /// How many received events the sender remembers for the receipt rules: a minute of a busy
+    /// homeserver's events (over 150 a second), at about a hundred bytes each (1 MiB at most).
+    /// An event forgotten early only means its receipt waits for the paced queue.
+    public static let recentEventCapacity = 10_000
 
     /// The events received lately; feed it at PDU ingest with `eventReceived`.
     public private(set) var recentEvents: RecentEvents

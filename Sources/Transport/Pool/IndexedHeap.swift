@@ -3,25 +3,27 @@ import NIOCore
 /// A binary min-heap of keys by priority that also finds each key's place, so a key's
 /// priority can change and any key can leave in O(log n): the connection pool's ordered
 /// sets (destinations waiting for a connection, connections waiting for a handshake turn,
-/// idle connections by how likely they are to be used next).
-struct IndexedHeap<Key: Hashable & Sendable, Priority: Comparable & Sendable>: Sendable {
+/// idle connections by how likely they are to be used next) and the sender's retry deadlines.
+public struct IndexedHeap<Key: Hashable & Sendable, Priority: Comparable & Sendable>: Sendable {
     private var entries: [(key: Key, priority: Priority)] = []
     private var positions: [Key: Int] = [:]
 
-    var count: Int { entries.count }
-    var isEmpty: Bool { entries.isEmpty }
+    public init() {}
+
+    public var count: Int { entries.count }
+    public var isEmpty: Bool { entries.isEmpty }
 
     /// The key served first.
-    var first: (key: Key, priority: Priority)? { entries.first }
+    public var first: (key: Key, priority: Priority)? { entries.first }
 
-    func contains(_ key: Key) -> Bool { positions[key] != nil }
+    public func contains(_ key: Key) -> Bool { positions[key] != nil }
 
-    func priority(of key: Key) -> Priority? {
+    public func priority(of key: Key) -> Priority? {
         positions[key].map { entries[$0].priority }
     }
 
     /// The first key other than `excluded`: the root, or else the better of its two children.
-    func first(excluding excluded: Key?) -> (key: Key, priority: Priority)? {
+    public func first(excluding excluded: Key?) -> (key: Key, priority: Priority)? {
         guard let root = entries.first else { return nil }
         guard let excluded, root.key == excluded else { return root }
         let children = entries.indices.dropFirst().prefix(2)
@@ -29,7 +31,7 @@ struct IndexedHeap<Key: Hashable & Sendable, Priority: Comparable & Sendable>: S
     }
 
     /// Inserts `key`, or moves it to its new place when it is already in.
-    mutating func set(_ key: Key, _ priority: Priority) {
+    public mutating func set(_ key: Key, _ priority: Priority) {
         if let index = positions[key] {
             let old = entries[index].priority
             entries[index].priority = priority
@@ -42,7 +44,7 @@ struct IndexedHeap<Key: Hashable & Sendable, Priority: Comparable & Sendable>: S
     }
 
     @discardableResult
-    mutating func remove(_ key: Key) -> Priority? {
+    public mutating func remove(_ key: Key) -> Priority? {
         guard let index = positions.removeValue(forKey: key) else { return nil }
         let removed = entries[index].priority
         let last = entries.removeLast()
@@ -55,7 +57,7 @@ struct IndexedHeap<Key: Hashable & Sendable, Priority: Comparable & Sendable>: S
         return removed
     }
 
-    mutating func popFirst() -> (key: Key, priority: Priority)? {
+    public mutating func popFirst() -> (key: Key, priority: Priority)? {
         guard let first = entries.first else { return nil }
         remove(first.key)
         return first

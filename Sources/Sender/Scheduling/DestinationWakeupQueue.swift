@@ -5,7 +5,8 @@
 /// This queue releases them at one per `interval`, the pace of the new-connection budget
 /// (`limits.max_new_connections_per_second`), so 10,000 destinations at 20 per second
 /// are all started within nine minutes, not in one burst and not over hours (Synapse's
-/// 5 s gap would take 14 h). Pure: the caller passes the time in.
+/// 5 s gap would take 14 h). Pure: the caller passes the time in, as the sender's monotonic
+/// time (`SenderClock.monotonicMS`) expressed as a `Duration` since that clock's origin.
 ///
 /// With `maxTimeInQueue` (Synapse's `_DestinationWakeupQueue`, 30 s, for delayed receipts,
 /// presence and device-list updates) the gap shrinks to `maxTimeInQueue / queued` when
@@ -19,7 +20,7 @@ public struct DestinationWakeupQueue: Sendable {
     public let maxTimeInQueue: Duration?
     private var order = FrontConsumedQueue<String>()
     private var members: Set<String> = []
-    private var lastWake: ContinuousClock.Instant?
+    private var lastWake: Duration?
     /// The current gap between wake-ups: `interval`, or shorter to honour `maxTimeInQueue`.
     private var gap: Duration
 
@@ -33,6 +34,8 @@ public struct DestinationWakeupQueue: Sendable {
 
     /// Destinations still waiting for their turn.
     public var count: Int { members.count }
+
+    public func contains(_ name: String) -> Bool { members.contains(name) }
 
     /// Queues `name` unless it is already queued.
     public mutating func enqueue(_ name: String) {
@@ -49,7 +52,7 @@ public struct DestinationWakeupQueue: Sendable {
     /// The destinations whose turn has come at `now`, and when to ask again (nil once the
     /// queue is empty). A late caller gets the turns it missed, up to one second's worth,
     /// as the connection budget's token bucket allows a one-second burst.
-    public mutating func due(at now: ContinuousClock.Instant) -> (names: [String], nextAt: ContinuousClock.Instant?) {
+    public mutating func due(at now: Duration) -> (names: [String], nextAt: Duration?) {
         if let maxTimeInQueue, !members.isEmpty {
             gap = max(.nanoseconds(1), min(gap, maxTimeInQueue / members.count))
         }

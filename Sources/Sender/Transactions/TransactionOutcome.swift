@@ -15,7 +15,8 @@ import Transport
 /// - A request southbridge's own limits held back (it waited too long for a pool slot, or
 ///   its connection attempt was given up so another destination could have the handshake
 ///   turn) is `deferred`: the remote said nothing, so its retry state is not touched and
-///   the same transaction is tried again shortly.
+///   the same transaction is tried again shortly. So is one cancelled because southbridge is
+///   stopping: it is sent again after the next start.
 public enum TransactionOutcome: Sendable, Equatable {
     case delivered
     case rejected(reason: String)
@@ -37,6 +38,7 @@ public enum TransactionOutcome: Sendable, Equatable {
     /// The outcome of a request that got no complete answer.
     public static func classify(error: any Error) -> TransactionOutcome {
         if let error = error as? FederationRequestError, error.isLocalLimit { return .deferred(reason: "\(error)") }
+        if error is CancellationError { return .deferred(reason: "cancelled: southbridge is stopping") }
         return .failed(reason: "\(error)")
     }
 

@@ -1,0 +1,21 @@
+/// The bearer token the ingest API expects, from `ingest.token_file`.
+enum IngestToken {
+    /// The largest token file read: a token is a line; a file this large is a mistake.
+    static let maximumFileSize = 65_536
+
+    /// The file's content without surrounding whitespace; it must be printable ASCII without spaces.
+    static func read(path: String) throws -> String {
+        let bytes: [UInt8]
+        do throws(FileContents.ReadError) {
+            bytes = try FileContents.bytes(at: path, limit: maximumFileSize)
+        } catch {
+            throw DaemonStartError("ingest.token_file: cannot read \"\(path)\": \(error.reason)")
+        }
+        let token = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
+        guard !token.isEmpty else { throw DaemonStartError("ingest.token_file: \"\(path)\" is empty") }
+        guard token.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+            throw DaemonStartError("ingest.token_file: the token in \"\(path)\" must be printable ASCII without spaces")
+        }
+        return token
+    }
+}
