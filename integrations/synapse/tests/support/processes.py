@@ -195,6 +195,7 @@ class Synapse:
             "rc_federation": {"window_size": 1000, "sleep_limit": 10000, "sleep_delay": 1,
                               "reject_limit": 10000, "concurrent": 10000},
             "rc_key_requests": {"per_second": 10000, "burst_count": 10000},
+            "rc_joins_per_room": {"per_second": 10000, "burst_count": 10000},
             "rc_presence": {"per_user": {"per_second": 10000, "burst_count": 10000}},
         }
         if module_config is not None:
