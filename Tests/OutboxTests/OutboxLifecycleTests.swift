@@ -54,7 +54,11 @@ import Testing
                     return acknowledged
                 }
             }
-            try await Task.sleep(for: .milliseconds(5))
+            // Close once the first group is on disk, while the rest are still arriving.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while outbox.committedTransactionCount == 0, ContinuousClock.now < deadline {
+                await Task.yield()
+            }
             outbox.close()
             let acknowledged = try await accepts.value
             let reopened = try openOutbox(in: directory)
