@@ -1,3 +1,4 @@
+import Federation
 import Logging
 import Synchronization
 
@@ -41,7 +42,7 @@ public final class Outbox: Sendable {
         path: String,
         logger: Logger,
         limits: OutboxLimits = OutboxLimits(),
-        now: @escaping @Sendable () -> Int64 = Outbox.wallClockMilliseconds
+        now: @escaping @Sendable () -> Int64 = WallClock.nowMS
     ) throws(OutboxError) {
         var logger = logger
         logger[metadataKey: "outbox"] = "\(path)"
@@ -389,14 +390,6 @@ public final class Outbox: Sendable {
     /// `OutboxError.closed`. Blocks until the queued work is done, so call it at shutdown, not on an event loop.
     public func close() {
         writer.close()
-    }
-
-    /// Milliseconds since the Unix epoch from the system's real-time clock.
-    @Sendable
-    public static func wallClockMilliseconds() -> Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Int64(time.tv_sec) * 1_000 + Int64(time.tv_nsec) / 1_000_000
     }
 
     /// Runs `body` on the writer thread; `afterCommit` runs there too, once the value is

@@ -10,9 +10,18 @@ import NIOCore
 public func withDeadline<Value: Sendable>(
     _ timeout: TimeAmount, _ operation: @escaping @Sendable () async -> Value
 ) async -> Value? {
+    await withDeadline(reachedBy: { try? await Task.sleep(nanoseconds: UInt64(max(0, timeout.nanoseconds))) }, operation)
+}
+
+/// The value of `operation`, or nil when `deadline` returns first: for a deadline on the
+/// caller's own clock (the sender's, which tests move by hand). `deadline` must return when
+/// its task is cancelled.
+public func withDeadline<Value: Sendable>(
+    reachedBy deadline: @escaping @Sendable () async -> Void, _ operation: @escaping @Sendable () async -> Value
+) async -> Value? {
     let race = FirstAnswer<Value>()
     return await withCheckedContinuation { continuation in
-        race.start(continuation: continuation, timeout: timeout, operation: operation)
+        race.start(continuation: continuation, deadline: deadline, operation: operation)
     }
 }
 
@@ -26,12 +35,12 @@ final class FirstAnswer<Value: Sendable>: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    func start(continuation: CheckedContinuation<Value?, Never>, timeout: TimeAmount,
+    func start(continuation: CheckedContinuation<Value?, Never>, deadline: @escaping @Sendable () async -> Void,
                operation: @escaping @Sendable () async -> Value) {
         state.withLockedValue { $0.continuation = continuation }
         let work = Task { self.finish(await operation()) }
         let timer = Task {
-            try? await Task.sleep(nanoseconds: UInt64(max(0, timeout.nanoseconds)))
+            await deadline()
             self.finish(nil)
         }
         let alreadyFinished = state.withLockedValue { state in

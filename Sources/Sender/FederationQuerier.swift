@@ -93,7 +93,9 @@ public struct FederationQuerier: Sendable {
         let client = self.client
         let destination = query.destination
         let lastFailure = NIOLockedValueBox("no attempt finished")
-        let outcome = await withDeadline(TimeAmount(query.timeout)) { () async -> FederationQueryResult in
+        let deadlineMS = clock.monotonicMS() + query.timeout.milliseconds
+        let outcome = await withDeadline(reachedBy: { try? await clock.sleep(untilMonotonicMS: deadlineMS) }) {
+            () async -> FederationQueryResult in
             for attempt in 0..<Self.maxAttempts {
                 if attempt > 0 {
                     try? await clock.sleep(untilMonotonicMS: clock.monotonicMS() + Int64(min(500 << (attempt - 1), 2000)))

@@ -125,8 +125,7 @@ public actor FederationSender {
     public func shutdown(within timeout: Duration) async -> Bool {
         handle(.stop)
         inputs.continuation.finish()
-        let deadline = clock.monotonicMS() + timeout.components.seconds * 1000
-            + timeout.components.attoseconds / 1_000_000_000_000_000
+        let deadline = clock.monotonicMS() + timeout.milliseconds
         let finished = await withTaskGroup(of: Bool.self) { race in
             race.addTask { await self.untilIdle(); return true }
             race.addTask { [clock] in

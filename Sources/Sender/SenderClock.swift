@@ -1,3 +1,4 @@
+import Federation
 import Glibc
 
 /// Time as the sender sees it, injected so backoff, catch-up and expiry are tested by moving

@@ -60,8 +60,8 @@ extension Configuration {
                 "limits.max_tls_handshakes", configuration.limits.maxTLSHandshakes,
                 atMost: "limits.max_connections", configuration.limits.maxConnections)
             checkOrder(
-                "sender.retry_initial_ms", ConfigurationKey.milliseconds(configuration.sender.retryInitialInterval),
-                atMost: "sender.retry_max_ms", ConfigurationKey.milliseconds(configuration.sender.retryMaxInterval))
+                "sender.retry_initial_ms", Int(configuration.sender.retryInitialInterval.milliseconds),
+                atMost: "sender.retry_max_ms", Int(configuration.sender.retryMaxInterval.milliseconds))
             return configuration
         }
 

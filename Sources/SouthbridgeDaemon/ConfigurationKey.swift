@@ -68,7 +68,7 @@ extension ConfigurationKey {
     ) -> ConfigurationKey {
         ConfigurationKey(table, name, field, summary: summary,
                          decode: { (value, path) throws(KeyProblems) in .milliseconds(try integer(value, path, in: range)) },
-                         encode: { String(milliseconds($0)) })
+                         encode: { String($0.milliseconds) })
     }
 
     /// A string key holding an absolute file path.
@@ -140,9 +140,4 @@ extension ConfigurationKey {
         KeyProblems(line: value.line, path: path, message: "expected \(expected), got \(value.typeDescription)")
     }
 
-    /// Whole milliseconds of a duration; anything finer is dropped.
-    static func milliseconds(_ duration: Duration) -> Int {
-        let (seconds, attoseconds) = duration.components
-        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
-    }
 }

@@ -1,3 +1,4 @@
+import Federation
 import Ingest
 import Logging
 import NIOCore

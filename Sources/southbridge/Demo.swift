@@ -101,7 +101,7 @@ struct Demo {
                     "type": "m.room.message",
                     "room_id": .string("!demo\(index % 10):\(Self.serverName)"),
                     "sender": .string("@alice:\(Self.serverName)"),
-                    "origin_server_ts": .integer(WallClockMS.now()),
+                    "origin_server_ts": .integer(WallClock.nowMS()),
                     "depth": .integer(Int64(index + 1)),
                     "prev_events": .array([]),
                     "auth_events": .array([]),
@@ -119,17 +119,9 @@ struct DemoError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-enum WallClockMS {
-    static func now() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
-    }
-}
 
 extension Duration {
     var formattedSeconds: String {
-        let milliseconds = components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
         let fraction = milliseconds % 1000
         return "\(milliseconds / 1000).\(fraction < 100 ? "0" : "")\(fraction < 10 ? "0" : "")\(fraction)"
     }

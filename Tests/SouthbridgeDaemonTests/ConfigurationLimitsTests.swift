@@ -1,3 +1,4 @@
+import Federation
 import Testing
 @testable import SouthbridgeDaemon
 
@@ -19,7 +20,7 @@ struct ConfigurationLimit: Sendable, CustomTestStringConvertible {
 
     init(_ path: String, _ range: ClosedRange<Int>, companions: [(path: String, literal: String)] = [],
          duration: @escaping @Sendable (Configuration) -> Duration) {
-        self.init(path, range, companions: companions) { ConfigurationKey.milliseconds(duration($0)) }
+        self.init(path, range, companions: companions) { Int(duration($0).milliseconds) }
     }
 
     var testDescription: String { "\(path) \(range)" }

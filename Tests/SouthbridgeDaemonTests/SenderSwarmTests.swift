@@ -1,4 +1,6 @@
 import Federation
+import Logging
+import Synchronization
 import Outbox
 import Sender
 import SouthbridgeDaemon
@@ -288,6 +290,36 @@ struct SenderSwarmTests {
             #expect(await eventually(.seconds(300)) { deadNames.allSatisfy { revived.log(for: $0).pduIDs.count >= 5 } })
             for name in deadNames.prefix(50) { #expect(revived.log(for: name).pduIDs == ["$15", "$16", "$17", "$18", "$19"]) }
             print("caught up the revived half after \(ContinuousClock.now - started)")
+        }
+    }
+
+    @Test("a query's timeout runs on the sender's clock: a server that never answers fails the query when that clock passes it")
+    func queryTimeoutFollowsTheSenderClock() async throws {
+        let harness = try await SenderHarness(hosts: ["silent": 1])
+        try await harness.withTearDown {
+            let silent = try await harness.startGroup("silent")
+            let name = SenderHarness.names(1, in: "silent", port: silent.port)[0]
+            silent.fail(next: 10, with: .stall)
+            let querier = FederationQuerier(client: harness.stack.client, sender: harness.sender, logger: Logger(label: "query"))
+            let query = FederationQuery(destination: try ServerName(name), method: "GET",
+                                        path: "/_matrix/federation/v1/query/profile", query: [("user_id", "@a:\(name)")],
+                                        body: nil, timeout: .seconds(3_600), ignoreBackoff: false)
+            let answer = Mutex<FederationQueryResult?>(nil)
+            Task {
+                let outcome = await querier.send(query)
+                answer.withLock { $0 = outcome }
+            }
+            // An hour of the sender's clock passes in moments of real time; the first attempt never returns.
+            let answered = await eventually(.seconds(60)) {
+                harness.clock.advance(byMS: 600_000)
+                return answer.withLock { $0 != nil }
+            }
+            let outcome = answer.withLock { $0 }
+            guard answered, case .failed(let reason) = outcome else {
+                Issue.record("expected the query to time out on the sender's clock, got \(String(describing: outcome))")
+                return
+            }
+            #expect(reason.contains("no answer within"))
         }
     }
 }
