@@ -62,7 +62,7 @@ class SouthbridgeModule:
             )
         client = IngestClient(hs.get_reactor(), config.ingest, config.token, config.request_timeout_ms / 1000)
         handoff = HandOffQueue(client, config, api.run_as_background_process, api.sleep)
-        SouthbridgeFederation(hs, api, handoff, client).install(sender)
+        SouthbridgeFederation(hs, api, handoff, client, config.inbound_wake_interval_ms / 1000).install(sender)
         logger.info(
             "southbridge_synapse: Synapse %s hands its outbound federation to southbridge at %s",
             version,

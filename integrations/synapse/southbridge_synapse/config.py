@@ -50,6 +50,9 @@ class SouthbridgeConfig:
     retry_initial_ms: int = 500
     retry_max_ms: int = 30_000
     request_timeout_ms: int = 60_000
+    # A remote server that sends Synapse an authenticated federation request is woken in
+    # southbridge (its backoff cleared, tried at once) at most once per this interval.
+    inbound_wake_interval_ms: int = 60_000
 
 
 _KEYS = {
@@ -62,6 +65,7 @@ _KEYS = {
     "retry_initial_ms",
     "retry_max_ms",
     "request_timeout_ms",
+    "inbound_wake_interval_ms",
 }
 
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -150,6 +154,7 @@ def parse_config(config: Any) -> SouthbridgeConfig:
         retry_initial_ms=_integer(config, "retry_initial_ms", 500, 10, 60_000),
         retry_max_ms=_integer(config, "retry_max_ms", 30_000, 100, 3_600_000),
         request_timeout_ms=_integer(config, "request_timeout_ms", 60_000, 1_000, 600_000),
+        inbound_wake_interval_ms=_integer(config, "inbound_wake_interval_ms", 60_000, 1_000, 86_400_000),
     )
     if parsed.retry_max_ms < parsed.retry_initial_ms:
         raise ConfigError(

@@ -19,18 +19,30 @@ room, the content of every EDU); southbridge does the sending. Replaced on Synap
   the rows sent only after southbridge acknowledged them.
 - `wake_destination`: also asks southbridge to try the destination at once.
 
+And on Synapse's federation `Authenticator`, shared by every federation servlet:
+
+- `authenticate_request`: once a request from a remote server is authenticated, that
+  server is woken in southbridge too, at most once per `inbound_wake_interval_ms`. Synapse
+  itself wakes a server only when its own retry table holds a failure for it, which with
+  southbridge sending it rarely does.
+
 Federation queries (keys, profiles, joins, backfill) are untouched and stay with Synapse.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from typing import Any, Collection, Hashable, Iterable
+
+from prometheus_client import Counter
 
 from synapse.api.constants import EduTypes
 from synapse.federation.sender import FederationSender
 from synapse.federation.sender import per_destination_queue
 from synapse.federation.sender.per_destination_queue import CATCHUP_RETRY_INTERVAL
+from synapse.federation.transport.server import Authenticator
 from synapse.federation.units import Edu, serialize_and_filter_pdus
 from synapse.handlers.presence import format_user_presence_state
 from synapse.util.json import json_encoder
@@ -38,6 +50,7 @@ from synapse.util.retryutils import filter_destinations_by_retry_limiter
 
 from .handoff import HandOffQueue
 from .ingest_client import IngestClient, IngestUnavailable
+from .wakeups import WakeLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +58,19 @@ _EPHEMERAL_EDU_TYPES = {EduTypes.TYPING, EduTypes.PRESENCE, EduTypes.RECEIPT}
 _MAX_PRESENCE_STATES_PER_EDU = 50
 # Destinations whose device outbox is handed over at once when the module starts.
 _OUTBOX_WAKE_BATCH = 50
+# Remote servers the inbound wake-up limit remembers; past it, the one woken longest ago is
+# forgotten and may be woken again early.
+_INBOUND_WAKE_SERVERS_REMEMBERED = 10_000
+# Wake-ups asked of southbridge at once. Past it an inbound request wakes nothing (its server
+# is woken on a later request), so a southbridge that stopped answering holds few connections.
+_MAX_WAKES_IN_FLIGHT = 100
+
+wake_requests = Counter(
+    "southbridge_synapse_wake_requests_total",
+    "Wake-ups asked of southbridge, by cause: Synapse's wake_destination (synapse) "
+    "or an authenticated inbound federation request (inbound_request)",
+    ["cause"],
+)
 
 
 class _SenderStore:
@@ -72,7 +98,9 @@ async def _never_backing_off(*args: Any, **kwargs: Any) -> None:
 
 
 class SouthbridgeFederation:
-    def __init__(self, hs: Any, api: Any, handoff: HandOffQueue, client: IngestClient) -> None:
+    def __init__(
+        self, hs: Any, api: Any, handoff: HandOffQueue, client: IngestClient, inbound_wake_interval_s: float
+    ) -> None:
         self._hs = hs
         self._api = api
         self._handoff = handoff
@@ -86,6 +114,9 @@ class SouthbridgeFederation:
         self._ephemeral: dict[tuple[str, str], set[str]] = {}
         self._ephemeral_flush_scheduled = False
         self._wakes_in_flight: set[str] = set()
+        self._inbound_wakes = WakeLimiter(inbound_wake_interval_s, _INBOUND_WAKE_SERVERS_REMEMBERED, time.monotonic)
+        self._wakes_refused = False
+        self._inbound_wake_error_logged = False
         self._sender: FederationSender | None = None
 
     def install(self, sender: FederationSender) -> None:
@@ -102,6 +133,7 @@ class SouthbridgeFederation:
         sender.wake_destination = self._wake_destination
         sender._get_per_destination_queue = self._get_per_destination_queue
         sender._transaction_manager.send_new_transaction = self._send_transaction
+        self._wake_on_authenticated_requests()
         per_destination_queue.get_retry_limiter = _never_backing_off
         for queue in sender._per_destination_queues.values():
             _without_pdu_catch_up(queue)
@@ -284,20 +316,68 @@ class SouthbridgeFederation:
         self._original_wake_destination(destination)
         if self._hs.is_mine_server_name(destination) or destination in self._wakes_in_flight:
             return
+        self._wake_southbridge_in_background(destination, "synapse")
+
+    def _wake_on_authenticated_requests(self) -> None:
+        # Every servlet of Synapse's federation API authenticates its request through
+        # Authenticator.authenticate_request, looked up on the class at each request.
+        authenticate_request = Authenticator.authenticate_request
+        on_inbound_request = self._on_inbound_request
+
+        @functools.wraps(authenticate_request)
+        async def authenticate_request_and_wake(authenticator: Any, request: Any, content: Any) -> str:
+            origin = await authenticate_request(authenticator, request, content)
+            on_inbound_request(origin)
+            return origin
+
+        Authenticator.authenticate_request = authenticate_request_and_wake
+
+    def _on_inbound_request(self, origin: str) -> None:
+        """Called once a request from `origin` is authenticated, before Synapse handles it;
+        never raises, never waits."""
+        try:
+            if self._hs.is_mine_server_name(origin) or origin in self._wakes_in_flight:
+                return
+            if len(self._wakes_in_flight) >= _MAX_WAKES_IN_FLIGHT or not self._inbound_wakes.allow(origin):
+                return
+            self._wake_southbridge_in_background(origin, "inbound_request")
+        except Exception:
+            if not self._inbound_wake_error_logged:
+                self._inbound_wake_error_logged = True
+                logger.exception("southbridge_synapse: cannot wake %s after its request (not logged again)", origin)
+
+    def _wake_southbridge_in_background(self, destination: str, cause: str) -> None:
         self._wakes_in_flight.add(destination)
-        self._api.run_as_background_process("southbridge_wake", self._wake_southbridge, destination)
+        try:
+            self._api.run_as_background_process("southbridge_wake", self._wake_southbridge, destination)
+        except Exception:
+            self._wakes_in_flight.discard(destination)
+            self._inbound_wakes.forget(destination)
+            raise
+        wake_requests.labels(cause).inc()
 
     async def _wake_southbridge(self, destination: str) -> None:
         try:
             answer = await self._client.wake(destination)
-            if answer.status not in (200, 404):
-                logger.info("southbridge_synapse: waking %s in southbridge: %s %s",
-                            destination, answer.status, answer.error)
         except IngestUnavailable as error:
-            # The hand-off queue reports southbridge being down, once per episode.
+            # The hand-off queue reports southbridge being down, once per episode. The
+            # server's next request wakes it again.
+            self._inbound_wakes.forget(destination)
             logger.debug("southbridge_synapse: waking %s in southbridge: %s", destination, error)
+            return
         finally:
             self._wakes_in_flight.discard(destination)
+        # 404: southbridge never sent that server anything, so there is nothing to wake.
+        if answer.status in (200, 404):
+            if self._wakes_refused:
+                self._wakes_refused = False
+                logger.info("southbridge_synapse: southbridge takes wake-ups again")
+        elif not self._wakes_refused:
+            self._wakes_refused = True
+            logger.warning(
+                "southbridge_synapse: southbridge refuses to wake %s: %s %s (not logged again until a wake-up succeeds)",
+                destination, answer.status, answer.error,
+            )
 
 
 def _without_pdu_catch_up(queue: Any) -> None:

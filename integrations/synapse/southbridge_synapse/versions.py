@@ -1,8 +1,8 @@
 """The Synapse versions this module was tested with.
 
-The module replaces methods of Synapse's federation sender, which are internals that
-change between releases without notice, so it refuses to load on any other version
-unless `allow_untested_synapse_version` is set.
+The module replaces methods of Synapse's federation sender and of its federation request
+authenticator, which are internals that change between releases without notice, so it
+refuses to load on any other version unless `allow_untested_synapse_version` is set.
 """
 
 from importlib import metadata
@@ -20,9 +20,10 @@ class UntestedSynapseVersion(Exception):
         super().__init__(
             "southbridge_synapse was tested with Synapse "
             f"{', '.join(TESTED_SYNAPSE_VERSIONS)} and this is Synapse {version}: it replaces "
-            "internals of Synapse's federation sender, which change between releases, so it "
-            "refuses to load. Install a southbridge-synapse release tested with this Synapse, "
-            "or set `allow_untested_synapse_version: true` in the module's config to load it anyway."
+            "internals of Synapse's federation sender and request authenticator, which change "
+            "between releases, so it refuses to load. Install a southbridge-synapse release "
+            "tested with this Synapse, or set `allow_untested_synapse_version: true` in the "
+            "module's config to load it anyway."
         )
         self.version = version
 

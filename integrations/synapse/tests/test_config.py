@@ -28,6 +28,7 @@ class ConfigTests(unittest.TestCase):
         unix = parse_config({"ingest": "unix:/run/southbridge/ingest.sock", "token_file": self.token_file})
         self.assertEqual(unix.ingest.unix_path, "/run/southbridge/ingest.sock")
         self.assertFalse(unix.allow_untested_synapse_version)
+        self.assertEqual(unix.inbound_wake_interval_ms, 60_000)
 
     def test_bad_values_name_the_key(self) -> None:
         cases = [
@@ -41,6 +42,7 @@ class ConfigTests(unittest.TestCase):
             ({"ingest": 8009, "token_file": self.token_file}, "config ingest: must be a string"),
             ({"ingest": "http://127.0.0.1:8009", "token_file": "/nonexistent/token"}, "config token_file: cannot read /nonexistent/token"),
             ({"ingest": "http://127.0.0.1:8009", "token_file": self.token_file, "max_batch_units": 0}, "config max_batch_units: must be a whole number from 1 to 1000, got 0"),
+            ({"ingest": "http://127.0.0.1:8009", "token_file": self.token_file, "inbound_wake_interval_ms": 500}, "config inbound_wake_interval_ms: must be a whole number from 1000 to 86400000, got 500"),
             ({"ingest": "http://127.0.0.1:8009", "token_file": self.token_file, "allow_untested_synapse_version": "yes"}, "config allow_untested_synapse_version: must be true or false"),
             ({"ingest": "http://127.0.0.1:8009", "token_file": self.token_file, "ingset": 1}, "config ingset: unknown key"),
             ({"ingest": "http://127.0.0.1:8009", "token_file": self.token_file, "retry_initial_ms": 5000, "retry_max_ms": 1000}, "config retry_max_ms: must be at least retry_initial_ms (5000)"),

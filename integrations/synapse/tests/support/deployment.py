@@ -19,14 +19,18 @@ from .waiting import wait_for
 
 class Deployment:
     def __init__(self, remotes: int, with_module: bool = True, module_config: dict[str, Any] | None = None,
-                 synapse_cpus: list[int] | None = None, southbridge_cpus: list[int] | None = None) -> None:
+                 synapse_cpus: list[int] | None = None, southbridge_cpus: list[int] | None = None,
+                 southbridge_retry_ms: tuple[int, int] = (200, 1000)) -> None:
+        """`southbridge_retry_ms`: southbridge's first and longest wait before retrying a
+        server that failed (short, so that the tests' outages end quickly)."""
         self.directory = tempfile.mkdtemp(prefix="southbridge-synapse-")
         self.authority = TestCertificateAuthority()
         self.ca_path = os.path.join(self.directory, "ca.pem")
         self.authority.write_certificate(self.ca_path)
         self.signing_key_path = os.path.join(self.directory, "synapse.signing.key")
-        key = write_signing_key(self.signing_key_path)
-        verify_key = signedjson.key.get_verify_key(key)
+        # Synapse's, which southbridge signs with too
+        self.signing_key = write_signing_key(self.signing_key_path)
+        verify_key = signedjson.key.get_verify_key(self.signing_key)
         self.southbridge_cpus = southbridge_cpus
         self.synapse_cpus = synapse_cpus
         self.remotes: list[FakeHomeserver] = []
@@ -37,7 +41,8 @@ class Deployment:
                             for index in range(remotes)]
             config = None
             if with_module:
-                self.southbridge = Southbridge(self.directory, self.signing_key_path, self.ca_path)
+                self.southbridge = Southbridge(self.directory, self.signing_key_path, self.ca_path,
+                                               *southbridge_retry_ms)
                 self.southbridge.start(cpus=southbridge_cpus)
                 config = {"ingest": self.southbridge.ingest_url, "token_file": self.southbridge.token_path}
                 config.update(module_config or {})

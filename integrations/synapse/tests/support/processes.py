@@ -77,7 +77,8 @@ def write_signing_key(path: str) -> Any:
 class Southbridge:
     """The southbridge binary with a config naming the test CA and allowing loopback."""
 
-    def __init__(self, directory: str, signing_key_path: str, ca_path: str) -> None:
+    def __init__(self, directory: str, signing_key_path: str, ca_path: str, retry_initial_ms: int = 200,
+                 retry_max_ms: int = 1000) -> None:
         self.directory = directory
         self.port = free_port()
         self.config_path = os.path.join(directory, "southbridge.toml")
@@ -99,8 +100,8 @@ ca_file = "{ca_path}"
 [network]
 ip_range_allowlist = ["127.0.0.0/8"]
 [sender]
-retry_initial_ms = 200
-retry_max_ms = 1000
+retry_initial_ms = {retry_initial_ms}
+retry_max_ms = {retry_max_ms}
 """)
         self.child: ChildProcess | None = None
         self.starts = 0

@@ -64,6 +64,8 @@ class Recording:
     unsigned_or_forged: list[str] = field(default_factory=list)
     # User agents of every request, in order.
     user_agents: list[str] = field(default_factory=list)
+    # Transactions answered 503 while refusing them.
+    refused_transactions: int = 0
 
 
 class FakeHomeserver:
@@ -74,6 +76,7 @@ class FakeHomeserver:
                  origin_name: str, origin_verify_key: Any) -> None:
         self._lock = threading.Lock()
         self.recording = Recording()
+        self._refusing_transactions = False
         self.origin_name = origin_name
         self.origin_verify_key = origin_verify_key
         self.signing_key = signedjson.key.generate_signing_key(f"r{index}")
@@ -117,6 +120,23 @@ class FakeHomeserver:
         with self._lock:
             return list(self.recording.user_agents)
 
+    def refused_transactions(self) -> int:
+        with self._lock:
+            return self.recording.refused_transactions
+
+    def refuse_transactions(self, refusing: bool) -> None:
+        """While refusing, every transaction is answered 503, as by a server that is down."""
+        with self._lock:
+            self._refusing_transactions = refusing
+
+    # Requests to Synapse over federation
+
+    def query_profile(self, synapse_federation: tuple[str, int], synapse_name: str, user_id: str) -> Any:
+        """An authenticated federation request to Synapse that changes nothing."""
+        return self._federation_request(
+            synapse_federation, synapse_name, "GET",
+            f"/_matrix/federation/v1/query/profile?user_id={urllib.parse.quote(user_id, safe='')}", None)
+
     # Joining a room on Synapse over federation
 
     def join(self, synapse_federation: tuple[str, int], synapse_name: str, room_id: str, localpart: str) -> str:
@@ -140,20 +160,8 @@ class FakeHomeserver:
 
     def _federation_request(self, address: tuple[str, int], destination: str, method: str, uri: str,
                             content: Any | None) -> Any:
-        body = encode_canonical_json(content) if content is not None else None
-        connection = http.client.HTTPConnection(*address, timeout=60)
-        try:
-            headers = {"Authorization": x_matrix_header(self.server_name, destination, self.signing_key,
-                                                         method, uri, content),
-                       "Content-Type": "application/json"}
-            connection.request(method, uri, body=body, headers=headers)
-            response = connection.getresponse()
-            answer = response.read()
-        finally:
-            connection.close()
-        if response.status != 200:
-            raise AssertionError(f"{method} {uri} answered {response.status}: {answer[:300]!r}")
-        return json.loads(answer)
+        return signed_federation_request(address, self.server_name, self.signing_key, destination, method, uri,
+                                         content)
 
     # Serving
 
@@ -168,6 +176,10 @@ class FakeHomeserver:
         return encode_canonical_json(signedjson.sign.sign_json(document, self.server_name, self.signing_key))
 
     def receive_transaction(self, path: str, authorization: str, user_agent: str, body: bytes) -> tuple[int, bytes]:
+        with self._lock:
+            if self._refusing_transactions:
+                self.recording.refused_transactions += 1
+                return 503, b'{"errcode":"M_UNKNOWN","error":"the test remote refuses transactions"}'
         content = json.loads(body)
         try:
             params = parse_x_matrix(authorization)
@@ -187,6 +199,25 @@ class FakeHomeserver:
                 txn_id, user_agent, params["origin"], content.get("pdus", []), content.get("edus", [])))
         results = {_event_id(p): {} for p in content.get("pdus", [])}
         return 200, json.dumps({"pdus": results}).encode()
+
+
+def signed_federation_request(address: tuple[str, int], origin: str, key: Any, destination: str, method: str,
+                              uri: str, content: Any | None) -> Any:
+    """A federation request to `address` signed as `origin` with `key`; its JSON answer,
+    or an AssertionError for any status but 200."""
+    body = encode_canonical_json(content) if content is not None else None
+    connection = http.client.HTTPConnection(*address, timeout=60)
+    try:
+        headers = {"Authorization": x_matrix_header(origin, destination, key, method, uri, content),
+                   "Content-Type": "application/json"}
+        connection.request(method, uri, body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise AssertionError(f"{method} {uri} answered {response.status}: {answer[:300]!r}")
+    return json.loads(answer)
 
 
 def _event_id(pdu: dict) -> str:
