@@ -270,12 +270,22 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// Clears the destination's backoff (the admin API's `DELETE …/backoff`); false when the destination is unknown.
+    /// Clears the destination's backoff (the admin API's `DELETE …/backoff`), writing nothing when it has none.
     @discardableResult
-    public func resetBackoff(destination: String) async throws(OutboxError) -> Bool {
+    public func resetBackoff(destination: String) async throws(OutboxError) -> BackoffReset {
         try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
             try store.resetBackoff(destination: destination)
         }
+    }
+
+    /// What `resetBackoff` found.
+    public enum BackoffReset: Sendable, Equatable {
+        /// The destination was backing off; its retry state is cleared.
+        case cleared
+        /// The destination is known and was not backing off; nothing was written.
+        case notBackingOff
+        /// No destination of that name has ever been handed a unit.
+        case unknown
     }
 
     /// Deletes what no destination needs any more: the PDUs every destination of their set is past or, for those

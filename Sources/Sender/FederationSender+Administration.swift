@@ -15,9 +15,15 @@ extension FederationSender {
     /// `REMOTE_SERVER_UP`. Returns false when the destination is unknown.
     @discardableResult
     public func resetBackoffAndWake(_ name: String) async throws -> Bool {
-        let known = try await outbox.resetBackoff(destination: name)
-        guard known || scheduler.queue(of: name) != nil else { return false }
-        logger.info("backoff cleared; trying the destination now", metadata: ["destination": "\(name)"])
+        let stored = try await outbox.resetBackoff(destination: name)
+        let held = scheduler.queue(of: name)
+        guard stored != .unknown || held != nil else { return false }
+        if stored == .cleared || held?.isBackingOff == true {
+            logger.info("backoff cleared; trying the destination now", metadata: ["destination": "\(name)"])
+        } else {
+            // A homeserver wakes every server that contacts it; most are not backing off.
+            logger.debug("woken while not backing off", metadata: ["destination": "\(name)"])
+        }
         handle(.backoffReset(name))
         return true
     }

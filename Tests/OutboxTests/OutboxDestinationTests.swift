@@ -40,10 +40,11 @@ import Testing
             ]))
             try await outbox.recordDelivered(destination: "a.example", upTo: 1)
             try await outbox.recordFailure(destination: "a.example", retryLastTS: 9_000, retryIntervalMS: 60_000)
-            #expect(try await outbox.resetBackoff(destination: "a.example"))
+            #expect(try await outbox.resetBackoff(destination: "a.example") == .cleared)
             #expect(try await outbox.destination("a.example") == DestinationRecord(
                 name: "a.example", lastSuccessfulStreamOrdering: 1))
-            #expect(try await outbox.resetBackoff(destination: "unknown.example") == false)
+            #expect(try await outbox.resetBackoff(destination: "a.example") == .notBackingOff)
+            #expect(try await outbox.resetBackoff(destination: "unknown.example") == .unknown)
             #expect(try await outbox.destination("unknown.example") == nil)
         }
     }

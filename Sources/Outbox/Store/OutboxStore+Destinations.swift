@@ -128,14 +128,19 @@ extension OutboxStore {
     }
 
     /// Clears the destination's backoff; false when the destination is unknown.
-    func resetBackoff(destination: String) throws(SQLiteError) -> Bool {
+    /// Writes only when there is a backoff to clear: remote servers that contact the homeserver
+    /// wake their destination often, and most of them are not backing off.
+    func resetBackoff(destination: String) throws(SQLiteError) -> Outbox.BackoffReset {
         let update = try database.statement("""
             UPDATE destinations SET retry_last_ts = NULL, retry_interval_ms = 0, failure_count = 0
-            WHERE destination = ?1
+            WHERE destination = ?1 AND (retry_last_ts IS NOT NULL OR retry_interval_ms != 0 OR failure_count != 0)
             """)
         try update.bind(destination, at: 1)
         try update.run()
-        return database.changes > 0
+        if database.changes > 0 { return .cleared }
+        let known = try database.statement("SELECT 1 FROM destinations WHERE destination = ?1")
+        try known.bind(destination, at: 1)
+        return try known.firstRow { _ in true } == true ? .notBackingOff : .unknown
     }
 
     func rowCounts() throws(SQLiteError) -> OutboxRowCounts {
