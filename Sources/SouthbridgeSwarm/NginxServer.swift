@@ -75,6 +75,7 @@ public final class NginxServer: Sendable {
             try prepare(directory: directory, sites: sites, largeBodyBytes: largeBodyBytes)
             var lastError = ""
             for _ in 0..<5 {
+                unlink(directory.path + "/nginx.pid")
                 var ports: [String: Int] = [:]
                 for site in sites { ports[site.name] = try LoopbackSocket.freePort(type: SOCK_STREAM) }
                 try writeFile(
@@ -87,7 +88,8 @@ public final class NginxServer: Sendable {
                         "-p", directory.path, "-c", directory.path + "/nginx.conf", "-e", directory.path + "/error.log",
                     ],
                     logPath: directory.path + "/nginx.out")
-                if await waitUntilAccepting(process: process, ports: Array(ports.values)) {
+                if await waitUntilAccepting(process: process, ports: Array(ports.values),
+                                            pidFile: directory.path + "/nginx.pid") {
                     return NginxServer(
                         largeBodyBytes: largeBodyBytes, ports: ports, directory: directory, process: process)
                 }
@@ -183,12 +185,14 @@ public final class NginxServer: Sendable {
     }
 
     /// Polls every port with a TCP connect until all accept; false if nginx exits or 10 s pass.
-    private static func waitUntilAccepting(process: ChildProcess, ports: [Int]) async -> Bool {
+    /// Waits until nginx has written its pid file, which it does only once every listening
+    /// socket is bound, and the ports accept. The ports alone are not enough: nginx retries a
+    /// port it failed to bind for 2.5 s, and meanwhile another test's server may answer on it.
+    private static func waitUntilAccepting(process: ChildProcess, ports: [Int], pidFile: String) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             if await process.waitForExit(timeout: .zero) != nil { return false }
-            if ports.allSatisfy(acceptsConnections) {
-                // A port nginx failed to bind may have answered for another program meanwhile.
+            if access(pidFile, F_OK) == 0, ports.allSatisfy(acceptsConnections) {
                 return await process.waitForExit(timeout: .zero) == nil
             }
             try? await Task.sleep(for: .milliseconds(10))
