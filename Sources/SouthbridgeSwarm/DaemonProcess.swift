@@ -8,7 +8,7 @@ import SouthbridgeDaemon
 /// The real `southbridge` binary run as a child with a config in a temporary directory,
 /// a swarm of fake homeservers, and a notify socket standing in for systemd: what the
 /// end-to-end tests and the benchmarks drive.
-public final class DaemonProcess: @unchecked Sendable {
+public final class DaemonProcess: AwaitedTearDown, @unchecked Sendable {
     public static let serverName = "origin.southbridge.localhost"
 
     public let directory: TemporaryDirectory
@@ -139,19 +139,6 @@ public final class DaemonProcess: @unchecked Sendable {
         }
         await client.close()
         return matched
-    }
-
-    /// Runs `body`, then tears the fixture down, awaited, whether `body` returned or threw: the
-    /// next test never starts beside this one's daemon, swarm or event loops.
-    public func withTearDown<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            let result = try await body()
-            await tearDown()
-            return result
-        } catch {
-            await tearDown()
-            throw error
-        }
     }
 
     public func tearDown() async {

@@ -14,7 +14,7 @@ import Transport
 /// number of servers: each group `g` is one `SwarmServer` answering to every
 /// `<name>.g.swarm.test:<port>`, the names resolved by a real dnsmasq. Days of backoff
 /// pass in a call, and the process's own memory can be measured.
-public final class SenderHarness: @unchecked Sendable {
+public final class SenderHarness: AwaitedTearDown, @unchecked Sendable {
     public static let origin = "origin.southbridge.localhost"
 
     public let directory: TemporaryDirectory
@@ -143,18 +143,6 @@ public final class SenderHarness: @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(5))
         }
         return await stack.sender.isSettled(ignoring: ignoring)
-    }
-
-    /// Runs `body`, then tears the harness down, awaited, whether `body` returned or threw.
-    public func withTearDown<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            let result = try await body()
-            await tearDown()
-            return result
-        } catch {
-            await tearDown()
-            throw error
-        }
     }
 
     public func tearDown() async {
