@@ -51,12 +51,19 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "Replication", dependencies: [
+            "Federation", "Outbox",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "Systemd", dependencies: [
             "CSystemd",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SouthbridgeDaemon", dependencies: [
-            "Federation", "Outbox", "Resolver", "Transport", "Sender", "Ingest", "Systemd",
+            "Federation", "Outbox", "Resolver", "Transport", "Sender", "Ingest", "Replication", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -64,7 +71,7 @@ let package = Package(
         ]),
         // Real fake homeservers and a throwaway CA, shared by the demo, tests and benchmarks.
         .target(name: "SouthbridgeSwarm", dependencies: [
-            "COpenSSL", "Federation", "Outbox", "Transport", "Resolver", "Sender", "SouthbridgeDaemon",
+            "COpenSSL", "Federation", "Outbox", "Transport", "Resolver", "Sender", "SouthbridgeDaemon", "Replication",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -72,14 +79,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "southbridge", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Resolver", "Systemd",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Replication", "Resolver", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         .executableTarget(name: "southbridge-benchmark", dependencies: [
-            "SouthbridgeSwarm", "SouthbridgeDaemon", "Resolver", "Transport", "Federation", "Outbox",
+            "SouthbridgeSwarm", "SouthbridgeDaemon", "Replication", "Resolver", "Transport", "Federation", "Outbox",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -112,8 +119,9 @@ let package = Package(
         ]),
         .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox", "Transport", "SouthbridgeSwarm",
                                                          "FuzzSupport"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Outbox", "Federation", "FuzzSupport"]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Sender", "Systemd", "Resolver", "FuzzSupport",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Replication", "Federation", "Outbox", "Sender", "Systemd", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,10 +1,12 @@
 import Outbox
+import Replication
 import Sender
 import Transport
 
 /// The numbers an admin looks at, as Prometheus text for `/metrics` and one line for `STATUS=`.
 enum MetricsText {
-    static func render(sender: FederationSender, pool: ConnectionPool, outbox: Outbox) async -> String {
+    static func render(sender: FederationSender, pool: ConnectionPool, outbox: Outbox,
+                       replication: ReplicationServer? = nil) async -> String {
         let metrics = await sender.currentMetrics
         let counts = await pool.counts
         let rows: [(String, String, Int)] = [
@@ -46,6 +48,21 @@ enum MetricsText {
             + "# TYPE southbridge_connection_waiters_by_class gauge\n" + waitingByClass.joined()
             + "# TYPE southbridge_tls_handshakes_per_second gauge\n"
             + "southbridge_tls_handshakes_per_second \(counts.handshakesPerSecond)\n"
+            + (replication.map { render($0.metrics) } ?? "")
+    }
+
+    /// The replication endpoint's lines, present only when it listens.
+    static func render(_ metrics: ReplicationMetrics) -> String {
+        func labelled(_ name: String, _ label: String, _ counts: [String: Int]) -> String {
+            "# TYPE \(name) counter\n" + counts.sorted { $0.key < $1.key }.map { "\(name){\(label)=\"\($0.key)\"} \($0.value)\n" }.joined()
+        }
+        return "# TYPE southbridge_replication_clients_connected gauge\n"
+            + "southbridge_replication_clients_connected \(metrics.clientsConnected)\n"
+            + "# TYPE southbridge_replication_rows_buffered gauge\n"
+            + "southbridge_replication_rows_buffered \(metrics.rowsBuffered)\n"
+            + labelled("southbridge_replication_commands_in_total", "command", metrics.commandsIn)
+            + labelled("southbridge_replication_commands_out_total", "command", metrics.commandsOut)
+            + labelled("southbridge_replication_disconnects_total", "reason", metrics.disconnects)
     }
 
     static func statusLine(sender: FederationSender, pool: ConnectionPool) async -> String {
