@@ -119,7 +119,11 @@ let package = Package(
         ]),
         .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox", "Transport", "SouthbridgeSwarm",
                                                          "FuzzSupport"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Outbox", "Federation", "FuzzSupport"]),
+        .testTarget(name: "ReplicationTests", dependencies: [
+            "Replication", "Outbox", "Federation", "FuzzSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
             "SouthbridgeDaemon", "SouthbridgeSwarm", "Replication", "Federation", "Outbox", "Sender", "Systemd", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),

@@ -326,17 +326,6 @@ struct ConfigurationTests {
         #expect(configurationProblems(relative)?.hasPrefix("line \(relativeLines["replication.secret_file"]!): replication.secret_file: ") == true)
     }
 
-    @Test(arguments: [
-        ("replication.max_connections", "0", "must be between 1 and 256, got 0"),
-        ("replication.max_connections", "257", "must be between 1 and 256, got 257"),
-        ("replication.ping_interval_ms", "99", "must be between 100 and 60000, got 99"),
-        ("replication.ping_interval_ms", "60001", "must be between 100 and 60000, got 60001"),
-    ])
-    func replicationLimitsAreBounded(path: String, literal: String, message: String) throws {
-        let (text, lines) = configurationDocument([(path, literal)])
-        #expect(configurationProblems(text) == "line \(lines[path]!): \(path): \(message)")
-    }
-
     @Test func caFileIsOptionalButAbsolute() throws {
         let system = configurationDocument([("tls.ca_file", "\"\"")]).text
         #expect(try Configuration.parse(system, source: "test.toml").tls.caFile == nil)

@@ -188,6 +188,26 @@ struct ReplicationEndpointTests {
         }
     }
 
+    @Test("one follower more than replication.max_connections is told so and closed")
+    func maxConnections() async throws {
+        let fixture = try await replicationFixture(destinations: 1) { $0.replication.maxConnections = 2 }
+        try await fixture.withTearDown {
+            try await fixture.start()
+            let first = try await fixture.replicationClient()
+            let second = try await fixture.replicationClient()
+            for follower in [first, second] { _ = try await follower.greeting() }
+            let third = try await fixture.replicationClient()
+            #expect(try await third.lines(through: { _ in false })
+                    == ["ERROR too many replication connections (replication.max_connections = 2)", "<closed>"])
+            await second.close()
+            #expect(await fixture.eventually(metricsContain: "southbridge_replication_clients_connected 1"))
+            let fourth = try await fixture.replicationClient()
+            #expect(try await fourth.greeting() == ["SERVER origin.southbridge.localhost", "PING <ms>"])
+            for follower in [first, third, fourth] { await follower.close() }
+            #expect(await fixture.eventually(metricsContain: "southbridge_replication_disconnects_total{reason=\"too_many_connections\"} 1"))
+        }
+    }
+
     @Test("a follower that pings and then stays silent is closed after five ping intervals")
     func pingTimeout() async throws {
         let fixture = try await replicationFixture(destinations: 1) { $0.replication.pingInterval = .milliseconds(200) }
