@@ -305,3 +305,69 @@ struct ReplicationEndpointTests {
     }
 }
 
+
+@Suite("replication endpoint, resuming after a disconnect and a restart")
+struct ReplicationResumeTests {
+    @Test("a follower back with its last tokens gets exactly the rows it missed, across a restart of southbridge")
+    func resumeAcrossARestart() async throws {
+        let fixture = try await replicationFixture(destinations: 2)
+        try await fixture.withTearDown {
+            let (healthy, flaky) = (fixture.swarm.servers[0], fixture.swarm.servers[1])
+            let names = fixture.swarm.serverNames
+            try await fixture.start()
+            var follower = try await fixture.replicationClient()
+            _ = try await follower.greeting()
+            try await follower.send("REPLICATE ALL NOW")
+            #expect(Set(try await follower.next(2)) == ["POSITION federation 0", "POSITION destinations 0"])
+            var ingest = try await fixture.client()
+            #expect(try await ingest.send(txnID: "before", body: DaemonProcess.ingestBody(0..<2, destinations: names)).status == 200)
+            #expect(try await follower.next(2) == [pduRow(1, destinations: 2), pduRow(2, destinations: 2)])
+            await follower.close()
+
+            // Gone: units keep arriving and a destination fails and backs off.
+            flaky.fail(next: 1_000_000, with: .fail(status: 503))
+            #expect(try await ingest.send(txnID: "away", body: DaemonProcess.ingestBody(2..<4, destinations: names)).status == 200)
+            #expect(try await ingest.send(txnID: "away-edu", body: toDeviceBody([flaky.serverName])).status == 200)
+            #expect(try await fixture.eventually(destination: flaky.serverName) { detail in
+                guard case .object(let fields) = detail, case .integer(let failures)? = fields["failure_count"] else { return false }
+                return failures >= 1
+            })
+            await ingest.close()
+
+            // southbridge restarts; the destination comes back and more units arrive.
+            fixture.process?.signal(SIGTERM)
+            #expect(await fixture.process?.waitForExit(timeout: .seconds(20)) == 0)
+            flaky.fail(next: 0, with: .accept)
+            try await fixture.start()
+            ingest = try await fixture.client()
+            #expect(try await ingest.send(txnID: "after", body: DaemonProcess.ingestBody(4..<5, destinations: names)).status == 200)
+            #expect(await DaemonProcess.eventually(timeout: .seconds(20)) { Set(pduNumbers(flaky)) == Set(0..<5) && Set(pduNumbers(healthy)) == Set(0..<5) })
+            await ingest.close()
+
+            // What a follower reading every destination change from the start sees: the reference.
+            let reference = try await fixture.replicationClient()
+            _ = try await reference.greeting()
+            try await reference.send("REPLICATE destinations 0")
+            let allChanges = try await reference.rows(through: "destinations")
+            await reference.close()
+            let changes = allChanges.dropLast()
+            #expect(changes.contains { $0.contains("\"destination\":\"\(flaky.serverName)\"") && $0.contains("\"state\":\"backoff\"") })
+            #expect(changes.last?.contains("\"destination\":\"\(flaky.serverName)\"") == true && changes.last?.contains("\"state\":\"up\"") == true)
+
+            follower = try await fixture.replicationClient()
+            _ = try await follower.greeting()
+            try await follower.send("REPLICATE federation 2")
+            #expect(try await follower.rows(through: "federation") == [
+                pduRow(3, destinations: 2), pduRow(4, destinations: 2),
+                "RDATA federation 5 {\"destinations\":1,\"kind\":\"m.direct_to_device\"}",
+                pduRow(6, destinations: 2),
+                "POSITION federation 6",
+            ])
+            try await follower.send("REPLICATE destinations 0")
+            #expect(try await follower.rows(through: "destinations") == Array(allChanges))
+            let tokens = changes.compactMap { $0.split(separator: " ").dropFirst(2).first.flatMap { Int($0) } }
+            #expect(tokens == Array(1...tokens.count), "every change once, in order")
+            await follower.close()
+        }
+    }
+}
