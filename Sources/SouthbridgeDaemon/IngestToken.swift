@@ -20,11 +20,12 @@ enum IngestToken {
     }
 }
 
-/// The secret replication followers send with `AUTH`, from `replication.secret_file`.
-enum ReplicationSecret {
+/// The secret replication followers send with `AUTH`, from `replication.secret_file`: what the daemon expects
+/// and what `southbridge tail` sends.
+public enum ReplicationSecret {
     /// The file's content without surrounding whitespace; it must be printable ASCII without spaces, so that
     /// `AUTH <secret>` is one line.
-    static func read(path: String) throws -> [UInt8] {
+    public static func read(path: String) throws -> [UInt8] {
         let bytes: [UInt8]
         do throws(FileContents.ReadError) {
             bytes = try FileContents.bytes(at: path, limit: IngestToken.maximumFileSize)
