@@ -32,17 +32,18 @@ public final class ReplicationClient: Sendable {
         if let receiveBufferBytes {
             bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes))
         }
+        // Kept here rather than looked up: a server that refuses the connection closes it, and empties its
+        // pipeline, before the caller reads why.
+        let inbox = LineInbox()
         bootstrap = bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(LineInbox())
+                try channel.pipeline.syncOperations.addHandler(inbox)
             }
         }
         let channel = try await (unixPath.map { bootstrap.connect(unixDomainSocketPath: $0) }
             ?? bootstrap.connect(host: host, port: port)).get()
-        let inbox = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: LineInbox.self), eventLoop: channel.eventLoop)
-        }.get()
-        return ReplicationClient(channel: channel, inbox: inbox)
+        let bound = try await channel.eventLoop.submit { NIOLoopBound(inbox, eventLoop: channel.eventLoop) }.get()
+        return ReplicationClient(channel: channel, inbox: bound)
     }
 
     /// Sends `line` and a newline.
@@ -77,8 +78,9 @@ public final class ReplicationClient: Sendable {
     }
 }
 
-/// Splits what the server sends into lines and hands them to `next` in order.
-private final class LineInbox: ChannelInboundHandler {
+/// Splits what the server sends into lines and hands them to `next` in order. Used on its channel's event loop
+/// only, once created.
+private final class LineInbox: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
 
     private var pending = ByteBuffer()

@@ -70,7 +70,12 @@ final class ReplicationConnection: @unchecked Sendable {
     /// for `ERROR Failed to keep up`.
     @discardableResult
     func enqueueLive(_ commands: [ServerCommand]) -> Bool {
-        let encoded = commands.map(\.line)
+        enqueueLive(lines: commands.map(\.line))
+    }
+
+    /// `enqueueLive` for lines already encoded, once for every follower.
+    @discardableResult
+    func enqueueLive(lines encoded: [[UInt8]]) -> Bool {
         let bytes = encoded.reduce(0) { $0 + $1.count }
         return lock.withLock { () -> Bool in
             guard !closed, !overflowed else { return false }

@@ -127,10 +127,10 @@ final class ReplicationHub: Sendable {
             let fresh = rows.filter { $0.token > position }
             guard let last = fresh.last else { return }
             state.positions[stream] = last.token
-            let commands = fresh.map { ServerCommand.rdata(stream, token: $0.token, row: $0.row) }
-            for follower in state.followers.values where follower.phases[stream] == .live {
-                follower.connection.enqueueLive(commands)
-            }
+            let followers = state.followers.values.filter { $0.phases[stream] == .live }
+            guard !followers.isEmpty else { return }
+            let lines = fresh.map { ServerCommand.rdata(stream, token: $0.token, row: $0.row).line }
+            for follower in followers { follower.connection.enqueueLive(lines: lines) }
         }
     }
 
