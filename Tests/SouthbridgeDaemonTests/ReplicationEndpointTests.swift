@@ -181,6 +181,10 @@ struct ReplicationEndpointTests {
             try await follower.send("REPLICATE federation NOW")
             #expect(try await follower.rows(through: "federation") == ["POSITION federation 0"])
 
+            // FROBNICATE and the three commands only the server sends.
+            #expect(await fixture.eventually(metricsContain: "southbridge_replication_commands_in_total{command=\"invalid\"} 4"))
+            #expect(await fixture.eventually(metricsContain: "southbridge_replication_commands_out_total{command=\"ERROR\"} 12"))
+
             try await follower.send(bytes: [UInt8](repeating: 0x41, count: ClientCommand.maxLineBytes + 2))
             #expect(try await follower.lines(through: { _ in false }).filter { !$0.hasPrefix("PING") }
                     == ["ERROR Line length exceeded: longer than 16384 bytes", "<closed>"])

@@ -122,11 +122,13 @@ final class ReplicationHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    private static let clientCommands: Set<String> = ["NAME", "PING", "AUTH", "REPLICATE", "REMOTE_SERVER_UP", "ERROR"]
+
+    /// Counts the line under its command name, or `invalid` when it names none a client sends.
     private func countReceived(_ line: [UInt8]) {
         let name = String(decoding: line.prefix { $0 != 0x20 && $0 != 0x0D }.prefix(24), as: UTF8.self)
         guard !name.isEmpty else { return }
-        let known: Set<String> = ["NAME", "PING", "AUTH", "REPLICATE", "REMOTE_SERVER_UP", "ERROR"]
-        shared.counters.received(known.contains(name) ? name : "invalid")
+        shared.counters.received(Self.clientCommands.contains(name) ? name : "invalid")
     }
 
     private func apply(_ actions: [ReplicationConnectionState.Action]) {
