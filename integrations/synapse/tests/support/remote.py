@@ -66,6 +66,9 @@ class Recording:
     user_agents: list[str] = field(default_factory=list)
     # Transactions answered 503 while refusing them.
     refused_transactions: int = 0
+    # How many times each event arrived, counted once on receipt: recomputing event IDs on
+    # every poll costs seconds per poll in a room of hundreds of servers.
+    pdu_arrivals: dict[str, int] = field(default_factory=dict)
 
 
 class FakeHomeserver:
@@ -77,6 +80,8 @@ class FakeHomeserver:
         self._lock = threading.Lock()
         self.recording = Recording()
         self._refusing_transactions = False
+        self._hanging = threading.Event()
+        self._stopping = threading.Event()
         self.origin_name = origin_name
         self.origin_verify_key = origin_verify_key
         self.signing_key = signedjson.key.generate_signing_key(f"r{index}")
@@ -94,6 +99,7 @@ class FakeHomeserver:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
@@ -102,7 +108,7 @@ class FakeHomeserver:
 
     def pdu_arrivals(self, event_id: str) -> int:
         with self._lock:
-            return sum(1 for t in self.recording.transactions for p in t.pdus if _event_id(p) == event_id)
+            return self.recording.pdu_arrivals.get(event_id, 0)
 
     def edus_of_type(self, edu_type: str) -> list[dict]:
         with self._lock:
@@ -128,6 +134,18 @@ class FakeHomeserver:
         """While refusing, every transaction is answered 503, as by a server that is down."""
         with self._lock:
             self._refusing_transactions = refusing
+
+    def hang(self) -> None:
+        """From now on every request is read and never answered, as by a blackholed server,
+        until the server stops."""
+        self._hanging.set()
+
+    def wait_while_hanging(self) -> bool:
+        """Holds a request while hanging; True if it must go unanswered."""
+        if not self._hanging.is_set():
+            return False
+        self._stopping.wait()
+        return True
 
     # Requests to Synapse over federation
 
@@ -194,10 +212,13 @@ class FakeHomeserver:
                 self.recording.unsigned_or_forged.append(f"{path}: {error}")
             return 401, b'{"errcode":"M_UNAUTHORIZED","error":"bad X-Matrix signature"}'
         txn_id = urllib.parse.unquote(path.rsplit("/", 1)[-1])
+        event_ids = [_event_id(p) for p in content.get("pdus", [])]
         with self._lock:
             self.recording.transactions.append(ReceivedTransaction(
                 txn_id, user_agent, params["origin"], content.get("pdus", []), content.get("edus", [])))
-        results = {_event_id(p): {} for p in content.get("pdus", [])}
+            for event_id in event_ids:
+                self.recording.pdu_arrivals[event_id] = self.recording.pdu_arrivals.get(event_id, 0) + 1
+        results = {event_id: {} for event_id in event_ids}
         return 200, json.dumps({"pdus": results}).encode()
 
 
@@ -248,6 +269,9 @@ def _handler_for(server: FakeHomeserver) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             self._note_user_agent()
+            if server.wait_while_hanging():
+                self.close_connection = True
+                return
             if self.path.startswith("/_matrix/key/v2/server"):
                 self._answer(200, server.key_document())
             else:
@@ -256,6 +280,9 @@ def _handler_for(server: FakeHomeserver) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             self._note_user_agent()
             body = self._body()
+            if server.wait_while_hanging():
+                self.close_connection = True
+                return
             if self.path.startswith("/_matrix/federation/v1/send/"):
                 status, answer = server.receive_transaction(
                     self.path, self.headers.get("Authorization", ""), self.headers.get("User-Agent", ""), body)
