@@ -55,6 +55,8 @@ class ReceivedTransaction:
     origin: str
     pdus: list[dict]
     edus: list[dict]
+    # When it arrived, in milliseconds since the epoch.
+    received_at_ms: int = 0
 
 
 @dataclass
@@ -107,6 +109,12 @@ class FakeHomeserver:
     def edus_of_type(self, edu_type: str) -> list[dict]:
         with self._lock:
             return [e["content"] for t in self.recording.transactions for e in t.edus if e.get("edu_type") == edu_type]
+
+    def edus_with_arrival(self, edu_type: str) -> list[tuple[dict, int]]:
+        """The content of every EDU of `edu_type` with when its transaction arrived (ms since the epoch)."""
+        with self._lock:
+            return [(e["content"], t.received_at_ms) for t in self.recording.transactions for e in t.edus
+                    if e.get("edu_type") == edu_type]
 
     def transactions(self) -> list[ReceivedTransaction]:
         with self._lock:
@@ -196,7 +204,8 @@ class FakeHomeserver:
         txn_id = urllib.parse.unquote(path.rsplit("/", 1)[-1])
         with self._lock:
             self.recording.transactions.append(ReceivedTransaction(
-                txn_id, user_agent, params["origin"], content.get("pdus", []), content.get("edus", [])))
+                txn_id, user_agent, params["origin"], content.get("pdus", []), content.get("edus", []),
+                int(time.time() * 1000)))
         results = {_event_id(p): {} for p in content.get("pdus", [])}
         return 200, json.dumps({"pdus": results}).encode()
 
