@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 _EPHEMERAL_EDU_TYPES = {EduTypes.TYPING, EduTypes.PRESENCE, EduTypes.RECEIPT}
 _MAX_PRESENCE_STATES_PER_EDU = 50
+# southbridge refuses an EDU whose content is larger than this in canonical JSON (Synapse's
+# SOFT_MAX_EDU_SIZE); presence states are packed into EDUs that stay under it.
+_MAX_EDU_CONTENT_BYTES = 65_536
 # Destinations whose device outbox is handed over at once when the module starts.
 _OUTBOX_WAKE_BATCH = 50
 # Remote servers the inbound wake-up limit remembers; past it, the one woken longest ago is
@@ -110,8 +113,9 @@ class SouthbridgeFederation:
         self._server_name = hs.hostname
         self._store = hs.get_datastores().main
         self._last_event_sequence = 0
-        # (edu_type, canonical content JSON) -> destinations, gathered until the next reactor turn
-        self._ephemeral: dict[tuple[str, str], set[str]] = {}
+        # (edu_type, content JSON) -> (what the EDU is, for the log; its destinations),
+        # gathered until the next reactor turn
+        self._ephemeral: dict[tuple[str, str], tuple[str, set[str]]] = {}
         self._ephemeral_flush_scheduled = False
         self._wakes_in_flight: set[str] = set()
         self._inbound_wakes = WakeLimiter(inbound_wake_interval_s, _INBOUND_WAKE_SERVERS_REMEMBERED, time.monotonic)
@@ -188,9 +192,8 @@ class SouthbridgeFederation:
         if not targets:
             return
         now = self._clock.time_msec()
-        for start in range(0, len(states), _MAX_PRESENCE_STATES_PER_EDU):
-            chunk = states[start : start + _MAX_PRESENCE_STATES_PER_EDU]
-            self._gather(EduTypes.PRESENCE, {"push": [format_user_presence_state(s, now) for s in chunk]}, targets)
+        for push in pack_presence([format_user_presence_state(s, now) for s in states]):
+            self._gather(EduTypes.PRESENCE, {"push": push}, targets)
 
     async def _send_read_receipt(self, receipt: Any) -> None:
         assert self._sender is not None
@@ -214,7 +217,10 @@ class SouthbridgeFederation:
 
     def _gather(self, edu_type: str, content: dict, destinations: Collection[str]) -> None:
         key = (edu_type, json_encoder.encode(content))
-        self._ephemeral.setdefault(key, set()).update(destinations)
+        gathered = self._ephemeral.get(key)
+        if gathered is None:
+            gathered = self._ephemeral[key] = (describe_edu(edu_type, content), set())
+        gathered[1].update(destinations)
         if not self._ephemeral_flush_scheduled:
             self._ephemeral_flush_scheduled = True
             self._reactor.callLater(0, self._flush_gathered)
@@ -222,13 +228,13 @@ class SouthbridgeFederation:
     def _flush_gathered(self) -> None:
         gathered, self._ephemeral = self._ephemeral, {}
         self._ephemeral_flush_scheduled = False
-        for (edu_type, content_json), destinations in gathered.items():
+        for (edu_type, content_json), (what, destinations) in gathered.items():
             unit = (
                 '{"edu_type":' + json_encoder.encode(edu_type)
                 + ',"content":' + content_json
                 + ',"destinations":' + json_encoder.encode(sorted(destinations)) + "}"
             ).encode()
-            description = f"{edu_type} EDU for {len(destinations)} servers"
+            description = f"{what} for {len(destinations)} servers"
             if edu_type in _EPHEMERAL_EDU_TYPES:
                 self._handoff.submit_ephemeral(unit, description)
             else:
@@ -286,12 +292,12 @@ class SouthbridgeFederation:
                 if "event_id" in pdu_json
                 else {"pdu": pdu_json, "destinations": targets}
             ).encode()
-            sequence = self._handoff.submit("pdu", unit, f"PDU for {destination}")
+            sequence = self._handoff.submit("pdu", unit, f"event {pdu_json.get('event_id', '')} in {pdu_json.get('room_id')} for {destination}")
         for edu in edus:
             unit = json_encoder.encode(
                 {"edu_type": edu.edu_type, "content": edu.content, "destinations": targets}
             ).encode()
-            sequence = self._handoff.submit("edu", unit, f"{edu.edu_type} EDU for {destination}")
+            sequence = self._handoff.submit("edu", unit, f"{describe_edu(edu.edu_type, edu.content)} for {destination}")
         await self._handoff.wait_until_acknowledged(sequence)
 
     async def _hand_over_device_outboxes(self) -> None:
@@ -378,6 +384,48 @@ class SouthbridgeFederation:
                 "southbridge_synapse: southbridge refuses to wake %s: %s %s (not logged again until a wake-up succeeds)",
                 destination, answer.status, answer.error,
             )
+
+
+def pack_presence(states: list[dict]) -> list[list[dict]]:
+    """Formatted presence states in EDUs of at most _MAX_PRESENCE_STATES_PER_EDU states and
+    _MAX_EDU_CONTENT_BYTES of content, in order. A state too large for an EDU of its own
+    (a huge status_msg) goes alone: southbridge refuses it and the others still go."""
+    envelope = len('{"push":[]}')
+    pushes: list[list[dict]] = []
+    push: list[dict] = []
+    size = envelope
+    for state in states:
+        # An upper bound on its canonical size: json_encoder escapes every non-ASCII character.
+        state_size = len(json_encoder.encode(state))
+        if push and (len(push) >= _MAX_PRESENCE_STATES_PER_EDU or size + 1 + state_size > _MAX_EDU_CONTENT_BYTES):
+            pushes.append(push)
+            push, size = [], envelope
+        size += state_size + (1 if push else 0)  # and the comma before it
+        push.append(state)
+    if push:
+        pushes.append(push)
+    return pushes
+
+
+def describe_edu(edu_type: str, content: Any) -> str:
+    """Names an EDU for the log: its type and what identifies its content."""
+    content = content if isinstance(content, dict) else {}
+    if edu_type == EduTypes.TYPING:
+        detail = f"{content.get('user_id')} in {content.get('room_id')}"
+    elif edu_type == EduTypes.PRESENCE:
+        users = [state.get("user_id") for state in content.get("push", []) if isinstance(state, dict)]
+        detail = f"presence of {users[0]}" + (f" and {len(users) - 1} more users" if len(users) > 1 else "")
+    elif edu_type == EduTypes.RECEIPT:
+        detail = "receipts in " + ", ".join(sorted(content)[:3]) + (" …" if len(content) > 3 else "")
+    elif edu_type == EduTypes.DIRECT_TO_DEVICE:
+        detail = f"message_id {content.get('message_id')} from {content.get('sender')}"
+    elif edu_type == EduTypes.DEVICE_LIST_UPDATE:
+        detail = f"{content.get('user_id')} device {content.get('device_id')}, stream_id {content.get('stream_id')}"
+    elif edu_type == EduTypes.SIGNING_KEY_UPDATE:
+        detail = f"{content.get('user_id')}"
+    else:
+        return f"{edu_type} EDU"
+    return f"{edu_type} EDU ({detail})"
 
 
 def _without_pdu_catch_up(queue: Any) -> None:
