@@ -199,7 +199,8 @@ class Synapse:
     """Synapse with SQLite on loopback, one plain-HTTP listener for client and federation."""
 
     def __init__(self, directory: str, ca_path: str, signing_key_path: str,
-                 module_config: dict[str, Any] | None) -> None:
+                 module_config: dict[str, Any] | None, extra_config: dict[str, Any] | None = None) -> None:
+        """`extra_config`: homeserver.yaml settings that replace the tests' defaults."""
         self.directory = directory
         self.port = free_port()
         self.metrics_port = free_port()
@@ -254,6 +255,7 @@ class Synapse:
             "rc_joins_per_room": {"per_second": 10000, "burst_count": 10000},
             "rc_presence": {"per_user": {"per_second": 10000, "burst_count": 10000}},
         }
+        config.update(extra_config or {})
         if module_config is not None:
             config["modules"] = [{"module": "southbridge_synapse.SouthbridgeModule", "config": module_config}]
         with open(self.config_path, "w") as file:

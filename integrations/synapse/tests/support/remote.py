@@ -106,6 +106,11 @@ class FakeHomeserver:
         with self._lock:
             return sum(1 for t in self.recording.transactions for p in t.pdus if _event_id(p) == event_id)
 
+    def pdu(self, event_id: str) -> dict:
+        """The first PDU received with `event_id`, as it arrived."""
+        with self._lock:
+            return next(p for t in self.recording.transactions for p in t.pdus if _event_id(p) == event_id)
+
     def edus_of_type(self, edu_type: str) -> list[dict]:
         with self._lock:
             return [e["content"] for t in self.recording.transactions for e in t.edus if e.get("edu_type") == edu_type]
