@@ -153,14 +153,11 @@ class SouthbridgeFederation:
         targets = sorted({d for d in destinations if d != self._server_name and allowed(d)})
         if not targets:
             return
-        serialized = serialize_and_filter_pdus([pdu])
-        if not serialized:
+        unit = _pdu_unit(pdu, targets)
+        if unit is None:
             return
         # Stop taking events from Synapse's stream while southbridge is this far behind.
         await self._handoff.wait_for_room()
-        unit = json_encoder.encode(
-            {"pdu": serialized[0], "destinations": targets, "event_id": pdu.event_id}
-        ).encode()
         self._last_event_sequence = self._handoff.submit(
             "pdu", unit, f"event {pdu.event_id} in {pdu.room_id} for {len(targets)} servers"
         )
@@ -286,13 +283,10 @@ class SouthbridgeFederation:
         await self._handoff.wait_for_room()
         targets = [destination]
         sequence = 0
-        for pdu_json in serialize_and_filter_pdus(pdus):
-            unit = json_encoder.encode(
-                {"pdu": pdu_json, "destinations": targets, "event_id": pdu_json.get("event_id")}
-                if "event_id" in pdu_json
-                else {"pdu": pdu_json, "destinations": targets}
-            ).encode()
-            sequence = self._handoff.submit("pdu", unit, f"event {pdu_json.get('event_id', '')} in {pdu_json.get('room_id')} for {destination}")
+        for pdu in pdus:
+            unit = _pdu_unit(pdu, targets)
+            if unit is not None:
+                sequence = self._handoff.submit("pdu", unit, f"event {pdu.event_id} in {pdu.room_id} for {destination}")
         for edu in edus:
             unit = json_encoder.encode(
                 {"edu_type": edu.edu_type, "content": edu.content, "destinations": targets}
@@ -384,6 +378,15 @@ class SouthbridgeFederation:
                 "southbridge_synapse: southbridge refuses to wake %s: %s %s (not logged again until a wake-up succeeds)",
                 destination, answer.status, answer.error,
             )
+
+
+def _pdu_unit(pdu: Any, destinations: list[str]) -> bytes | None:
+    """The ingest unit of one event, as Synapse would put it in a transaction (None for an
+    event Synapse would not send: a depth out of range)."""
+    serialized = serialize_and_filter_pdus([pdu])
+    if not serialized:
+        return None
+    return json_encoder.encode({"pdu": serialized[0], "destinations": destinations, "event_id": pdu.event_id}).encode()
 
 
 def pack_presence(states: list[dict]) -> list[list[dict]]:
