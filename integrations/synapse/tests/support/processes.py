@@ -346,6 +346,9 @@ class Synapse:
         """Synapse's `federation_stream_position` for events, read from its database."""
         return self._query_database("SELECT stream_id FROM federation_stream_position WHERE type = 'events'")[0]
 
+    def latest_stream_ordering(self) -> int:
+        return self._query_database("SELECT MAX(stream_ordering) FROM events")[0]
+
     def stream_ordering(self, event_id: str) -> int:
         return self._query_database("SELECT stream_ordering FROM events WHERE event_id = ?", (event_id,))[0]
 
