@@ -416,7 +416,7 @@ def describe_edu(edu_type: str, content: Any) -> str:
     if edu_type == EduTypes.TYPING:
         detail = f"{content.get('user_id')} in {content.get('room_id')}"
     elif edu_type == EduTypes.PRESENCE:
-        users = [state.get("user_id") for state in content.get("push", []) if isinstance(state, dict)]
+        users = [state.get("user_id") for state in content.get("push", []) if isinstance(state, dict)] or [None]
         detail = f"presence of {users[0]}" + (f" and {len(users) - 1} more users" if len(users) > 1 else "")
     elif edu_type == EduTypes.RECEIPT:
         detail = "receipts in " + ", ".join(sorted(content)[:3]) + (" …" if len(content) > 3 else "")

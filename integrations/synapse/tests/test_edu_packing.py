@@ -62,6 +62,8 @@ class EduDescriptionTests(unittest.TestCase):
              "m.device_list_update EDU (@a:s device D, stream_id 7)"),
             ("m.signing_key_update", {"user_id": "@a:s"}, "m.signing_key_update EDU (@a:s)"),
             ("org.example.custom", {"x": 1}, "org.example.custom EDU"),
+            ("m.presence", {"push": []}, "m.presence EDU (presence of None)"),
+            ("m.typing", "not an object", "m.typing EDU (None in None)"),
         ]
         for edu_type, content, expected in cases:
             with self.subTest(edu_type=edu_type):
