@@ -70,8 +70,11 @@ class Meter:
 
 def run(servers: int, messages: int, with_southbridge: bool, setup_timeout: float,
         scenarios: list[str], faulty_percent: int) -> list[dict]:
+    # southbridge retries a failed server on its shipped schedule (10 minutes, then longer),
+    # not the tests' short one.
     deployment = Deployment(remotes=servers, with_module=with_southbridge, synapse_cpus=[0],
-                            southbridge_cpus=[0] if with_southbridge else None)
+                            southbridge_cpus=[0] if with_southbridge else None,
+                            southbridge_retry_ms=(600_000, 604_800_000))
     setup = "Synapse + southbridge" if with_southbridge else "Synapse alone"
     try:
         synapse = deployment.synapse

@@ -58,6 +58,8 @@ class ReceivedTransaction:
     origin: str
     pdus: list[dict]
     edus: list[dict]
+    # When it arrived, in milliseconds since the epoch.
+    received_at_ms: int = 0
 
 
 @dataclass
@@ -151,9 +153,20 @@ class FakeHomeserver:
         with self._lock:
             return self.recording.pdu_arrivals.get(event_id, 0)
 
+    def pdu(self, event_id: str) -> dict:
+        """The first PDU received with `event_id`, as it arrived."""
+        with self._lock:
+            return next(p for t in self.recording.transactions for p in t.pdus if _event_id(p) == event_id)
+
     def edus_of_type(self, edu_type: str) -> list[dict]:
         with self._lock:
             return [e["content"] for t in self.recording.transactions for e in t.edus if e.get("edu_type") == edu_type]
+
+    def edus_with_arrival(self, edu_type: str) -> list[tuple[dict, int]]:
+        """The content of every EDU of `edu_type` with when its transaction arrived (ms since the epoch)."""
+        with self._lock:
+            return [(e["content"], t.received_at_ms) for t in self.recording.transactions for e in t.edus
+                    if e.get("edu_type") == edu_type]
 
     def transactions(self) -> list[ReceivedTransaction]:
         with self._lock:
@@ -291,7 +304,8 @@ class FakeHomeserver:
         event_ids = [_event_id(p) for p in content.get("pdus", [])]
         with self._lock:
             self.recording.transactions.append(ReceivedTransaction(
-                txn_id, user_agent, params["origin"], content.get("pdus", []), content.get("edus", [])))
+                txn_id, user_agent, params["origin"], content.get("pdus", []), content.get("edus", []),
+                int(time.time() * 1000)))
             for event_id in event_ids:
                 self.recording.pdu_arrivals[event_id] = self.recording.pdu_arrivals.get(event_id, 0) + 1
         results = {event_id: {} for event_id in event_ids}
