@@ -43,6 +43,13 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Starts VmHWM again from the current RSS (Linux's clear_refs 5), so that the next
+    peak read is the scenario's own, not the room setup's."""
+    with open(f"/proc/{pid}/clear_refs", "w") as file:
+        file.write("5")
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as file:
         for line in file:
@@ -58,13 +65,22 @@ class Meter:
         self.synapse_pid, self.southbridge_pid = synapse_pid, southbridge_pid
         self.synapse_cpu = cpu_seconds(synapse_pid)
         self.southbridge_cpu = cpu_seconds(southbridge_pid) if southbridge_pid else 0.0
+        self.synapse_rss_before_mib = rss_mib(synapse_pid)
+        self.setup_peak_rss_mib = {pid: peak_rss_mib(pid) for pid in (synapse_pid, southbridge_pid) if pid}
+        for pid in self.setup_peak_rss_mib:
+            reset_peak_rss(pid)
         self.started = time.monotonic()
 
     def figures(self) -> dict:
+        southbridge = self.southbridge_pid
         return {
             "synapse_cpu_s": cpu_seconds(self.synapse_pid) - self.synapse_cpu,
-            "southbridge_cpu_s": (cpu_seconds(self.southbridge_pid) - self.southbridge_cpu)
-            if self.southbridge_pid else 0.0,
+            "southbridge_cpu_s": (cpu_seconds(southbridge) - self.southbridge_cpu) if southbridge else 0.0,
+            "synapse_rss_before_mib": self.synapse_rss_before_mib,
+            "synapse_peak_rss_mib": peak_rss_mib(self.synapse_pid),
+            "southbridge_peak_rss_mib": peak_rss_mib(southbridge) if southbridge else 0.0,
+            "synapse_earlier_peak_rss_mib": self.setup_peak_rss_mib[self.synapse_pid],
+            "southbridge_earlier_peak_rss_mib": self.setup_peak_rss_mib[southbridge] if southbridge else 0.0,
         }
 
 
@@ -92,7 +108,6 @@ def run(servers: int, messages: int, with_southbridge: bool, setup_timeout: floa
         setup_s = time.monotonic() - started
         synapse_pid = synapse.child.pid
         southbridge_pid = deployment.southbridge.child.pid if with_southbridge else None
-        rss_before = rss_mib(synapse_pid)
         results = []
 
         def send(n: int, kind: str) -> tuple[str, float]:
@@ -103,10 +118,7 @@ def run(servers: int, messages: int, with_southbridge: bool, setup_timeout: floa
         def row(scenario: str, latencies: list[float], delivered_s: float, meter: Meter, **extra) -> dict:
             return {"setup": setup, "scenario": scenario, "servers": servers,
                     "send_p50_s": statistics.median(latencies), "send_max_s": max(latencies),
-                    **meter.figures(), "all_delivered_s": delivered_s,
-                    "synapse_rss_before_mib": rss_before, "synapse_peak_rss_mib": peak_rss_mib(synapse_pid),
-                    "southbridge_peak_rss_mib": peak_rss_mib(southbridge_pid) if southbridge_pid else 0.0,
-                    "room_setup_s": setup_s, **extra}
+                    **meter.figures(), "all_delivered_s": delivered_s, "room_setup_s": setup_s, **extra}
 
         for scenario in scenarios:
             if scenario == "burst":
