@@ -164,6 +164,22 @@ struct ConfigurationLoadingTests {
         return (lines.joined(separator: "\n"), keys, explained)
     }
 
+    @Test("southbridge(8) names every table and key under its table")
+    func manualPageNamesEveryKey() throws {
+        let manualPath = shippedConfigurationPath.replacing("etc/southbridge/southbridge.toml", with: "packaging/southbridge.8")
+        let manual = String(decoding: try FileContents.bytes(at: manualPath, limit: 1 << 20), as: UTF8.self)
+        // Each table is one ".B [table]" paragraph; its keys follow before the next one.
+        let paragraphs = manual.split(separator: "\n.TP\n.B [").dropFirst()
+            .map { (table: String($0.prefix { $0 != "]" }), text: String($0)) }
+        for (table, keys) in Dictionary(grouping: ConfigurationKey.all, by: \.table) {
+            let paragraph = try #require(paragraphs.first { $0.table == table }, "no [\(table)] in southbridge(8)")
+            for key in keys {
+                #expect(paragraph.text.contains(".B \(key.name)") || paragraph.text.contains(".BR \(key.name) "),
+                        "southbridge(8) does not name \(key.path)")
+            }
+        }
+    }
+
     @Test func shippedFileListsEveryKeyOnceWithAnExplanation() throws {
         let (_, keys, explained) = try uncommentedShippedFile()
         #expect(keys == ConfigurationKey.all.map(\.path))
