@@ -110,8 +110,14 @@ public final class DaemonProcess: AwaitedTearDown, @unchecked Sendable {
     /// The daemon's `/metrics` text.
     public func metrics() async throws -> String {
         let client = try await client()
-        defer { Task { await client.close() } }
-        let response = try await client.request(method: .GET, target: "/metrics")
+        let response: IngestClient.Response
+        do {
+            response = try await client.request(method: .GET, target: "/metrics")
+        } catch {
+            await client.close()
+            throw error
+        }
+        await client.close()
         return String(decoding: response.body, as: UTF8.self)
     }
 
