@@ -25,7 +25,7 @@ public struct TemporaryDirectory: Sendable {
 
 public struct FileSupportError: Error, Sendable, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// Writes `text` to `path`, replacing it, with the given mode.

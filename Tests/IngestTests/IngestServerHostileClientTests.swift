@@ -2,6 +2,7 @@ import Federation
 import FuzzSupport
 import NIOCore
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// The real ingest listener against a homeserver that sends truncated, malformed, oversized,
