@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -46,15 +51,36 @@ public final class IngestServer: Sendable {
             }
         if let unixPath {
             let channel = try await bootstrap.bind(unixDomainSocketPath: unixPath, cleanupExistingSocketFile: true).get()
+            // The homeserver runs as another user, in southbridge's group: the owner's umask
+            // would leave the socket writable by southbridge alone.
+            guard chmod(unixPath, IngestServer.unixSocketMode) == 0 else {
+                let error = errno
+                try? await channel.close()
+                throw IngestServerError.socketPermissions(path: unixPath, errno: error)
+            }
             return IngestServer(channel: channel, boundPort: nil)
         }
         let channel = try await bootstrap.bind(host: host, port: port).get()
         return IngestServer(channel: channel, boundPort: channel.localAddress?.port ?? port)
     }
 
+    /// Owner and group read and write: the homeserver's user connects as a member of the group.
+    public static let unixSocketMode: mode_t = 0o660
+
     /// Stops accepting connections; requests already being handled finish.
     public func close() async {
         try? await channel.close()
+    }
+}
+
+public enum IngestServerError: Error, CustomStringConvertible {
+    case socketPermissions(path: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .socketPermissions(let path, let code):
+            "cannot make the ingest socket \(path) group-writable: errno \(code)"
+        }
     }
 }
 

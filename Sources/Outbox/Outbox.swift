@@ -71,6 +71,15 @@ public final class Outbox: Sendable {
         writer.usedBytes.load(ordering: .relaxed)
     }
 
+    /// Bytes of the database file and its write-ahead log on disk now: what the card holds,
+    /// free pages and a WAL not yet checkpointed included, which `usedBytes` leaves out.
+    public var fileBytes: Int64 {
+        [path, path + "-wal"].reduce(0) { total, file in
+            var status = stat()
+            return total + (stat(file, &status) == 0 ? Int64(status.st_size) : 0)
+        }
+    }
+
     /// PDUs dropped by `prune` since open while a backing-off destination still needed them.
     public var droppedPDUCount: Int {
         droppedPDUs.load(ordering: .relaxed)

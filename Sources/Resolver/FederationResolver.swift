@@ -15,8 +15,8 @@ public struct FederationResolver: Sendable {
     public static let defaultFederationPort = 8448
     static let serviceNames = ["_matrix-fed._tcp.", "_matrix._tcp."]
 
-    private let dns: DNSResolver
-    private let wellKnown: WellKnownResolver
+    let dns: DNSResolver
+    let wellKnown: WellKnownResolver
     private let ipRangeAllowlist: [IPRange]
     private let logger: Logger
 

@@ -11,8 +11,9 @@ extension Configuration {
     static let maximumFileSize = 1 << 20
 
     /// Reads and parses the configuration file at `path`; an unreadable file, a file that
-    /// is not UTF-8 and every problem `parse(_:source:)` finds are reported the same way.
-    public static func load(path: String) throws(ConfigurationError) -> Configuration {
+    /// is not UTF-8 and every problem `parse(_:source:refusingPlaceholder:)` finds are reported
+    /// the same way.
+    public static func load(path: String, refusingPlaceholder: Bool = false) throws(ConfigurationError) -> Configuration {
         func failure(_ message: String) -> ConfigurationError {
             ConfigurationError(source: path, problems: [ConfigurationError.Problem(line: nil, keyPath: "", message: message)])
         }
@@ -25,6 +26,6 @@ extension Configuration {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw failure("\(path) is not valid UTF-8")
         }
-        return try parse(text, source: path)
+        return try parse(text, source: path, refusingPlaceholder: refusingPlaceholder)
     }
 }

@@ -4,7 +4,10 @@ extension Configuration {
     /// Unknown tables and keys, values of the wrong type, values out of range and
     /// inconsistent pairs of values are all reported; a TOML syntax error ends the parse
     /// with that one problem. `source` names the text in the error (usually its path).
-    public static func parse(_ text: String, source: String) throws(ConfigurationError) -> Configuration {
+    /// With `refusingPlaceholder`, the shipped file's `server.name` placeholder is a problem
+    /// too: what `check-config` and `run` use, so an unconfigured service does not start.
+    public static func parse(_ text: String, source: String,
+                             refusingPlaceholder: Bool = false) throws(ConfigurationError) -> Configuration {
         let document: TOMLTable
         do throws(TOMLError) {
             document = try TOMLParser.parse(text)
@@ -15,6 +18,7 @@ extension Configuration {
         }
         var reader = Reader(document: document)
         let configuration = reader.read()
+        if refusingPlaceholder { reader.checkServerNameIsSet(configuration) }
         guard reader.problems.isEmpty else {
             throw ConfigurationError(source: source, problems: reader.problems)
         }
@@ -94,6 +98,15 @@ extension Configuration {
         private mutating func reportUnknown(_ value: TOMLValue, _ path: String) {
             let what = if case .table = value.kind { "unknown table" } else { "unknown key" }
             problems.append(ConfigurationError.Problem(line: value.line, keyPath: path, message: what))
+        }
+
+        /// Reports the placeholder `server.name` of the shipped file, on its line.
+        mutating func checkServerNameIsSet(_ configuration: Configuration) {
+            guard !rejected.contains("server.name"), configuration.server.name == Configuration.placeholderServerName else { return }
+            problems.append(ConfigurationError.Problem(
+                line: lines["server.name"], keyPath: "server.name",
+                message: "still the placeholder \"\(Configuration.placeholderServerName)\": set it to your homeserver's "
+                    + "server name, the part after ':' in your users' IDs"))
         }
 
         /// Reports `larger` being smaller than `smaller`, on the line of whichever was set

@@ -34,6 +34,10 @@ public struct Configuration: Sendable, Equatable {
         self.server = server
     }
 
+    /// The `server.name` the shipped `/etc/southbridge/southbridge.toml` carries until the
+    /// operator sets it; `check-config` and `run` refuse it.
+    public static let placeholderServerName = "example.org"
+
     /// The configuration with every default and the given server name, which is not checked.
     public static func withDefaults(serverName: String) -> Configuration {
         Configuration(server: ServerSettings(name: serverName))

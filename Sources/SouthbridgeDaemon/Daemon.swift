@@ -97,7 +97,7 @@ public final class Daemon: Sendable {
             administration: DestinationAdmin(outbox: outbox, sender: sender, resolver: resolver),
             queries: QueryForwarder(querier: FederationQuerier(client: client, sender: sender, logger: logger)),
             ephemeralDelivery: SenderEphemeralDelivery(sender: sender),
-            metricsText: { await MetricsText.render(sender: sender, pool: pool, outbox: outbox) })
+            metricsText: { await MetricsText.render(sender: sender, pool: pool, outbox: outbox, resolver: resolver) })
         let server: IngestServer
         let ingestEndpoint: Configuration.ListenAddress
         do {
@@ -123,7 +123,10 @@ public final class Daemon: Sendable {
 
         let notifier = SystemdNotifier()
         let probe = HealthProbe.daemon(group: group, outbox: outbox, sender: sender)
-        let statusLine: @Sendable () async -> String = { await MetricsText.statusLine(sender: sender, pool: pool) }
+        let maxConnections = configuration.limits.maxConnections
+        let statusLine: @Sendable () async -> String = {
+            await MetricsText.statusLine(sender: sender, pool: pool, maxConnections: maxConnections)
+        }
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: OutboxService(

@@ -1,12 +1,15 @@
 import Outbox
+import Resolver
 import Sender
 import Transport
 
 /// The numbers an admin looks at, as Prometheus text for `/metrics` and one line for `STATUS=`.
 enum MetricsText {
-    static func render(sender: FederationSender, pool: ConnectionPool, outbox: Outbox) async -> String {
+    static func render(sender: FederationSender, pool: ConnectionPool, outbox: Outbox, resolver: FederationResolver) async -> String {
         let metrics = await sender.currentMetrics
         let counts = await pool.counts
+        let resolution = await resolver.statistics()
+        let process = ProcessStatistics.current()
         let rows: [(String, String, Int)] = [
             ("southbridge_transactions_sent_total", "counter", metrics.transactionsSent),
             ("southbridge_transactions_failed_total", "counter", metrics.transactionsFailed),
@@ -38,20 +41,56 @@ enum MetricsText {
             ("southbridge_outbox_used_bytes", "gauge", Int(outbox.usedBytes)),
             ("southbridge_outbox_pdus_dropped_total", "counter", outbox.droppedPDUCount),
             ("southbridge_outbox_edu_copies_dropped_total", "counter", outbox.droppedEDUCopyCount),
+            ("southbridge_outbox_file_bytes", "gauge", Int(outbox.fileBytes)),
+            ("southbridge_outbox_bytes_written_total", "counter", process.diskBytesWritten),
+            ("southbridge_dns_cache_hits_total", "counter", resolution.dns.cacheHits),
+            ("southbridge_dns_cache_misses_total", "counter", resolution.dns.cacheMisses),
+            ("southbridge_dns_shared_lookups_total", "counter", resolution.dns.sharedLookups),
+            ("southbridge_dns_cache_entries", "gauge", resolution.dns.cacheEntries),
+            ("southbridge_dns_queries_sent_total", "counter", resolution.dns.queriesSent),
+            ("southbridge_dns_timeouts_total", "counter", resolution.dns.timeouts),
+            ("southbridge_dns_queries_in_flight", "gauge", resolution.dns.queriesInFlight),
+            ("southbridge_dns_queries_waiting", "gauge", resolution.dns.queriesWaiting),
+            ("southbridge_well_known_cache_hits_total", "counter", resolution.wellKnown.cacheHits),
+            ("southbridge_well_known_fetches_total", "counter", resolution.wellKnown.fetches),
+            ("southbridge_well_known_cached_names", "gauge", resolution.wellKnownCachedNames),
+            ("southbridge_well_known_fetches_in_flight", "gauge", resolution.wellKnownFetchesInFlight),
+            ("southbridge_process_resident_memory_bytes", "gauge", process.residentBytes),
+            ("southbridge_process_open_fds", "gauge", process.openFileDescriptors),
         ]
-        let waitingByClass = RequestClass.allCases.map {
-            "southbridge_connection_waiters_by_class{class=\"\($0.label)\"} \(counts.waitingByClass[$0] ?? 0)\n"
+        // The row counts are read on the writer thread; a closed or failing outbox leaves them out.
+        let rowCounts = try? await outbox.rowCounts()
+        let tables: [(String, Int)] = rowCounts.map { rows in
+            [("pdus", rows.pdus), ("destination_sets", rows.destinationSets),
+             ("destination_set_members", rows.destinationSetMembers), ("destinations", rows.destinations),
+             ("ingest_transactions", rows.ingestTransactions), ("edus", rows.edus),
+             ("edu_destinations", rows.eduDestinations)]
+        } ?? []
+        var text = rows.map { "# TYPE \($0.0) \($0.1)\n\($0.0) \($0.2)\n" }.joined()
+        text += "# TYPE southbridge_connection_waiters_by_class gauge\n"
+        for requestClass in RequestClass.allCases {
+            text += "southbridge_connection_waiters_by_class{class=\"\(requestClass.label)\"} \(counts.waitingByClass[requestClass] ?? 0)\n"
         }
-        return rows.map { "# TYPE \($0.0) \($0.1)\n\($0.0) \($0.2)\n" }.joined()
-            + "# TYPE southbridge_connection_waiters_by_class gauge\n" + waitingByClass.joined()
-            + "# TYPE southbridge_tls_handshakes_per_second gauge\n"
-            + "southbridge_tls_handshakes_per_second \(counts.handshakesPerSecond)\n"
+        text += "# TYPE southbridge_tls_handshakes_per_second gauge\n"
+        text += "southbridge_tls_handshakes_per_second \(counts.handshakesPerSecond)\n"
+        text += "# TYPE southbridge_outbox_rows gauge\n"
+        for (table, count) in tables {
+            text += "southbridge_outbox_rows{table=\"\(table)\"} \(count)\n"
+        }
+        text += "# TYPE southbridge_process_cpu_seconds_total counter\n"
+        text += "southbridge_process_cpu_seconds_total \(process.cpuSeconds)\n"
+        return text
     }
 
-    static func statusLine(sender: FederationSender, pool: ConnectionPool) async -> String {
+    /// What `systemctl status` shows, from numbers held in memory only, so that it never waits
+    /// behind the outbox's writer: "312 destinations, 4 backing off, 12/1024 connections,
+    /// 0 PDUs queued, 5120 delivered". Destinations are those the sender holds: every one owed
+    /// something, and the most recently quiet.
+    static func statusLine(sender: FederationSender, pool: ConnectionPool, maxConnections: Int) async -> String {
         let metrics = await sender.currentMetrics
         let counts = await pool.counts
-        return "\(metrics.pdusDelivered) PDUs delivered; \(metrics.activeDestinations) destinations sending, "
-            + "\(metrics.destinationsInBackoff) backing off; \(counts.open) connections open"
+        return "\(metrics.destinationsInMemory) destinations, \(metrics.destinationsInBackoff) backing off, "
+            + "\(counts.open)/\(maxConnections) connections, \(metrics.pdusInMemory) PDUs queued, "
+            + "\(metrics.pdusDelivered) delivered"
     }
 }

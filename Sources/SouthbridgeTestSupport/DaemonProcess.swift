@@ -51,8 +51,10 @@ public final class DaemonProcess: AwaitedTearDown, @unchecked Sendable {
         try writeFile(configPath, configuration.renderTOML())
     }
 
-    /// `southbridge` in the same build directory as the running test or benchmark executable.
+    /// `southbridge` in the same build directory as the running test or benchmark executable,
+    /// or `SOUTHBRIDGE_BINARY` when set (the installed `/usr/bin/southbridge`, say).
     public static var binaryPath: String {
+        if let binary = getenv("SOUTHBRIDGE_BINARY"), binary.pointee != 0 { return String(cString: binary) }
         var buffer = [CChar](repeating: 0, count: 4096)
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         let exe = String(decoding: buffer[0..<max(0, length)].map { UInt8(bitPattern: $0) }, as: UTF8.self)

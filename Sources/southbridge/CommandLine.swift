@@ -37,7 +37,7 @@ struct SouthbridgeCommand {
         case "check-config":
             let path = option("--config", in: arguments) ?? "/etc/southbridge/southbridge.toml"
             do {
-                _ = try Configuration.load(path: path)
+                _ = try Configuration.load(path: path, refusingPlaceholder: true)
                 print("\(path): ok")
             } catch {
                 fail("\(error)", code: 1)
@@ -74,7 +74,7 @@ struct SouthbridgeCommand {
     static func run(configPath: String) async {
         let configuration: Configuration
         do {
-            configuration = try Configuration.load(path: configPath)
+            configuration = try Configuration.load(path: configPath, refusingPlaceholder: true)
         } catch {
             fail("\(error)", code: 1)
         }

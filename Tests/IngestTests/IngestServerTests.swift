@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Ingest
 import Outbox
 import SouthbridgeSwarm
@@ -28,6 +31,15 @@ struct IngestServerTests {
 
             let stored = try await outbox.pendingPDUs(for: "a.example", after: 0, limit: 10)
             #expect(stored.count == 1)
+        }
+    }
+
+    @Test("the unix socket is readable and writable by its group, so a homeserver in southbridge's group can connect")
+    func unixSocketIsGroupWritable() async throws {
+        try await IngestServerFixture.with(maxBodyBytes: 1 << 20) { fixture in
+            var status = stat()
+            #expect(stat(fixture.socketPath, &status) == 0)
+            #expect(status.st_mode & 0o777 == IngestServer.unixSocketMode)
         }
     }
 

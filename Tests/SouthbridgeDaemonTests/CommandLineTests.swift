@@ -58,12 +58,23 @@ struct CommandLineTests {
                 "\(output)")
     }
 
-    @Test("check-config accepts the shipped configuration")
-    func checkConfigAcceptsShippedFile() async throws {
-        let shipped = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
-        let result = try await run(["check-config", "--config", "/" + shipped + "/etc/southbridge/southbridge.toml"])
-        defer { result.directory.remove() }
-        #expect(result.code == 0, "\(result.output)")
+    @Test("check-config and run refuse the shipped configuration until server.name is set")
+    func shippedFileNeedsServerName() async throws {
+        let shipped = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/") + "/etc/southbridge/southbridge.toml"
+        for command in ["check-config", "run"] {
+            let refused = try await run([command, "--config", shipped])
+            defer { refused.directory.remove() }
+            #expect(refused.code == 1, "\(refused.output)")
+            #expect(refused.output.contains("server.name: still the placeholder \"example.org\": set it to your homeserver's server name"),
+                    "\(refused.output)")
+        }
+        let directory = try TemporaryDirectory(prefix: "southbridge-cli-config")
+        defer { directory.remove() }
+        let text = readFileText(shipped)
+        try writeFile(directory.path + "/configured.toml", text.replacing("name = \"example.org\"", with: "name = \"matrix.example.net\""))
+        let configured = try await run(["check-config", "--config", directory.path + "/configured.toml"])
+        defer { configured.directory.remove() }
+        #expect(configured.code == 0, "\(configured.output)")
     }
 
     @Test("generate-signing-key writes a Synapse-format key and refuses to overwrite it")

@@ -109,6 +109,32 @@ struct ConfigurationLoadingTests {
         #expect(try Configuration.load(path: shippedConfigurationPath) == Configuration.withDefaults(serverName: "example.org"))
     }
 
+    @Test("the shipped file's server.name placeholder is refused on its line, and only the exact placeholder")
+    func placeholderServerNameIsRefused() throws {
+        let shipped = try String(decoding: FileContents.bytes(at: shippedConfigurationPath, limit: 1 << 20), as: UTF8.self)
+        let line = try #require(shipped.split(separator: "\n", omittingEmptySubsequences: false)
+            .firstIndex { $0.hasPrefix("name = ") }) + 1
+        #expect(throws: ConfigurationError(source: shippedConfigurationPath, problems: [
+            ConfigurationError.Problem(line: line, keyPath: "server.name",
+                                       message: "still the placeholder \"example.org\": set it to your homeserver's "
+                                           + "server name, the part after ':' in your users' IDs"),
+        ])) {
+            try Configuration.load(path: shippedConfigurationPath, refusingPlaceholder: true)
+        }
+        for name in ["matrix.example.org", "example.org:8448", "example.com"] {
+            let configured = shipped.replacing("name = \"example.org\"", with: "name = \"\(name)\"")
+            #expect(try Configuration.parse(configured, source: "configured", refusingPlaceholder: true).server.name == name)
+        }
+        // The placeholder is reported beside every other problem, so one pass fixes the file.
+        do throws(ConfigurationError) {
+            _ = try Configuration.parse("[server]\nname = \"example.org\"\n[limits]\nmax_connections = 0\n",
+                                        source: "both", refusingPlaceholder: true)
+            Issue.record("the placeholder and max_connections = 0 were accepted")
+        } catch {
+            #expect(error.problems.map(\.keyPath) == ["server.name", "limits.max_connections"])
+        }
+    }
+
     /// Lines of the shipped file, with `#key = value` lines uncommented when `key` belongs to the
     /// table they stand in; returns the text and the key paths found, in order.
     private func uncommentedShippedFile() throws -> (text: String, keys: [String], explained: [String]) {
@@ -136,6 +162,22 @@ struct ConfigurationLoadingTests {
             lines.append(line)
         }
         return (lines.joined(separator: "\n"), keys, explained)
+    }
+
+    @Test("southbridge(8) names every table and key under its table")
+    func manualPageNamesEveryKey() throws {
+        let manualPath = shippedConfigurationPath.replacing("etc/southbridge/southbridge.toml", with: "packaging/southbridge.8")
+        let manual = String(decoding: try FileContents.bytes(at: manualPath, limit: 1 << 20), as: UTF8.self)
+        // Each table is one ".B [table]" paragraph; its keys follow before the next one.
+        let paragraphs = manual.split(separator: "\n.TP\n.B [").dropFirst()
+            .map { (table: String($0.prefix { $0 != "]" }), text: String($0)) }
+        for (table, keys) in Dictionary(grouping: ConfigurationKey.all, by: \.table) {
+            let paragraph = try #require(paragraphs.first { $0.table == table }, "no [\(table)] in southbridge(8)")
+            for key in keys {
+                #expect(paragraph.text.contains(".B \(key.name)") || paragraph.text.contains(".BR \(key.name) "),
+                        "southbridge(8) does not name \(key.path)")
+            }
+        }
     }
 
     @Test func shippedFileListsEveryKeyOnceWithAnExplanation() throws {

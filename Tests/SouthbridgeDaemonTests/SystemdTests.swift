@@ -29,6 +29,36 @@ struct SystemdTests {
         }
     }
 
+    @Test("a stopped process sends no watchdog ping for longer than WATCHDOG_USEC, and pings again once continued")
+    func stoppedProcessStopsPings() async throws {
+        let fixture = try await DaemonProcess(destinations: 1)
+        try await fixture.withTearDown {
+            // systemd would act once WATCHDOG_USEC passes without a ping; pings are due every half of it.
+            let watchdog: Duration = .milliseconds(400)
+            try await fixture.start(environment: ["WATCHDOG_USEC": "400000"])
+            let notify = try #require(fixture.notifySocket)
+            let process = try #require(fixture.process)
+            func pings(after start: Int) -> Int {
+                notify.messages().dropFirst(start).filter { $0.contains("WATCHDOG=1") }.count
+            }
+            #expect(await DaemonProcess.eventually(timeout: .seconds(5)) { pings(after: 0) >= 2 })
+            let status = try #require(notify.messages().last { $0.hasPrefix("STATUS=") }?.dropFirst("STATUS=".count))
+            #expect(status.wholeMatch(of: /\d+ destinations, \d+ backing off, \d+\/1024 connections, \d+ PDUs queued, \d+ delivered/) != nil,
+                    "STATUS=\(status)")
+
+            process.signal(SIGSTOP)
+            #expect(await DaemonProcess.eventually(timeout: .seconds(5)) { processState(process.pid) == "T" })
+            // Whatever was sent before the stop took effect is in the socket now; from here on nothing may come.
+            let stopped = notify.messages().count
+            #expect(await DaemonProcess.eventually(timeout: watchdog * 3) { notify.messages().count > stopped } == false,
+                    "the stopped process sent \(notify.messages().dropFirst(stopped))")
+
+            process.signal(SIGCONT)
+            #expect(await DaemonProcess.eventually(timeout: .seconds(5)) { pings(after: stopped) >= 2 },
+                    "no ping after SIGCONT")
+        }
+    }
+
     @Test("a stalled event loop stops the watchdog pings until it answers again")
     func stalledLoopStopsPings() async throws {
         let directory = try TemporaryDirectory(prefix: "southbridge-watchdog")
@@ -69,4 +99,12 @@ struct SystemdTests {
         running.cancel()
         try? await group.shutdownGracefully()
     }
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T` for stopped, ...).
+private func processState(_ pid: pid_t) -> Character? {
+    let stat = readFileText("/proc/\(pid)/stat")
+    // The command name in parentheses may hold spaces; the state follows the last ')'.
+    guard let close = stat.lastIndex(of: ")") else { return nil }
+    return stat[stat.index(after: close)...].first { $0 != " " }
 }

@@ -68,6 +68,9 @@ public actor WellKnownResolver {
     /// How many names have a cached answer.
     public var cachedNameCount: Int { cache.count }
 
+    /// Fetches running now, each shared by everyone asking for its name.
+    public var fetchesInFlight: Int { inFlight.count }
+
     /// The delegated server name of `hostname` (a DNS name without a port), from the cache or fetched.
     public func delegatedServerName(for hostname: String) async -> WellKnownResult {
         guard let serverName = try? ServerName(hostname), case .dns = serverName.host, serverName.port == nil else {

@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 _EPHEMERAL_EDU_TYPES = {EduTypes.TYPING, EduTypes.PRESENCE, EduTypes.RECEIPT}
 _MAX_PRESENCE_STATES_PER_EDU = 50
+# southbridge refuses an EDU whose content is larger than this in canonical JSON (Synapse's
+# SOFT_MAX_EDU_SIZE); presence states are packed into EDUs that stay under it.
+_MAX_EDU_CONTENT_BYTES = 65_536
 # Destinations whose device outbox is handed over at once when the module starts.
 _OUTBOX_WAKE_BATCH = 50
 # Remote servers the inbound wake-up limit remembers; past it, the one woken longest ago is
@@ -110,8 +113,9 @@ class SouthbridgeFederation:
         self._server_name = hs.hostname
         self._store = hs.get_datastores().main
         self._last_event_sequence = 0
-        # (edu_type, canonical content JSON) -> destinations, gathered until the next reactor turn
-        self._ephemeral: dict[tuple[str, str], set[str]] = {}
+        # (edu_type, content JSON) -> (what the EDU is, for the log; its destinations),
+        # gathered until the next reactor turn
+        self._ephemeral: dict[tuple[str, str], tuple[str, set[str]]] = {}
         self._ephemeral_flush_scheduled = False
         self._wakes_in_flight: set[str] = set()
         self._inbound_wakes = WakeLimiter(inbound_wake_interval_s, _INBOUND_WAKE_SERVERS_REMEMBERED, time.monotonic)
@@ -149,14 +153,11 @@ class SouthbridgeFederation:
         targets = sorted({d for d in destinations if d != self._server_name and allowed(d)})
         if not targets:
             return
-        serialized = serialize_and_filter_pdus([pdu])
-        if not serialized:
+        unit = _pdu_unit(pdu, targets)
+        if unit is None:
             return
         # Stop taking events from Synapse's stream while southbridge is this far behind.
         await self._handoff.wait_for_room()
-        unit = json_encoder.encode(
-            {"pdu": serialized[0], "destinations": targets, "event_id": pdu.event_id}
-        ).encode()
         self._last_event_sequence = self._handoff.submit(
             "pdu", unit, f"event {pdu.event_id} in {pdu.room_id} for {len(targets)} servers"
         )
@@ -188,9 +189,8 @@ class SouthbridgeFederation:
         if not targets:
             return
         now = self._clock.time_msec()
-        for start in range(0, len(states), _MAX_PRESENCE_STATES_PER_EDU):
-            chunk = states[start : start + _MAX_PRESENCE_STATES_PER_EDU]
-            self._gather(EduTypes.PRESENCE, {"push": [format_user_presence_state(s, now) for s in chunk]}, targets)
+        for push in pack_presence([format_user_presence_state(s, now) for s in states]):
+            self._gather(EduTypes.PRESENCE, {"push": push}, targets)
 
     async def _send_read_receipt(self, receipt: Any) -> None:
         assert self._sender is not None
@@ -214,7 +214,10 @@ class SouthbridgeFederation:
 
     def _gather(self, edu_type: str, content: dict, destinations: Collection[str]) -> None:
         key = (edu_type, json_encoder.encode(content))
-        self._ephemeral.setdefault(key, set()).update(destinations)
+        gathered = self._ephemeral.get(key)
+        if gathered is None:
+            gathered = self._ephemeral[key] = (describe_edu(edu_type, content), set())
+        gathered[1].update(destinations)
         if not self._ephemeral_flush_scheduled:
             self._ephemeral_flush_scheduled = True
             self._reactor.callLater(0, self._flush_gathered)
@@ -222,13 +225,13 @@ class SouthbridgeFederation:
     def _flush_gathered(self) -> None:
         gathered, self._ephemeral = self._ephemeral, {}
         self._ephemeral_flush_scheduled = False
-        for (edu_type, content_json), destinations in gathered.items():
+        for (edu_type, content_json), (what, destinations) in gathered.items():
             unit = (
                 '{"edu_type":' + json_encoder.encode(edu_type)
                 + ',"content":' + content_json
                 + ',"destinations":' + json_encoder.encode(sorted(destinations)) + "}"
             ).encode()
-            description = f"{edu_type} EDU for {len(destinations)} servers"
+            description = f"{what} for {len(destinations)} servers"
             if edu_type in _EPHEMERAL_EDU_TYPES:
                 self._handoff.submit_ephemeral(unit, description)
             else:
@@ -280,18 +283,15 @@ class SouthbridgeFederation:
         await self._handoff.wait_for_room()
         targets = [destination]
         sequence = 0
-        for pdu_json in serialize_and_filter_pdus(pdus):
-            unit = json_encoder.encode(
-                {"pdu": pdu_json, "destinations": targets, "event_id": pdu_json.get("event_id")}
-                if "event_id" in pdu_json
-                else {"pdu": pdu_json, "destinations": targets}
-            ).encode()
-            sequence = self._handoff.submit("pdu", unit, f"PDU for {destination}")
+        for pdu in pdus:
+            unit = _pdu_unit(pdu, targets)
+            if unit is not None:
+                sequence = self._handoff.submit("pdu", unit, f"event {pdu.event_id} in {pdu.room_id} for {destination}")
         for edu in edus:
             unit = json_encoder.encode(
                 {"edu_type": edu.edu_type, "content": edu.content, "destinations": targets}
             ).encode()
-            sequence = self._handoff.submit("edu", unit, f"{edu.edu_type} EDU for {destination}")
+            sequence = self._handoff.submit("edu", unit, f"{describe_edu(edu.edu_type, edu.content)} for {destination}")
         await self._handoff.wait_until_acknowledged(sequence)
 
     async def _hand_over_device_outboxes(self) -> None:
@@ -378,6 +378,57 @@ class SouthbridgeFederation:
                 "southbridge_synapse: southbridge refuses to wake %s: %s %s (not logged again until a wake-up succeeds)",
                 destination, answer.status, answer.error,
             )
+
+
+def _pdu_unit(pdu: Any, destinations: list[str]) -> bytes | None:
+    """The ingest unit of one event, as Synapse would put it in a transaction (None for an
+    event Synapse would not send: a depth out of range)."""
+    serialized = serialize_and_filter_pdus([pdu])
+    if not serialized:
+        return None
+    return json_encoder.encode({"pdu": serialized[0], "destinations": destinations, "event_id": pdu.event_id}).encode()
+
+
+def pack_presence(states: list[dict]) -> list[list[dict]]:
+    """Formatted presence states in EDUs of at most _MAX_PRESENCE_STATES_PER_EDU states and
+    _MAX_EDU_CONTENT_BYTES of content, in order. A state too large for an EDU of its own
+    (a huge status_msg) goes alone: southbridge refuses it and the others still go."""
+    envelope = len('{"push":[]}')
+    pushes: list[list[dict]] = []
+    push: list[dict] = []
+    size = envelope
+    for state in states:
+        # An upper bound on its canonical size: json_encoder escapes every non-ASCII character.
+        state_size = len(json_encoder.encode(state))
+        if push and (len(push) >= _MAX_PRESENCE_STATES_PER_EDU or size + 1 + state_size > _MAX_EDU_CONTENT_BYTES):
+            pushes.append(push)
+            push, size = [], envelope
+        size += state_size + (1 if push else 0)  # and the comma before it
+        push.append(state)
+    if push:
+        pushes.append(push)
+    return pushes
+
+
+def describe_edu(edu_type: str, content: Any) -> str:
+    """Names an EDU for the log: its type and what identifies its content."""
+    content = content if isinstance(content, dict) else {}
+    if edu_type == EduTypes.TYPING:
+        detail = f"{content.get('user_id')} in {content.get('room_id')}"
+    elif edu_type == EduTypes.PRESENCE:
+        users = [state.get("user_id") for state in content.get("push", []) if isinstance(state, dict)] or [None]
+        detail = f"presence of {users[0]}" + (f" and {len(users) - 1} more users" if len(users) > 1 else "")
+    elif edu_type == EduTypes.RECEIPT:
+        detail = "receipts in " + ", ".join(sorted(content)[:3]) + (" …" if len(content) > 3 else "")
+    elif edu_type == EduTypes.DIRECT_TO_DEVICE:
+        detail = f"message_id {content.get('message_id')} from {content.get('sender')}"
+    elif edu_type == EduTypes.DEVICE_LIST_UPDATE:
+        detail = f"{content.get('user_id')} device {content.get('device_id')}, stream_id {content.get('stream_id')}"
+    elif edu_type == EduTypes.SIGNING_KEY_UPDATE:
+        detail = f"{content.get('user_id')}"
+    else:
+        return f"{edu_type} EDU"
+    return f"{edu_type} EDU ({detail})"
 
 
 def _without_pdu_catch_up(queue: Any) -> None:

@@ -54,6 +54,11 @@ buffered_bytes = Gauge("southbridge_synapse_buffered_bytes", "Bytes of JSON take
 ingest_unreachable = Gauge(
     "southbridge_synapse_ingest_unreachable", "1 while the last attempt to reach southbridge failed"
 )
+waiting_for_room = Gauge(
+    "southbridge_synapse_waiting_for_buffer_room",
+    "Synapse tasks (its federation event stream, per-destination outboxes) waiting for the "
+    "unacknowledged work to fall under max_buffer_bytes",
+)
 
 # southbridge refuses more than 1,000 PDUs or 1,000 EDUs in one request.
 _MAX_UNITS_OF_A_KIND = 1000
@@ -95,7 +100,9 @@ class HandOffQueue:
         self._txn_prefix = f"synapse-{int(time.time() * 1000)}-{secrets.token_hex(4)}"
         self._txn_counter = 0
         self._unreachable_since: float | None = None
-        self._drop_episode_count = 0
+        # While the buffer is full: logged once when it fills and once when it has room again.
+        self._full_episode = False
+        self._dropped_this_episode = 0
 
     @property
     def last_sequence(self) -> int:
@@ -113,6 +120,16 @@ class HandOffQueue:
         self._unacknowledged_bytes += len(json)
         self._unacknowledged_units += 1
         self._update_gauges()
+        if self.full and not self._full_episode:
+            self._full_episode = True
+            logger.warning(
+                "southbridge_synapse: %d bytes of work taken from Synapse are not yet acknowledged by "
+                "southbridge at %s (max_buffer_bytes %d); Synapse's federation stream waits and typing, "
+                "presence and receipt updates are dropped until southbridge catches up",
+                self._unacknowledged_bytes,
+                self._client.address,
+                self._config.max_buffer_bytes,
+            )
         self._start_flushing()
         return self._last_sequence
 
@@ -121,14 +138,8 @@ class HandOffQueue:
         states that the next update replaces, and Synapse keeps no copy to re-read."""
         if self.full:
             ephemeral_edus_dropped.inc()
-            if self._drop_episode_count == 0:
-                logger.warning(
-                    "southbridge_synapse: buffer full (max_buffer_bytes %d) while southbridge %s "
-                    "is behind; dropping typing, presence and receipt updates until it catches up",
-                    self._config.max_buffer_bytes,
-                    self._client.address,
-                )
-            self._drop_episode_count += 1
+            self._dropped_this_episode += 1
+            logger.debug("southbridge_synapse: buffer full, dropped %s", description)
             return
         self.submit("edu", json, description)
 
@@ -137,7 +148,11 @@ class HandOffQueue:
         while self.full:
             waiter: defer.Deferred = defer.Deferred()
             self._room_waiters.append(waiter)
-            await make_deferred_yieldable(waiter)
+            waiting_for_room.inc()
+            try:
+                await make_deferred_yieldable(waiter)
+            finally:
+                waiting_for_room.dec()
 
     async def wait_until_acknowledged(self, sequence: int) -> None:
         if sequence <= self._acknowledged_through:
@@ -238,13 +253,14 @@ class HandOffQueue:
             self._acknowledgement_waiters = still_waiting
         while self._room_waiters and not self.full:
             self._room_waiters.popleft().callback(None)
-        if not self.full and self._drop_episode_count:
+        if not self.full and self._full_episode:
             logger.info(
-                "southbridge_synapse: buffer below max_buffer_bytes again; %d typing, presence "
-                "and receipt updates were dropped meanwhile",
-                self._drop_episode_count,
+                "southbridge_synapse: unacknowledged work below max_buffer_bytes again; Synapse's "
+                "federation stream moves on; %d typing, presence and receipt updates were dropped meanwhile",
+                self._dropped_this_episode,
             )
-            self._drop_episode_count = 0
+            self._full_episode = False
+            self._dropped_this_episode = 0
 
     def _unreachable(self, problem: str, delay_ms: int) -> None:
         ingest_unreachable.set(1)

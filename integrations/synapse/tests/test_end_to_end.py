@@ -4,13 +4,26 @@ and fake remote homeservers that joined a room over federation, all on loopback.
 from __future__ import annotations
 
 import threading
+import time
 import unittest
 
+from canonicaljson import encode_canonical_json
+
 from .support.deployment import Deployment, quoted
+from .support.remote import FakeHomeserver
 from .support.waiting import wait_for
 
 REMOTES = 3
 DELIVERY_TIMEOUT = 60
+# The remotes and Synapse share the machine's clock; what differs is how long each step took.
+PRESENCE_CLOCK_TOLERANCE_MS = 2000
+# The largest PDU, and EDU content, southbridge takes, in bytes of canonical JSON.
+MAX_PDU_BYTES = 65_536
+MAX_EDU_CONTENT_BYTES = 65_536
+
+
+def to_device_messages(remote: FakeHomeserver, message_type: str) -> list[dict]:
+    return [c for c in remote.edus_of_type("m.direct_to_device") if c.get("type") == message_type]
 
 
 class SynapseWithSouthbridgeTests(unittest.TestCase):
@@ -106,7 +119,7 @@ class SynapseWithSouthbridgeTests(unittest.TestCase):
 
         wait_for(typing_everywhere, DELIVERY_TIMEOUT, "m.typing at every remote")
         wait_for(receipt_everywhere, DELIVERY_TIMEOUT, "m.receipt at every remote")
-        to_device = wait_for(lambda: remotes[1].edus_of_type("m.direct_to_device"), DELIVERY_TIMEOUT,
+        to_device = wait_for(lambda: to_device_messages(remotes[1], "m.southbridge.test"), DELIVERY_TIMEOUT,
                              "m.direct_to_device at remote1")
         self.assertEqual(to_device[0]["messages"], {target: {"REMOTEDEVICE": {"secret": "for remote1"}}})
         self.assertEqual(to_device[0]["sender"], self.user_id)
@@ -114,58 +127,104 @@ class SynapseWithSouthbridgeTests(unittest.TestCase):
         # Synapse marks its outboxes sent once southbridge acknowledged them.
         wait_for(lambda: synapse._query_database("SELECT COUNT(*) FROM device_federation_outbox")[0] == 0,
                  DELIVERY_TIMEOUT, "Synapse's to-device outbox emptied")
-        self.assertEqual(remotes[0].edus_of_type("m.direct_to_device"), [])
-        self.assertEqual(remotes[2].edus_of_type("m.direct_to_device"), [])
+        self.assertEqual(to_device_messages(remotes[0], "m.southbridge.test"), [])
+        self.assertEqual(to_device_messages(remotes[2], "m.southbridge.test"), [])
 
-    def test_southbridge_killed_mid_stream_then_every_event_arrives_and_is_handed_over_once(self) -> None:
-        southbridge = self.deployment.southbridge
+    def test_a_presence_change_arrives_as_synapse_would_send_it(self) -> None:
         remotes = self.deployment.remotes
-        handed_over_before = self.synapse.metric('southbridge_synapse_units_handed_over_total{kind="pdu"}')
-        event_ids = self.send(10, "before kill")
-        # Killed while the module is handing these over or southbridge is sending them:
-        # what southbridge acknowledged is in its outbox, the rest still in Synapse's stream.
-        southbridge.kill()
-        arrived_before_kill = {remote.server_name: {e: remote.pdu_arrivals(e) for e in event_ids}
-                               for remote in remotes}
-        event_ids += self.send(10, "while down")
-        wait_for(lambda: "cannot hand work to southbridge" in self.synapse.log(), DELIVERY_TIMEOUT,
-                 "the module logs that southbridge is unreachable")
-        self.assertLess(self.synapse.federation_stream_position(), self.synapse.stream_ordering(event_ids[-1]),
-                        "Synapse's federation stream moved past what southbridge acknowledged")
-        southbridge.start()
-        event_ids += self.send(10, "after restart")
-        self.deployment.wait_until_every_remote_has(event_ids, DELIVERY_TIMEOUT)
-        wait_for(lambda: self.synapse.federation_stream_position() >= self.synapse.stream_ordering(event_ids[-1]),
-                 DELIVERY_TIMEOUT, "Synapse's federation stream position catches up")
-        # Each event was handed to southbridge once: a request whose answer the kill cut
-        # off was retried with its txnId, which southbridge answers without storing again.
-        self.assertEqual(
-            self.synapse.metric('southbridge_synapse_units_handed_over_total{kind="pdu"}') - handed_over_before,
-            len(event_ids))
+        status_msg = "in the presence test"
+        presence_path = f"/_matrix/client/v3/presence/{quoted(self.user_id)}/status"
+        self.synapse.request("PUT", presence_path, {"presence": "online", "status_msg": status_msg}, self.token)
+
+        def pushed_at(remote: FakeHomeserver) -> tuple[dict, int] | None:
+            for content, arrived_at_ms in remote.edus_with_arrival("m.presence"):
+                for state in content.get("push", []):
+                    if state.get("user_id") == self.user_id and state.get("status_msg") == status_msg:
+                        return state, arrived_at_ms
+            return None
+
+        arrivals = wait_for(lambda: all(pushed_at(r) for r in remotes) and [pushed_at(r) for r in remotes],
+                            DELIVERY_TIMEOUT, "the m.presence EDU at every remote")
+        # Synapse's own view of the state, formatted by the same function it formats the
+        # EDU's content with, but for a client: no user_id, last_active_ago as of now.
+        asked_at_ms = int(time.time() * 1000)
+        own = self.synapse.request("GET", presence_path, token=self.token)
+        self.assertEqual((own["presence"], own["status_msg"]), ("online", status_msg))
+        last_active_ts = asked_at_ms - own["last_active_ago"]
+        for remote, (state, arrived_at_ms) in zip(remotes, arrivals):
+            expected = {key: value for key, value in own.items() if key != "last_active_ago"}
+            expected["user_id"] = self.user_id
+            self.assertEqual({key: value for key, value in state.items() if key != "last_active_ago"}, expected,
+                             remote.server_name)
+            # How long ago the user was active, as of the EDU's arrival: southbridge adds the
+            # time it held the EDU to what Synapse measured when it handed it over.
+            self.assertAlmostEqual(arrived_at_ms - state["last_active_ago"], last_active_ts,
+                                   delta=PRESENCE_CLOCK_TOLERANCE_MS, msg=remote.server_name)
+
+    def test_an_event_as_large_as_synapse_accepts_is_delivered(self) -> None:
+        # Synapse refuses to create an event over 65,536 bytes of canonical JSON (413 to the
+        # client), so its federation sender never has a larger one; the module hands over
+        # the event as Synapse measured it, and southbridge takes up to the same limit.
+        remotes = self.deployment.remotes
+        # The second probe has the shape of the events after it: one prev_event, the probe
+        # before it (the first may merge several forward extremities).
+        probe_ids = [self.synapse.send_message(self.token, self.room_id, f"size-probe-{n}", "x" * 60_000)
+                     for n in range(2)]
+        self.deployment.wait_until_every_remote_has(probe_ids, DELIVERY_TIMEOUT)
+        probe_size = len(encode_canonical_json(remotes[0].pdu(probe_ids[1])))
+        body_length = 60_000 + MAX_PDU_BYTES - probe_size
+        [largest_id] = [self.synapse.send_message(self.token, self.room_id, "size-largest", "x" * body_length)]
+        self.assert_delivered_once_each([largest_id])
         for remote in remotes:
-            self.assertEqual(remote.forged(), [])
-            for event_id in event_ids:
-                arrivals = remote.pdu_arrivals(event_id)
-                # southbridge writes delivery progress up to 0.5 s after the remote's 200, so a
-                # kill may make it send again what it delivered just before; receivers drop
-                # a repeated event by its ID. Nothing else is sent twice.
-                if arrived_before_kill[remote.server_name].get(event_id, 0) == 0:
-                    self.assertEqual(arrivals, 1, f"{event_id} at {remote.server_name}")
-                else:
-                    self.assertLessEqual(arrivals, 2, f"{event_id} at {remote.server_name}")
-        self.assertEqual(self.synapse.log().count("cannot hand work to southbridge"), 1,
-                         "one log line per episode of southbridge being unreachable")
+            self.assertEqual(len(encode_canonical_json(remote.pdu(largest_id))), MAX_PDU_BYTES, remote.server_name)
+        with self.assertRaisesRegex(AssertionError, "answered 413.*M_TOO_LARGE"):
+            self.synapse.send_message(self.token, self.room_id, "size-over", "x" * (body_length + 1))
+        self.assertNotIn("southbridge refused event", self.synapse.log())
 
-    def test_synapse_restarted_while_southbridge_is_down_loses_nothing(self) -> None:
-        southbridge = self.deployment.southbridge
-        southbridge.kill()
-        event_ids = self.send(5, "synapse restart")
-        self.synapse.stop()
-        self.synapse.start()
-        event_ids += self.send(5, "after synapse restart")
-        southbridge.start()
+    def test_edus_larger_than_southbridge_takes_are_logged_once_skipped_and_later_work_arrives(self) -> None:
+        remotes = self.deployment.remotes
+        synapse = self.synapse
+        refused_before = synapse.metric('southbridge_synapse_units_refused_total{kind="edu"}')
+        target = f"@remote0:{remotes[0].server_name}"
+        # As large as Synapse lets a to-device message be: 65,536 bytes of canonical JSON.
+        # The EDU's content wraps it with the sender, type and message_id, which makes it
+        # larger than the 65,536 bytes southbridge takes; Synapse alone would send it.
+        large = {"filler": "x" * (MAX_EDU_CONTENT_BYTES - len('{"filler":""}'))}
+        synapse.request("PUT", "/_matrix/client/v3/sendToDevice/m.southbridge.large/large-1",
+                        {"messages": {target: {"LARGEDEVICE": large}}}, self.token)
+        # Synapse sets no limit on a status message; its m.presence EDU is larger than southbridge takes.
+        presence_path = f"/_matrix/client/v3/presence/{quoted(self.user_id)}/status"
+        synapse.request("PUT", presence_path, {"presence": "online", "status_msg": "y" * MAX_EDU_CONTENT_BYTES},
+                        self.token)
+        wait_for(lambda: synapse.metric('southbridge_synapse_units_refused_total{kind="edu"}') - refused_before == 2,
+                 DELIVERY_TIMEOUT, "southbridge refuses the large to-device message and the large presence")
+        small = {"secret": "after the large one"}
+        synapse.request("PUT", "/_matrix/client/v3/sendToDevice/m.southbridge.small/small-1",
+                        {"messages": {target: {"SMALLDEVICE": small}}}, self.token)
+        synapse.request("PUT", presence_path, {"presence": "online", "status_msg": "after the large one"},
+                        self.token)
+        event_ids = self.send(1, "after the large EDUs")
+
+        delivered = wait_for(lambda: to_device_messages(remotes[0], "m.southbridge.small"), DELIVERY_TIMEOUT,
+                             "the small to-device message after the large one")
+        self.assertEqual(delivered[0]["messages"], {target: {"SMALLDEVICE": small}})
+        wait_for(lambda: all(any(state.get("status_msg") == "after the large one"
+                                 for c in r.edus_of_type("m.presence") for state in c.get("push", []))
+                             for r in remotes), DELIVERY_TIMEOUT, "the presence after the large one")
         self.assert_delivered_once_each(event_ids)
-
+        wait_for(lambda: synapse._query_database("SELECT COUNT(*) FROM device_federation_outbox")[0] == 0,
+                 DELIVERY_TIMEOUT, "Synapse's to-device outbox emptied")
+        self.assertEqual(to_device_messages(remotes[0], "m.southbridge.large"), [])
+        self.assertEqual(synapse.metric('southbridge_synapse_units_refused_total{kind="edu"}') - refused_before, 2)
+        refusals = [line for line in synapse.log().splitlines() if "southbridge refused" in line]
+        to_device = [line for line in refusals
+                     if f"m.direct_to_device EDU (message_id " in line and f"from {self.user_id})" in line]
+        self.assertEqual(len(to_device), 1, refusals)
+        self.assertIn(f"for {remotes[0].server_name} and it is skipped: 413 M_TOO_LARGE", to_device[0])
+        self.assertIn("over the 65536-byte EDU limit", to_device[0])
+        presence = [line for line in refusals if f"m.presence EDU (presence of {self.user_id})" in line]
+        self.assertEqual(len(presence), 1, refusals)
+        self.assertIn(f"for {REMOTES} servers and it is skipped: 413 M_TOO_LARGE", presence[0])
 
 if __name__ == "__main__":
     unittest.main()

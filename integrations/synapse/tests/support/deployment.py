@@ -20,9 +20,13 @@ from .waiting import wait_for
 class Deployment:
     def __init__(self, remotes: int, with_module: bool = True, module_config: dict[str, Any] | None = None,
                  synapse_cpus: list[int] | None = None, southbridge_cpus: list[int] | None = None,
-                 southbridge_retry_ms: tuple[int, int] = (200, 1000)) -> None:
+                 southbridge_retry_ms: tuple[int, int] = (200, 1000), southbridge_unix_socket: bool = False,
+                 synapse_config: dict[str, Any] | None = None) -> None:
         """`southbridge_retry_ms`: southbridge's first and longest wait before retrying a
-        server that failed (short, so that the tests' outages end quickly)."""
+        server that failed (short, so that the tests' outages end quickly).
+        `southbridge_unix_socket`: southbridge's ingest API listens on a unix socket, and the
+        module's `ingest` names it. `synapse_config`: homeserver.yaml settings that replace
+        the tests' defaults."""
         self.directory = tempfile.mkdtemp(prefix="southbridge-synapse-")
         self.authority = TestCertificateAuthority()
         self.ca_path = os.path.join(self.directory, "ca.pem")
@@ -42,11 +46,11 @@ class Deployment:
             config = None
             if with_module:
                 self.southbridge = Southbridge(self.directory, self.signing_key_path, self.ca_path,
-                                               *southbridge_retry_ms)
+                                               *southbridge_retry_ms, unix_socket=southbridge_unix_socket)
                 self.southbridge.start(cpus=southbridge_cpus)
                 config = {"ingest": self.southbridge.ingest_url, "token_file": self.southbridge.token_path}
                 config.update(module_config or {})
-            self.synapse = Synapse(self.directory, self.ca_path, self.signing_key_path, config)
+            self.synapse = Synapse(self.directory, self.ca_path, self.signing_key_path, config, synapse_config)
             self.synapse.start(cpus=synapse_cpus)
         except BaseException:
             self.close()

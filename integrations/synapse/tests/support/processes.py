@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +25,8 @@ from .waiting import free_port, wait_for
 REPOSITORY = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 # scripts/test names the binary it built; otherwise the release build, as the README builds it.
 SOUTHBRIDGE_BINARY = os.environ.get("SOUTHBRIDGE_BINARY", os.path.join(REPOSITORY, ".build", "release", "southbridge"))
+# The module as this checkout has it, ahead of whichever copy the virtualenv installed.
+MODULE_SOURCE = os.path.join(REPOSITORY, "integrations", "synapse")
 SYNAPSE_NAME = "synapse.test"
 INGEST_TOKEN = "synapse-test-token-0123456789"
 
@@ -39,6 +43,7 @@ class ChildProcess:
         self.process = subprocess.Popen(arguments, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)
         log.close()
+        self.paused = False
 
     @property
     def pid(self) -> int:
@@ -52,8 +57,22 @@ class ChildProcess:
             self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets (connections to it are accepted by the
+        kernel) but answers nothing until `resume`."""
+        self.process.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.running():
+            self.process.send_signal(signal.SIGCONT)
+        self.paused = False
+
     def terminate(self, timeout: float = 30) -> int:
         if self.running():
+            # A stopped process handles SIGTERM only once it runs again.
+            if self.paused:
+                self.resume()
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
@@ -75,12 +94,15 @@ def write_signing_key(path: str) -> Any:
 
 
 class Southbridge:
-    """The southbridge binary with a config naming the test CA and allowing loopback."""
+    """The southbridge binary with a config naming the test CA and allowing loopback.
+    Its ingest API listens on a loopback port, or on a unix socket with `unix_socket`."""
 
     def __init__(self, directory: str, signing_key_path: str, ca_path: str, retry_initial_ms: int = 200,
-                 retry_max_ms: int = 1000) -> None:
+                 retry_max_ms: int = 1000, unix_socket: bool = False) -> None:
         self.directory = directory
         self.port = free_port()
+        self.socket_path = os.path.join(directory, "ingest.sock") if unix_socket else None
+        listen = f"unix:{self.socket_path}" if self.socket_path else f"127.0.0.1:{self.port}"
         self.config_path = os.path.join(directory, "southbridge.toml")
         token_path = os.path.join(directory, "ingest.token")
         with open(token_path, "w") as file:
@@ -93,7 +115,7 @@ signing_key_path = "{signing_key_path}"
 [storage]
 path = "{directory}/outbox.sqlite3"
 [ingest]
-listen = "127.0.0.1:{self.port}"
+listen = "{listen}"
 token_file = "{token_path}"
 [tls]
 ca_file = "{ca_path}"
@@ -108,12 +130,15 @@ retry_max_ms = {retry_max_ms}
 
     @property
     def ingest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The module's `ingest` setting for this southbridge."""
+        return f"unix:{self.socket_path}" if self.socket_path else f"http://127.0.0.1:{self.port}"
 
     def start(self, cpus: list[int] | None = None) -> None:
         self.starts += 1
+        # As the shipped systemd unit runs it.
         self.child = ChildProcess([SOUTHBRIDGE_BINARY, "run", "--config", self.config_path],
-                                  os.path.join(self.directory, f"southbridge-{self.starts}.log"), cpus=cpus)
+                                  os.path.join(self.directory, f"southbridge-{self.starts}.log"),
+                                  environment={"MALLOC_ARENA_MAX": "2"}, cpus=cpus)
         wait_for(lambda: self._exited() or self._health(), 30, "southbridge answers /health")
         if not self.child.running():
             raise AssertionError(f"southbridge exited: {self.child.log()[-2000:]}")
@@ -122,8 +147,7 @@ retry_max_ms = {retry_max_ms}
         return self.child is not None and not self.child.running()
 
     def _health(self) -> bool:
-        with urllib.request.urlopen(f"{self.ingest_url}/health", timeout=5) as response:
-            return response.status == 200
+        return self._request("GET", "/health", authorized=False)[0] == 200
 
     def kill(self) -> None:
         if self.child:
@@ -133,18 +157,52 @@ retry_max_ms = {retry_max_ms}
         if self.child:
             self.child.terminate()
 
+    def pause(self) -> None:
+        """SIGSTOP: southbridge's sockets stay open but nothing is answered until `resume`."""
+        if self.child:
+            self.child.pause()
+
+    def resume(self) -> None:
+        if self.child:
+            self.child.resume()
+
     def get(self, path: str) -> Any:
-        request = urllib.request.Request(f"{self.ingest_url}{path}",
-                                         headers={"Authorization": f"Bearer {INGEST_TOKEN}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read()) if not path.startswith("/metrics") else response.read().decode()
+        status, body = self._request("GET", path)
+        if status != 200:
+            raise AssertionError(f"southbridge answered GET {path} with {status}: {body[:300]!r}")
+        return json.loads(body) if not path.startswith("/metrics") else body.decode()
+
+    def _request(self, method: str, path: str, authorized: bool = True) -> tuple[int, bytes]:
+        if self.socket_path:
+            connection: http.client.HTTPConnection = _UnixHTTPConnection(self.socket_path, timeout=10)
+        else:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            headers = {"Authorization": f"Bearer {INGEST_TOKEN}"} if authorized else {}
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._socket_path)
 
 
 class Synapse:
     """Synapse with SQLite on loopback, one plain-HTTP listener for client and federation."""
 
     def __init__(self, directory: str, ca_path: str, signing_key_path: str,
-                 module_config: dict[str, Any] | None) -> None:
+                 module_config: dict[str, Any] | None, extra_config: dict[str, Any] | None = None) -> None:
+        """`extra_config`: homeserver.yaml settings that replace the tests' defaults."""
         self.directory = directory
         self.port = free_port()
         self.metrics_port = free_port()
@@ -199,6 +257,7 @@ class Synapse:
             "rc_joins_per_room": {"per_second": 10000, "burst_count": 10000},
             "rc_presence": {"per_user": {"per_second": 10000, "burst_count": 10000}},
         }
+        config.update(extra_config or {})
         if module_config is not None:
             config["modules"] = [{"module": "southbridge_synapse.SouthbridgeModule", "config": module_config}]
         with open(self.config_path, "w") as file:
@@ -213,6 +272,9 @@ class Synapse:
     def start(self, environment: dict[str, str] | None = None, cpus: list[int] | None = None,
               expect_ready: bool = True) -> None:
         self.starts += 1
+        environment = dict(environment or {})
+        environment["PYTHONPATH"] = os.pathsep.join(
+            path for path in (environment.get("PYTHONPATH"), MODULE_SOURCE) if path)
         self.child = ChildProcess([sys.executable, "-m", "synapse.app.homeserver", "-c", self.config_path],
                                   os.path.join(self.directory, f"synapse-{self.starts}.out"),
                                   environment=environment, cpus=cpus)
@@ -285,6 +347,9 @@ class Synapse:
     def federation_stream_position(self) -> int:
         """Synapse's `federation_stream_position` for events, read from its database."""
         return self._query_database("SELECT stream_id FROM federation_stream_position WHERE type = 'events'")[0]
+
+    def latest_stream_ordering(self) -> int:
+        return self._query_database("SELECT MAX(stream_ordering) FROM events")[0]
 
     def stream_ordering(self, event_id: str) -> int:
         return self._query_database("SELECT stream_ordering FROM events WHERE event_id = ?", (event_id,))[0]

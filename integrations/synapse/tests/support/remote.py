@@ -1,9 +1,13 @@
 """A fake remote homeserver on loopback: it really joins rooms on Synapse over federation
 (`make_join`, `send_join`, with events built, hashed and signed by Synapse's own library)
-and records every transaction sent to it, checking its X-Matrix signature."""
+and records every transaction sent to it, checking its X-Matrix signature.
+
+Every remote serves from one asyncio loop on one thread, sharing one certificate: a room of
+500 remotes is 500 listening sockets, not 500 threads and 500 keys."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import re
@@ -12,7 +16,6 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import signedjson.key
@@ -55,6 +58,8 @@ class ReceivedTransaction:
     origin: str
     pdus: list[dict]
     edus: list[dict]
+    # When it arrived, in milliseconds since the epoch.
+    received_at_ms: int = 0
 
 
 @dataclass
@@ -66,6 +71,45 @@ class Recording:
     user_agents: list[str] = field(default_factory=list)
     # Transactions answered 503 while refusing them.
     refused_transactions: int = 0
+    # How many times each event arrived, counted once on receipt: recomputing event IDs on
+    # every poll costs seconds per poll in a room of hundreds of servers.
+    pdu_arrivals: dict[str, int] = field(default_factory=dict)
+
+
+class _RemoteLoop:
+    """The one asyncio loop, on its own thread, that every fake remote serves from."""
+
+    _shared: "_RemoteLoop | None" = None
+    _creating = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> "_RemoteLoop":
+        with cls._creating:
+            if cls._shared is None:
+                cls._shared = _RemoteLoop()
+            return cls._shared
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="fake remotes", daemon=True).start()
+
+    def run(self, coroutine: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+
+_server_contexts: dict[tuple[int, str], ssl.SSLContext] = {}
+
+
+def _server_context(authority: TestCertificateAuthority, directory: str) -> ssl.SSLContext:
+    """One loopback certificate per authority and directory, shared by every remote."""
+    key = (id(authority), directory)
+    if key not in _server_contexts:
+        certificate, private_key = f"{directory}/remote.pem", f"{directory}/remote.key"
+        authority.issue_loopback(certificate, private_key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate, private_key)
+        _server_contexts[key] = context
+    return _server_contexts[key]
 
 
 class FakeHomeserver:
@@ -77,36 +121,52 @@ class FakeHomeserver:
         self._lock = threading.Lock()
         self.recording = Recording()
         self._refusing_transactions = False
+        self._hanging = False
         self.origin_name = origin_name
         self.origin_verify_key = origin_verify_key
         self.signing_key = signedjson.key.generate_signing_key(f"r{index}")
-        certificate = f"{directory}/remote-{index}.pem"
-        private_key = f"{directory}/remote-{index}.key"
-        authority.issue_loopback(certificate, private_key)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certificate, private_key)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.port = self._server.server_address[1]
+        self._remote_loop = _RemoteLoop.shared()
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._stopped: asyncio.Event | None = None
+        self._server = self._remote_loop.run(self._listen(_server_context(authority, directory)))
+        self.port = self._server.sockets[0].getsockname()[1]
         self.server_name = f"127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name=self.server_name, daemon=True)
-        self._thread.start()
+
+    async def _listen(self, context: ssl.SSLContext) -> asyncio.AbstractServer:
+        self._stopped = asyncio.Event()
+        return await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context, backlog=1024)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        """Closes the listener and every connection; requests held by `hang` end unanswered."""
+        self._remote_loop.run(self._close())
+
+    async def _close(self) -> None:
+        self._server.close()
+        self._stopped.set()
+        for writer in list(self._connections):
+            writer.transport.abort()
+        self._connections.clear()
 
     # What arrived
 
     def pdu_arrivals(self, event_id: str) -> int:
         with self._lock:
-            return sum(1 for t in self.recording.transactions for p in t.pdus if _event_id(p) == event_id)
+            return self.recording.pdu_arrivals.get(event_id, 0)
+
+    def pdu(self, event_id: str) -> dict:
+        """The first PDU received with `event_id`, as it arrived."""
+        with self._lock:
+            return next(p for t in self.recording.transactions for p in t.pdus if _event_id(p) == event_id)
 
     def edus_of_type(self, edu_type: str) -> list[dict]:
         with self._lock:
             return [e["content"] for t in self.recording.transactions for e in t.edus if e.get("edu_type") == edu_type]
+
+    def edus_with_arrival(self, edu_type: str) -> list[tuple[dict, int]]:
+        """The content of every EDU of `edu_type` with when its transaction arrived (ms since the epoch)."""
+        with self._lock:
+            return [(e["content"], t.received_at_ms) for t in self.recording.transactions for e in t.edus
+                    if e.get("edu_type") == edu_type]
 
     def transactions(self) -> list[ReceivedTransaction]:
         with self._lock:
@@ -128,6 +188,55 @@ class FakeHomeserver:
         """While refusing, every transaction is answered 503, as by a server that is down."""
         with self._lock:
             self._refusing_transactions = refusing
+
+    def hang(self) -> None:
+        """From now on every request is read and never answered, as by a blackholed server,
+        until the server stops."""
+        with self._lock:
+            self._hanging = True
+
+    # Serving
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """HTTP/1.1 with keep-alive, one request at a time per connection."""
+        self._connections.add(writer)
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                request_line, *header_lines = head.split("\r\n")
+                method, target = request_line.split(" ")[:2]
+                headers = {}
+                for line in header_lines:
+                    name, _, value = line.partition(":")
+                    if name:
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length") or 0))
+                with self._lock:
+                    self.recording.user_agents.append(headers.get("user-agent", ""))
+                    hanging = self._hanging
+                if hanging:
+                    await self._stopped.wait()
+                    return
+                status, answer = self._answer(method, target, headers, body)
+                writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                             f"Content-Type: application/json\r\nContent-Length: {len(answer)}\r\n\r\n"
+                             .encode() + answer)
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError, ValueError):
+            pass  # the client went away or sent something this test server does not speak
+        finally:
+            self._connections.discard(writer)
+            writer.transport.abort()
+
+    def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        if method == "GET" and target.startswith("/_matrix/key/v2/server"):
+            return 200, self.key_document()
+        if method == "PUT" and target.startswith("/_matrix/federation/v1/send/"):
+            return self.receive_transaction(target, headers.get("authorization", ""),
+                                            headers.get("user-agent", ""), body)
+        return 404, b'{"errcode":"M_UNRECOGNIZED","error":"not served by the test remote"}'
 
     # Requests to Synapse over federation
 
@@ -163,8 +272,6 @@ class FakeHomeserver:
         return signed_federation_request(address, self.server_name, self.signing_key, destination, method, uri,
                                          content)
 
-    # Serving
-
     def key_document(self) -> bytes:
         verify_key = signedjson.key.get_verify_key(self.signing_key)
         document = {
@@ -194,10 +301,14 @@ class FakeHomeserver:
                 self.recording.unsigned_or_forged.append(f"{path}: {error}")
             return 401, b'{"errcode":"M_UNAUTHORIZED","error":"bad X-Matrix signature"}'
         txn_id = urllib.parse.unquote(path.rsplit("/", 1)[-1])
+        event_ids = [_event_id(p) for p in content.get("pdus", [])]
         with self._lock:
             self.recording.transactions.append(ReceivedTransaction(
-                txn_id, user_agent, params["origin"], content.get("pdus", []), content.get("edus", [])))
-        results = {_event_id(p): {} for p in content.get("pdus", [])}
+                txn_id, user_agent, params["origin"], content.get("pdus", []), content.get("edus", []),
+                int(time.time() * 1000)))
+            for event_id in event_ids:
+                self.recording.pdu_arrivals[event_id] = self.recording.pdu_arrivals.get(event_id, 0) + 1
+        results = {event_id: {} for event_id in event_ids}
         return 200, json.dumps({"pdus": results}).encode()
 
 
@@ -225,47 +336,4 @@ def _event_id(pdu: dict) -> str:
     return make_event_from_dict(pdu, room_version).event_id
 
 
-def _handler_for(server: FakeHomeserver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _answer(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def _note_user_agent(self) -> None:
-            with server._lock:
-                server.recording.user_agents.append(self.headers.get("User-Agent", ""))
-
-        def do_GET(self) -> None:
-            self._note_user_agent()
-            if self.path.startswith("/_matrix/key/v2/server"):
-                self._answer(200, server.key_document())
-            else:
-                self._answer(404, b'{"errcode":"M_UNRECOGNIZED","error":"not served by the test remote"}')
-
-        def do_PUT(self) -> None:
-            self._note_user_agent()
-            body = self._body()
-            if self.path.startswith("/_matrix/federation/v1/send/"):
-                status, answer = server.receive_transaction(
-                    self.path, self.headers.get("Authorization", ""), self.headers.get("User-Agent", ""), body)
-                self._answer(status, answer)
-            else:
-                self._answer(404, b'{"errcode":"M_UNRECOGNIZED","error":"not served by the test remote"}')
-
-        def do_POST(self) -> None:
-            self._note_user_agent()
-            self._body()
-            self._answer(404, b'{"errcode":"M_UNRECOGNIZED","error":"not served by the test remote"}')
-
-    return Handler
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}
