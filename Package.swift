@@ -51,12 +51,19 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "Replication", dependencies: [
+            "Federation", "Outbox",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "Systemd", dependencies: [
             "CSystemd",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SouthbridgeDaemon", dependencies: [
-            "Federation", "Outbox", "Resolver", "Transport", "Sender", "Ingest", "Systemd",
+            "Federation", "Outbox", "Resolver", "Transport", "Sender", "Ingest", "Replication", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -73,22 +80,22 @@ let package = Package(
         // What only tests and benchmarks use: launchers for nginx, dnsmasq and the daemon, faulty
         // peers, harnesses and a manual clock. The shipped binary does not link it.
         .target(name: "SouthbridgeTestSupport", dependencies: [
-            "SouthbridgeSwarm", "Federation", "Outbox", "Transport", "Resolver", "Sender", "SouthbridgeDaemon",
+            "SouthbridgeSwarm", "Federation", "Outbox", "Transport", "Resolver", "Sender", "SouthbridgeDaemon", "Replication",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "southbridge", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Resolver", "Systemd",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "Federation", "Outbox", "Replication", "Resolver", "Systemd",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         .executableTarget(name: "southbridge-benchmark", dependencies: [
-            "SouthbridgeSwarm", "SouthbridgeTestSupport", "SouthbridgeDaemon", "Resolver", "Transport", "Federation",
-            "Outbox",
+            "SouthbridgeSwarm", "SouthbridgeTestSupport", "SouthbridgeDaemon", "Replication", "Resolver", "Transport",
+            "Federation", "Outbox",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -122,9 +129,14 @@ let package = Package(
         ]),
         .testTarget(name: "SenderTests", dependencies: ["Sender", "Federation", "Outbox", "Transport", "SouthbridgeSwarm",
                                                          "FuzzSupport"]),
+        .testTarget(name: "ReplicationTests", dependencies: [
+            "Replication", "Outbox", "Federation", "FuzzSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "SouthbridgeTestSupport", "Federation", "Outbox", "Sender", "Systemd",
-            "Resolver", "FuzzSupport",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "SouthbridgeTestSupport", "Replication", "Federation", "Outbox", "Sender",
+            "Systemd", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -27,7 +27,8 @@ public final class Outbox: Sendable {
     public let path: String
     public let limits: OutboxLimits
     private let writer: OutboxWriter
-    private let commitObserver = Mutex<(@Sendable (OutboxCommit) -> Void)?>(nil)
+    private let commitObservers = Mutex<[@Sendable (OutboxCommit) -> Void]>([])
+    private let destinationChangeObservers = Mutex<[@Sendable (DestinationChange) -> Void]>([])
     private let storagePressureObserver = Mutex<(@Sendable () -> Void)?>(nil)
     private let droppedPDUs = Atomic<Int>(0)
     private let droppedEDUCopies = Atomic<Int>(0)
@@ -107,13 +108,15 @@ public final class Outbox: Sendable {
         if refusingAtLimit.load(ordering: .relaxed), refusingAtLimit.exchange(false, ordering: .relaxed) {
             writer.logger.notice("outbox below its byte limit again: ingest is accepted", metadata: ["used_bytes": "\(used)"])
         }
-        return try await submit(.write(bytes: batch.canonicalJSONBytes), afterCommit: { receipt in
+        return try await submit(.write(bytes: batch.canonicalJSONBytes), afterCommit: { accepted in
             if self.usedBytes >= self.pruneTargetBytes { self.storagePressureObserver.withLock { $0 }?() }
-            guard !receipt.isReplay, let observer = self.commitObserver.withLock({ $0 }) else { return }
-            observer(OutboxCommit(batch: batch, receipt: receipt))
+            let observers = self.commitObservers.withLock { $0 }
+            guard !accepted.receipt.isReplay, !observers.isEmpty else { return }
+            let commit = OutboxCommit(batch: batch, receipt: accepted.receipt, eduStreamOrderings: accepted.eduStreamOrderings)
+            for observer in observers { observer(commit) }
         }) { store throws(SQLiteError) in
-            try store.accept(batch)
-        }
+            try store.acceptBatch(batch)
+        }.receipt
     }
 
     /// Calls `observer` whenever a commit leaves the file past nine tenths of `limits.maxBytes`, or `accept`
@@ -141,9 +144,37 @@ public final class Outbox: Sendable {
 
     /// Calls `observer` with every batch `accept` commits from now on, on the writer thread,
     /// in commit order, before `accept` returns to its caller. It must only hand the value
-    /// on (e.g. to an `AsyncStream`); one observer at a time.
+    /// on (e.g. to an `AsyncStream`); the sender and the replication endpoint each add one.
     public func observeCommits(_ observer: @escaping @Sendable (OutboxCommit) -> Void) {
-        commitObserver.withLock { $0 = observer }
+        commitObservers.withLock { $0.append(observer) }
+    }
+
+    /// Calls `observer` with every destination change `recordDestinationChange` commits from now on, on the writer
+    /// thread, in commit order (which is change id order). It must only hand the value on.
+    public func observeDestinationChanges(_ observer: @escaping @Sendable (DestinationChange) -> Void) {
+        destinationChangeObservers.withLock { $0.append(observer) }
+    }
+
+    /// The highest destination change id committed so far (0 when none was ever recorded).
+    public var maxDestinationChangeID: Int64 {
+        writer.committedDestinationChangeID.load(ordering: .acquiring)
+    }
+
+    /// Appends a state change of a destination to the `destinations` stream and keeps only the newest
+    /// `limits.maxDestinationChangesKept`. A failure count or retry interval not given is the one stored for the
+    /// destination. Returns the change as stored, with its id.
+    @discardableResult
+    public func recordDestinationChange(destination: String, state: String, retryIntervalMS: Int64?, failureCount: Int64?,
+                                        lastSuccessfulStreamOrdering: Int64) async throws(OutboxError) -> DestinationChange {
+        let kept = Int64(max(1, limits.maxDestinationChangesKept))
+        return try await submit(.write(bytes: 0), afterCommit: { change in
+            self.writer.committedDestinationChangeID.store(change.changeID, ordering: .releasing)
+            for observer in self.destinationChangeObservers.withLock({ $0 }) { observer(change) }
+        }) { store throws(SQLiteError) in
+            try store.recordDestinationChange(
+                destination: destination, state: state, retryIntervalMS: retryIntervalMS, failureCount: failureCount,
+                lastSuccessfulStreamOrdering: lastSuccessfulStreamOrdering, keep: kept)
+        }
     }
 
     /// Up to `limit` PDUs owed to `destination` with a stream ordering above `streamOrdering`, in stream order.

@@ -48,6 +48,9 @@ public struct OutboxLimits: Sendable, Equatable {
     /// answers, so that a repeat gets the first answer; the oldest is forgotten first. 4,096 covers minutes of a
     /// busy server's typing notifications, longer than a homeserver retries one request, in about 1 MiB at worst.
     public var maxEphemeralTxnIDs: Int
+    /// Destination changes kept for the replication endpoint's `destinations` stream; a follower whose token is older
+    /// than the oldest kept gets a snapshot of every destination instead. 10,000 rows are about 1 MiB.
+    public var maxDestinationChangesKept: Int
 
     public init(
         maxPDUBytes: Int = 65_536,
@@ -63,7 +66,8 @@ public struct OutboxLimits: Sendable, Equatable {
         pruneStepRows: Int = 1_000,
         busyTimeoutMS: Int32 = 5_000,
         maxBytes: Int64 = 1 << 30,
-        maxEphemeralTxnIDs: Int = 4_096
+        maxEphemeralTxnIDs: Int = 4_096,
+        maxDestinationChangesKept: Int = 10_000
     ) {
         self.maxPDUBytes = maxPDUBytes
         self.maxPDUsPerBatch = maxPDUsPerBatch
@@ -79,5 +83,6 @@ public struct OutboxLimits: Sendable, Equatable {
         self.busyTimeoutMS = busyTimeoutMS
         self.maxBytes = maxBytes
         self.maxEphemeralTxnIDs = maxEphemeralTxnIDs
+        self.maxDestinationChangesKept = maxDestinationChangesKept
     }
 }

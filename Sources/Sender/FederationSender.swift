@@ -35,7 +35,8 @@ public actor FederationSender {
         case cancelInFlight
     }
     private nonisolated let jobs = AsyncStream.makeStream(of: Job.self)
-    /// Outbox writes, made one after the other in the order the scheduler asked for them.
+    /// Outbox writes, made one after the other in the order the scheduler asked for them: delivery
+    /// progress, backoffs and the state changes the `destinations` stream carries.
     private nonisolated let records = AsyncStream.makeStream(of: SenderScheduler.Action.self)
     private var timerMS: Int64?
     private let timerChanged = WakeSignal()
@@ -168,6 +169,7 @@ public actor FederationSender {
                 timerChanged.signal()
             case .publish(let change):
                 log(change)
+                records.continuation.yield(action)
             case .queueSpilled(let name, let released, .destinationBudget):
                 logger.info("destination's queue passed its memory budget; reading its backlog from the outbox",
                             metadata: ["destination": "\(name)", "pdus_released": "\(released)"])

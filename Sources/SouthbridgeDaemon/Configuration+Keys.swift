@@ -56,14 +56,24 @@ extension ConfigurationKey {
 
         ConfigurationKey(
             "replication", "listen", \.replication.listen,
-            summary: "Where followers and `southbridge tail` connect, in the form of ingest.listen; \"\" disables it.",
+            summary: "Where followers and `southbridge tail` connect, in the form of ingest.listen; \"\" disables it. Beyond loopback it needs replication.secret_file.",
             decode: { (value, path) throws(KeyProblems) -> Configuration.ListenAddress? in
                 if case .string("") = value.kind { return nil }
-                _ = try listenAddress(value, path)
-                throw KeyProblems(line: value.line, path: path,
-                                  message: "the replication endpoint is not available in this version; leave it \"\"")
+                return try listenAddress(value, path)
             },
             encode: { Configuration.quoted($0?.description ?? "") }),
+        ConfigurationKey(
+            "replication", "secret_file", \.replication.secretFile,
+            summary: "A file holding the secret followers must send with AUTH first; \"\" lets any local process follow.",
+            decode: { (value, path) throws(KeyProblems) -> String? in
+                if case .string("") = value.kind { return nil }
+                return try absolutePath(value, path)
+            },
+            encode: { Configuration.quoted($0 ?? "") }),
+        .integer("replication", "max_connections", \.replication.maxConnections, 1...256,
+                 summary: "The most followers connected at once; one more is told ERROR and closed."),
+        .milliseconds("replication", "ping_interval_ms", \.replication.pingInterval, 100...60_000,
+                      summary: "A PING goes to a follower when nothing was sent for this long; one that pinged and then stays silent five times as long is closed, in milliseconds."),
 
         ConfigurationKey(
             "tls", "ca_file", \.tls.caFile,

@@ -66,7 +66,18 @@ extension Configuration {
             checkOrder(
                 "sender.retry_initial_ms", Int(configuration.sender.retryInitialInterval.milliseconds),
                 atMost: "sender.retry_max_ms", Int(configuration.sender.retryMaxInterval.milliseconds))
+            checkReplicationSecret(configuration.replication)
             return configuration
+        }
+
+        /// The replication endpoint beyond loopback carries the Outbox's contents: only to followers with the secret.
+        private mutating func checkReplicationSecret(_ replication: Configuration.ReplicationSettings) {
+            guard !rejected.contains("replication.listen"), !rejected.contains("replication.secret_file"),
+                  case .tcp(let host, _)? = replication.listen, !Configuration.isLoopbackHost(host),
+                  replication.secretFile == nil else { return }
+            problems.append(ConfigurationError.Problem(
+                line: lines["replication.secret_file"] ?? lines["replication.listen"], keyPath: "replication.secret_file",
+                message: "required when replication.listen is not a loopback address or a unix socket (it is \(Configuration.quoted(replication.listen!.description)))"))
         }
 
         /// Reports unknown tables and keys and tables that are not tables. Returns each known

@@ -98,9 +98,15 @@ extension Configuration {
 
     /// `[replication]`: the line-protocol endpoint followers and `southbridge tail` read.
     public struct ReplicationSettings: Sendable, Equatable {
-        /// `replication.listen`: where the endpoint accepts connections; nil (`""`) disables it.
-        /// Disabled by default: the endpoint is not served by this version yet.
+        /// `replication.listen`: where the endpoint accepts connections; nil (`""`, the default) disables it.
         public var listen: ListenAddress? = nil
+        /// `replication.secret_file`: the secret followers send with `AUTH`; nil (`""`) asks for none, which only
+        /// a loopback or unix socket `listen` allows.
+        public var secretFile: String? = nil
+        /// `replication.max_connections`: followers connected at once.
+        public var maxConnections = 8
+        /// `replication.ping_interval_ms`: the seeds' 5 s; the ping timeout is five times it (25 s).
+        public var pingInterval: Duration = .milliseconds(5_000)
 
         public init() {}
     }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Outbox
+import Replication
 import Resolver
 import Sender
 import ServiceLifecycle
@@ -25,6 +26,8 @@ public final class Daemon: Sendable {
     public let configuration: Configuration
     /// Where the ingest API listens (with the real port when the config asked for port 0).
     public let ingestEndpoint: Configuration.ListenAddress
+    /// Where the replication endpoint listens, when `replication.listen` is set (with the real port for port 0).
+    public let replicationEndpoint: Configuration.ListenAddress?
     public let sender: FederationSender
     public let pool: ConnectionPool
 
@@ -34,11 +37,13 @@ public final class Daemon: Sendable {
     private let notifier: SystemdNotifier
     private let logger: Logger
 
-    private init(configuration: Configuration, ingestEndpoint: Configuration.ListenAddress, sender: FederationSender,
+    private init(configuration: Configuration, ingestEndpoint: Configuration.ListenAddress,
+                 replicationEndpoint: Configuration.ListenAddress?, sender: FederationSender,
                  pool: ConnectionPool, group: MultiThreadedEventLoopGroup,
                  outbox: Outbox, serviceGroup: ServiceGroup, notifier: SystemdNotifier, logger: Logger) {
         self.configuration = configuration
         self.ingestEndpoint = ingestEndpoint
+        self.replicationEndpoint = replicationEndpoint
         self.sender = sender
         self.pool = pool
         self.group = group
@@ -92,12 +97,27 @@ public final class Daemon: Sendable {
         }
         let (pool, resolver, client, sender) = (stack.pool, stack.resolver, stack.client, stack.sender)
 
+        var replication: ReplicationServer?
+        var replicationEndpoint: Configuration.ListenAddress?
+        if let listen = configuration.replication.listen {
+            do {
+                (replication, replicationEndpoint) = try await bindReplication(
+                    listen, configuration: configuration, outbox: outbox, sender: sender, group: group, logger: logger)
+            } catch {
+                outbox.close()
+                try? await group.shutdownGracefully()
+                throw error
+            }
+        }
+
         let api = IngestAPI(
             outbox: outbox, bearerToken: token, ownServerName: configuration.server.name, logger: logger,
             administration: DestinationAdmin(outbox: outbox, sender: sender, resolver: resolver),
             queries: QueryForwarder(querier: FederationQuerier(client: client, sender: sender, logger: logger)),
             ephemeralDelivery: SenderEphemeralDelivery(sender: sender),
-            metricsText: { await MetricsText.render(sender: sender, pool: pool, outbox: outbox, resolver: resolver) })
+            metricsText: { [replication] in
+                await MetricsText.render(sender: sender, pool: pool, outbox: outbox, resolver: resolver, replication: replication)
+            })
         let server: IngestServer
         let ingestEndpoint: Configuration.ListenAddress
         do {
@@ -116,6 +136,7 @@ public final class Daemon: Sendable {
                 ingestEndpoint = .unix(path: path)
             }
         } catch {
+            await replication?.stop()
             outbox.close()
             try? await group.shutdownGracefully()
             throw DaemonStartError("ingest.listen: cannot listen on \(configuration.ingest.listen): \(error)")
@@ -139,6 +160,7 @@ public final class Daemon: Sendable {
                 .init(service: SenderService(sender: sender, stopTimeout: configuration.server.stopTimeout, logger: logger),
                       serviceName: "sender"),
                 .init(service: IngestService(server: server), serviceName: "ingest"),
+            ] + (replication.map { [.init(service: ReplicationService(server: $0), serviceName: "replication")] } ?? []) + [
                 .init(service: WatchdogService(notifier: notifier, probe: probe, statusLine: statusLine, logger: logger),
                       serviceName: "watchdog"),
             ],
@@ -146,19 +168,47 @@ public final class Daemon: Sendable {
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = configuration.server.stopTimeout + .seconds(5)
         let daemon = Daemon(
-            configuration: configuration, ingestEndpoint: ingestEndpoint, sender: sender, pool: pool,
+            configuration: configuration, ingestEndpoint: ingestEndpoint, replicationEndpoint: replicationEndpoint,
+            sender: sender, pool: pool,
             group: group, outbox: outbox,
             serviceGroup: ServiceGroup(configuration: groupConfiguration), notifier: notifier, logger: logger)
         logger.info("southbridge started", metadata: [
             "server_name": "\(configuration.server.name)", "ingest": "\(ingestEndpoint)",
-            "storage": "\(configuration.storage.path)",
+            "storage": "\(configuration.storage.path)", "replication": "\(replicationEndpoint.map { "\($0)" } ?? "off")",
         ])
         return daemon
     }
 
+    private static func bindReplication(
+        _ listen: Configuration.ListenAddress, configuration: Configuration, outbox: Outbox, sender: FederationSender,
+        group: any EventLoopGroup, logger: Logger
+    ) async throws -> (ReplicationServer, Configuration.ListenAddress) {
+        let secret = try configuration.replication.secretFile.map { try ReplicationSecret.read(path: $0) }
+        let settings = ReplicationServer.Settings(
+            serverName: configuration.server.name, secret: secret,
+            maxConnections: configuration.replication.maxConnections,
+            pingIntervalMS: configuration.replication.pingInterval.milliseconds)
+        // REMOTE_SERVER_UP: the homeserver heard from the server; the sender's one way to try it now.
+        let wake: @Sendable (String) async -> Void = { name in _ = try? await sender.resetBackoffAndWake(name) }
+        do {
+            switch listen {
+            case .tcp(let host, let port):
+                let server = try await ReplicationServer.bind(host: host, port: port, settings: settings, outbox: outbox,
+                                                              wake: wake, group: group, logger: logger)
+                return (server, .tcp(host: host, port: server.boundPort ?? port))
+            case .unix(let path):
+                let server = try await ReplicationServer.bind(unixPath: path, settings: settings, outbox: outbox,
+                                                              wake: wake, group: group, logger: logger)
+                return (server, listen)
+            }
+        } catch {
+            throw DaemonStartError("replication.listen: cannot listen on \(listen): \(error)")
+        }
+    }
+
     /// Serves until a stop signal or `stop()`; returns after an orderly shutdown.
     public func run() async throws {
-        notifier.ready(status: "listening on \(ingestEndpoint)")
+        notifier.ready(status: "listening on \(ingestEndpoint)" + (replicationEndpoint.map { "; replication on \($0)" } ?? ""))
         defer { logger.info("southbridge stopped") }
         try await serviceGroup.run()
         try? await group.shutdownGracefully()

@@ -3,6 +3,7 @@ import Ingest
 import Logging
 import NIOCore
 import Outbox
+import Replication
 import Sender
 import ServiceLifecycle
 import Systemd
@@ -15,6 +16,19 @@ struct IngestService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await server.close()
+    }
+}
+
+/// Serves the replication endpoint until graceful shutdown, then tells every follower `ERROR server stopping`.
+struct ReplicationService: Service {
+    let server: ReplicationServer
+
+    func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await server.run() }
+            try? await gracefulShutdown()
+            await server.stop()
+        }
     }
 }
 

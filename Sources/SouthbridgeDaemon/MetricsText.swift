@@ -1,11 +1,13 @@
 import Outbox
+import Replication
 import Resolver
 import Sender
 import Transport
 
 /// The numbers an admin looks at, as Prometheus text for `/metrics` and one line for `STATUS=`.
 enum MetricsText {
-    static func render(sender: FederationSender, pool: ConnectionPool, outbox: Outbox, resolver: FederationResolver) async -> String {
+    static func render(sender: FederationSender, pool: ConnectionPool, outbox: Outbox, resolver: FederationResolver,
+                       replication: ReplicationServer? = nil) async -> String {
         let metrics = await sender.currentMetrics
         let counts = await pool.counts
         let resolution = await resolver.statistics()
@@ -79,7 +81,22 @@ enum MetricsText {
         }
         text += "# TYPE southbridge_process_cpu_seconds_total counter\n"
         text += "southbridge_process_cpu_seconds_total \(process.cpuSeconds)\n"
+        if let replication { text += render(replication.metrics) }
         return text
+    }
+
+    /// The replication endpoint's lines, present only when it listens.
+    static func render(_ metrics: ReplicationMetrics) -> String {
+        func labelled(_ name: String, _ label: String, _ counts: [String: Int]) -> String {
+            "# TYPE \(name) counter\n" + counts.sorted { $0.key < $1.key }.map { "\(name){\(label)=\"\($0.key)\"} \($0.value)\n" }.joined()
+        }
+        return "# TYPE southbridge_replication_clients_connected gauge\n"
+            + "southbridge_replication_clients_connected \(metrics.clientsConnected)\n"
+            + "# TYPE southbridge_replication_rows_buffered gauge\n"
+            + "southbridge_replication_rows_buffered \(metrics.rowsBuffered)\n"
+            + labelled("southbridge_replication_commands_in_total", "command", metrics.commandsIn)
+            + labelled("southbridge_replication_commands_out_total", "command", metrics.commandsOut)
+            + labelled("southbridge_replication_disconnects_total", "reason", metrics.disconnects)
     }
 
     /// What `systemctl status` shows, from numbers held in memory only, so that it never waits

@@ -2,6 +2,7 @@ import Federation
 import Glibc
 import NIOCore
 import NIOPosix
+import Replication
 import Resolver
 import SouthbridgeDaemon
 import SouthbridgeSwarm
@@ -89,6 +90,45 @@ public final class DaemonProcess: AwaitedTearDown, @unchecked Sendable {
                 throw FixtureError("southbridge did not send READY=1 within 20 s; it printed:\n\(child.output())")
             }
             try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// The replication endpoint's TCP port, from the READY status of the last start
+    /// (`replication.listen` = "127.0.0.1:0" lets the kernel choose it).
+    public var replicationPort: Int? {
+        guard let status = notifySocket?.messages().last(where: { $0.contains("replication on ") }),
+              let range = status.firstRange(of: "replication on ") else { return nil }
+        let address = status[range.upperBound...].prefix { $0 != "\n" && $0 != ";" }
+        return address.split(separator: ":").last.flatMap { Int($0) }
+    }
+
+    /// A new follower of the replication endpoint over TCP.
+    public func replicationClient(receiveBufferBytes: Int? = nil) async throws -> ReplicationClient {
+        guard let port = replicationPort else { throw FixtureError("southbridge reported no replication endpoint") }
+        return try await ReplicationClient.connect(port: port, receiveBufferBytes: receiveBufferBytes, group: group)
+    }
+
+    /// The daemon's `/metrics` text.
+    public func metrics() async throws -> String {
+        let client = try await client()
+        let response: IngestClient.Response
+        do {
+            response = try await client.request(method: .GET, target: "/metrics")
+        } catch {
+            await client.close()
+            throw error
+        }
+        await client.close()
+        return String(decoding: response.body, as: UTF8.self)
+    }
+
+    /// Asks `/metrics` until it holds `line`, for at most `timeout`; returns whether it did.
+    public func eventually(metricsContain line: String, timeout: Duration = .seconds(20)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let text = try? await metrics(), text.contains(line) { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(50))
         }
     }
 

@@ -24,6 +24,7 @@ import Transport
 ///     .build/release/southbridge-benchmark storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds 10]
 ///         [--commit-window-ms 0]
 ///     .build/release/southbridge-benchmark storage-pragmas [--pdus 2000]
+///     .build/release/southbridge-benchmark replication [--pdus 20000] [--followers 10]
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
@@ -175,11 +176,13 @@ do {
         try await StorageWritesBenchmark.fromCommandLine().run()
     case "storage-pragmas":
         try await StoragePragmasBenchmark.fromCommandLine().run()
+    case "replication":
+        try await ReplicationBenchmark.fromCommandLine().run()
     case "idle-connections":
         try await IdleConnectionsBenchmark.run(
             connections: option("--connections", default: 1000), tlsVersion: stringOption("--tls", default: "1.3"))
     default:
-        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N]")
+        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N]")
         exit(2)
     }
 } catch {

@@ -16,6 +16,8 @@ let usage = """
       check-config --config PATH      check a config file; exit 1 with one line per problem
       check-storage --config PATH     check the outbox file (storage.path); exit 1 with one line per problem
       generate-signing-key PATH       write a new Ed25519 signing key in Synapse's format
+      tail [--config PATH | --connect ADDRESS] [--stream federation|destinations] [--from TOKEN]
+           [--secret-file PATH]       follow the replication endpoint, one line per row
       demo [--servers N] [--pdus N]   run southbridge against N local fake homeservers
       --version                       print the version
 
@@ -58,6 +60,8 @@ struct SouthbridgeCommand {
             } catch {
                 fail("generate-signing-key: \(error)", code: 1)
             }
+        case "tail":
+            await tail(arguments)
         case "demo":
             let servers = intOption("--servers", in: arguments, default: 20, range: 1...500)
             let pdus = intOption("--pdus", in: arguments, default: 1000, range: 1...1_000_000)

@@ -45,7 +45,9 @@ import Testing
         }
     }
 
-    @Test func anEDUOnlyBatchIsAnsweredWithTheCurrentMaximum() async throws {
+    /// A persistent EDU takes a stream ordering after its batch's PDUs: its place in the replication endpoint's
+    /// `federation` stream.
+    @Test func anEDUOnlyBatchIsAnsweredWithTheStreamOrderingItsEDUTook() async throws {
         try await withTemporaryDirectory { directory in
             let outbox = try openOutbox(in: directory)
             defer { outbox.close() }
@@ -56,8 +58,8 @@ import Testing
             let receipt = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [], edus: [
                 edu(serial: 1, destinations: ["a.example"]),
             ]))
-            #expect(receipt == IngestReceipt(streamOrdering: 2, isReplay: false, perPDU: []))
-            #expect(outbox.maxStreamOrdering == 2)
+            #expect(receipt == IngestReceipt(streamOrdering: 3, isReplay: false, perPDU: []))
+            #expect(outbox.maxStreamOrdering == 3)
         }
     }
 

@@ -35,7 +35,7 @@ import Testing
 
             let database = try SQLiteDatabase(path: path)
             defer { database.close() }
-            #expect(try database.statement("SELECT version FROM schema_version").rows { $0.int64(at: 0) } == [3])
+            #expect(try database.statement("SELECT version FROM schema_version").rows { $0.int64(at: 0) } == [OutboxSchema.latestVersion])
         }
     }
 
@@ -73,13 +73,13 @@ import Testing
             #expect(counts.pdus == 0 && counts.destinationSets == 0 && counts.destinationSetMembers == 0)
             outbox.close()
 
-            // With every PDU pruned, the stream ordering handed out last survives a restart.
+            // With every PDU pruned, the stream ordering handed out last (the new EDU's) survives a restart.
             let reopened = try openOutbox(in: directory)
             defer { reopened.close() }
-            #expect(reopened.maxStreamOrdering == 6)
+            #expect(reopened.maxStreamOrdering == 7)
             #expect(try await reopened.accept(IngestBatch(txnID: "after-restart", pdus: [
                 pdu(room: "!r:hs.example", serial: 7, destinations: ["a.example"]),
-            ])).perPDU == [7])
+            ])).perPDU == [8])
         }
     }
 

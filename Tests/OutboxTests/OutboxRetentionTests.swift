@@ -67,7 +67,8 @@ import Testing
             _ = try await outbox.accept(IngestBatch(txnID: "new", pdus: Array(Self.pdus[2...]), edus: [
                 edu(serial: 2, destinations: Self.room),
             ]))
-            try await outbox.recordDelivered(destination: "live.example", upTo: 5)
+            // The old batch's EDU took stream ordering 3, so the new batch's PDUs are 4 to 6.
+            try await outbox.recordDelivered(destination: "live.example", upTo: 6)
             try await outbox.recordEDUsDelivered(destination: "live.example", eduIDs: [1, 2])
             try await outbox.recordFailure(destination: "dead.example", retryLastTS: 1_000, retryIntervalMS: 600_000)
 
@@ -76,7 +77,7 @@ import Testing
             #expect(report.eduCopiesDropped == 1)
             #expect(outbox.droppedPDUCount == 2)
             #expect(outbox.droppedEDUCopyCount == 1)
-            #expect(try await outbox.pendingPDUs(for: "dead.example", after: 0, limit: 50).map(\.streamOrdering) == [3, 4, 5])
+            #expect(try await outbox.pendingPDUs(for: "dead.example", after: 0, limit: 50).map(\.streamOrdering) == [4, 5, 6])
             #expect(try await outbox.pendingEDUs(for: "dead.example", limit: 50).map(\.eduID) == [2])
             #expect(try await outbox.rowCounts().edus == 1)
         }

@@ -35,6 +35,8 @@ struct ConfigurationLimitsTests {
         ConfigurationLimit("ingest.max_body_bytes", 1024...33_554_432, field: \.ingest.maxBodyBytes),
         ConfigurationLimit("ingest.idle_timeout_ms", 1000...3_600_000, duration: \.ingest.idleTimeout),
         ConfigurationLimit("ingest.request_timeout_ms", 100...600_000, duration: \.ingest.requestTimeout),
+        ConfigurationLimit("replication.max_connections", 1...256, field: \.replication.maxConnections),
+        ConfigurationLimit("replication.ping_interval_ms", 100...60_000, duration: \.replication.pingInterval),
         ConfigurationLimit("resolver.well_known_port", 1...65535, field: \.resolver.wellKnownPort),
         ConfigurationLimit("limits.max_connections", 1...65535,
                            companions: [("limits.max_tls_handshakes", "1")], field: \.limits.maxConnections),

@@ -304,13 +304,26 @@ struct ConfigurationTests {
             == "line \(lines["ingest.listen"]!): ingest.listen: \(Configuration.quoted(text)) is not a valid listen address: \(reason)")
     }
 
-    @Test func replicationIsDisabledInThisVersion() throws {
+    @Test func replicationListensOnLoopbackOrAUnixSocketWithoutASecret() throws {
         let disabled = configurationDocument([("replication.listen", "\"\"")]).text
         #expect(try Configuration.parse(disabled, source: "test.toml").replication.listen == nil)
-        let (unix, unixLines) = configurationDocument([("replication.listen", "\"unix:/run/southbridge/replication.sock\"")])
-        #expect(configurationProblems(unix) == "line \(unixLines["replication.listen"]!): replication.listen: the replication endpoint is not available in this version; leave it \"\"")
+        let unix = configurationDocument([("replication.listen", "\"unix:/run/southbridge/replication.sock\"")]).text
+        #expect(try Configuration.parse(unix, source: "test.toml").replication.listen == .unix(path: "/run/southbridge/replication.sock"))
+        let loopback = configurationDocument([("replication.listen", "\"127.0.0.1:9093\"")]).text
+        #expect(try Configuration.parse(loopback, source: "test.toml").replication.listen == .tcp(host: "127.0.0.1", port: 9093))
         let (bad, lines) = configurationDocument([("replication.listen", "\"9093\"")])
         #expect(configurationProblems(bad) == "line \(lines["replication.listen"]!): replication.listen: \"9093\" is not a valid listen address: expected host:port, [ipv6]:port or unix:/absolute/path")
+    }
+
+    @Test func replicationBeyondLoopbackRequiresASecret() throws {
+        let (open, lines) = configurationDocument([("replication.listen", "\"0.0.0.0:9093\"")])
+        #expect(configurationProblems(open) == "line \(lines["replication.listen"]!): replication.secret_file: required when replication.listen is not a loopback address or a unix socket (it is \"0.0.0.0:9093\")")
+        let guarded = configurationDocument([
+            ("replication.listen", "\"0.0.0.0:9093\""), ("replication.secret_file", "\"/etc/southbridge/replication.secret\""),
+        ]).text
+        #expect(try Configuration.parse(guarded, source: "test.toml").replication.secretFile == "/etc/southbridge/replication.secret")
+        let (relative, relativeLines) = configurationDocument([("replication.secret_file", "\"replication.secret\"")])
+        #expect(configurationProblems(relative)?.hasPrefix("line \(relativeLines["replication.secret_file"]!): replication.secret_file: ") == true)
     }
 
     @Test func caFileIsOptionalButAbsolute() throws {
@@ -411,7 +424,10 @@ struct ConfigurationTests {
         configuration.ingest.listen = .unix(path: "/run/southbridge/ingest.sock")
         configuration.ingest.tokenFile = "/tmp/token"
         configuration.ingest.maxBodyBytes = 1024
-        configuration.replication.listen = nil
+        configuration.replication.listen = .tcp(host: "192.0.2.7", port: 9093)
+        configuration.replication.secretFile = "/tmp/replication.secret"
+        configuration.replication.maxConnections = 2
+        configuration.replication.pingInterval = .milliseconds(100)
         configuration.tls.caFile = "/tmp/ca.pem"
         configuration.network.ipRangeAllowlist = [try IPRange(parsing: "127.0.0.0/8"), try IPRange(parsing: "::1")]
         configuration.resolver.nameservers = [

@@ -128,12 +128,16 @@ struct ConfiguredLimitsTests {
         }
     }
 
-    @Test("settings this version cannot honour stop the start with a message naming the key")
-    func refusesUnsupportedSettings() async throws {
-        let fixture = try await DaemonProcess(destinations: 1) { $0.replication.listen = .tcp(host: "127.0.0.1", port: 9093) }
+    @Test("a replication secret that cannot be read stops the start with a message naming the key")
+    func refusesAnUnreadableReplicationSecret() async throws {
+        let fixture = try await DaemonProcess(destinations: 1) { configuration in
+            configuration.replication.listen = .tcp(host: "127.0.0.1", port: 0)
+            configuration.replication.secretFile = "/nonexistent/replication.secret"
+        }
         try await fixture.withTearDown {
             await #expect(throws: (any Error).self) { try await fixture.start() }
-            #expect(fixture.process?.output().contains("replication.listen:") == true)
+            let output = fixture.process?.output() ?? ""
+            #expect(output.contains("replication.secret_file: cannot read") && output.contains("/nonexistent/replication.secret"), "\(output)")
         }
     }
 }

@@ -17,10 +17,13 @@ public struct OutboxCommit: Sendable {
     public struct EDU: Sendable {
         public var eduType: String
         public var destinations: [String]
+        /// Its place in the `federation` stream, after the PDUs of its batch.
+        public var streamOrdering: Int64
 
-        public init(eduType: String, destinations: [String]) {
+        public init(eduType: String, destinations: [String], streamOrdering: Int64 = 0) {
             self.eduType = eduType
             self.destinations = destinations
+            self.streamOrdering = streamOrdering
         }
 
         /// Device-list and cross-signing key updates, which Synapse sends at a pace
@@ -42,12 +45,14 @@ public struct OutboxCommit: Sendable {
         self.edus = edus
     }
 
-    init(batch: IngestBatch, receipt: IngestReceipt) {
+    init(batch: IngestBatch, receipt: IngestReceipt, eduStreamOrderings: [Int64]) {
         pdus = zip(batch.pdus, receipt.perPDU).map { incoming, streamOrdering in
             PDU(pdu: StoredPDU(streamOrdering: streamOrdering, roomID: incoming.roomID, eventID: incoming.eventID,
                                canonicalJSON: incoming.canonicalJSON),
                 destinations: incoming.destinations)
         }
-        edus = batch.edus.map { EDU(eduType: $0.eduType, destinations: $0.destinations) }
+        edus = zip(batch.edus, eduStreamOrderings).map { incoming, streamOrdering in
+            EDU(eduType: incoming.eduType, destinations: incoming.destinations, streamOrdering: streamOrdering)
+        }
     }
 }

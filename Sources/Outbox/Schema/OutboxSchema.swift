@@ -117,6 +117,25 @@ enum OutboxSchema {
             ALTER TABLE ingest_transactions_v3 RENAME TO ingest_transactions;
             CREATE INDEX ingest_transactions_received_ts ON ingest_transactions (received_ts);
             """),
+        // The replication endpoint's streams. A persistent EDU takes a stream ordering after the PDUs of its batch,
+        // so the `federation` stream orders every stored unit by one token; EDUs stored before have none and are not
+        // replayed. Its destination count is kept because `edu_destinations` shrinks as it is delivered.
+        // `destination_changes` is the `destinations` stream: the sender's state changes, the newest
+        // `OutboxLimits.maxDestinationChangesKept` of them, under ids that AUTOINCREMENT never hands out twice.
+        Migration(version: 4, sql: """
+            ALTER TABLE edus ADD COLUMN stream_ordering INTEGER;
+            ALTER TABLE edus ADD COLUMN destination_count INTEGER NOT NULL DEFAULT 0;
+            CREATE INDEX edus_stream_ordering ON edus (stream_ordering) WHERE stream_ordering IS NOT NULL;
+            CREATE TABLE destination_changes (
+                change_id INTEGER PRIMARY KEY AUTOINCREMENT,
+                destination TEXT NOT NULL,
+                state TEXT NOT NULL,
+                retry_interval_ms INTEGER NOT NULL,
+                failure_count INTEGER NOT NULL,
+                last_successful_stream_ordering INTEGER NOT NULL,
+                changed_ts INTEGER NOT NULL
+            );
+            """),
     ]
 
     static var latestVersion: Int64 { migrations.last?.version ?? 0 }

@@ -6,8 +6,13 @@ extension OutboxStore {
     /// `edu_destinations` row per destination, and the txn id with its answer. A txn id seen before gets the first
     /// answer back and nothing is written.
     func accept(_ batch: IngestBatch) throws(SQLiteError) -> IngestReceipt {
+        try acceptBatch(batch).receipt
+    }
+
+    /// `accept`, also telling the stream ordering each persistent EDU took.
+    func acceptBatch(_ batch: IngestBatch) throws(SQLiteError) -> AcceptedBatch {
         if let earlier = try receipt(forTxnID: batch.txnID) {
-            return earlier
+            return AcceptedBatch(receipt: earlier, eduStreamOrderings: [])
         }
         let receivedTS = currentTimestamp
         let insertPDU = try database.statement("""
@@ -31,8 +36,9 @@ extension OutboxStore {
             try insertPDU.run()
             perPDU.append(streamOrdering)
         }
+        var perEDU: [Int64] = []
         if !batch.edus.isEmpty {
-            try insertEDUs(batch.edus, receivedTS: receivedTS, insertDestination: insertDestination)
+            perEDU = try insertEDUs(batch.edus, receivedTS: receivedTS, insertDestination: insertDestination)
         }
         let receipt = IngestReceipt(
             streamOrdering: perPDU.last ?? allocatedStreamOrdering, isReplay: false, perPDU: perPDU)
@@ -44,7 +50,7 @@ extension OutboxStore {
         try recordTxn.bind(Int64(perPDU.count), at: 3)
         try recordTxn.bind(receivedTS, at: 4)
         try recordTxn.run()
-        return receipt
+        return AcceptedBatch(receipt: receipt, eduStreamOrderings: perEDU)
     }
 
     /// The id of the set holding exactly `destinations` (repeats ignored), created the first time it is seen.
@@ -110,18 +116,25 @@ extension OutboxStore {
         _ edus: [IncomingEDU],
         receivedTS: Int64,
         insertDestination: SQLiteStatement
-    ) throws(SQLiteError) {
+    ) throws(SQLiteError) -> [Int64] {
         let insertEDU = try database.statement("""
-            INSERT INTO edus (edu_type, canonical_json, received_ts) VALUES (?1, ?2, ?3)
+            INSERT INTO edus (edu_type, canonical_json, received_ts, stream_ordering, destination_count)
+            VALUES (?1, ?2, ?3, ?4, ?5)
             """)
         let insertEDUDestination = try database.statement("""
             INSERT INTO edu_destinations (destination, edu_id) VALUES (?1, ?2)
             """)
+        var streamOrderings: [Int64] = []
+        streamOrderings.reserveCapacity(edus.count)
         for edu in edus {
+            let streamOrdering = allocateStreamOrdering()
             try insertEDU.bind(edu.eduType, at: 1)
             try insertEDU.bind(edu.canonicalJSON, at: 2)
             try insertEDU.bind(receivedTS, at: 3)
+            try insertEDU.bind(streamOrdering, at: 4)
+            try insertEDU.bind(Int64(Set(edu.destinations).count), at: 5)
             try insertEDU.run()
+            streamOrderings.append(streamOrdering)
             let eduID = database.lastInsertRowID
             var seen = Set<String>()
             for destination in edu.destinations where seen.insert(destination).inserted {
@@ -132,6 +145,13 @@ extension OutboxStore {
                 try insertEDUDestination.run()
             }
         }
+        return streamOrderings
+    }
+
+    /// What `accept` stored: the receipt, and the stream ordering each persistent EDU took (after the PDUs').
+    struct AcceptedBatch {
+        var receipt: IngestReceipt
+        var eduStreamOrderings: [Int64]
     }
 
     /// The answer given when `txnID` was first accepted, rebuilt from its last stream ordering and PDU count

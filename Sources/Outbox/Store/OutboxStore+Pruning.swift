@@ -57,6 +57,7 @@ extension OutboxStore {
     /// removed their `edu_destinations` rows). Returns the rows deleted and where the next step starts, or nil for
     /// the cursor once every EDU has been looked at.
     func pruneUnneededEDUs(after cursor: Int64, limit: Int) throws(SQLiteError) -> (deleted: Int, next: Int64?) {
+        try persistAllocatedStreamOrdering()
         let window = try database.statement("""
             SELECT max(edu_id) FROM (SELECT edu_id FROM edus WHERE edu_id > ?1 ORDER BY edu_id LIMIT ?2)
             """)
@@ -78,6 +79,7 @@ extension OutboxStore {
 
     /// Forgets up to `limit` ingest txn ids received before `cutoff` (ms); a repeat of one after that is stored again.
     func pruneIngestTransactions(receivedBefore cutoff: Int64, limit: Int) throws(SQLiteError) -> Int {
+        try persistAllocatedStreamOrdering()
         let delete = try database.statement("""
             DELETE FROM ingest_transactions WHERE txn_id IN (
                 SELECT txn_id FROM ingest_transactions WHERE received_ts < ?1 LIMIT ?2)

@@ -104,7 +104,8 @@ final class OutboxStore {
             SELECT max(
                 coalesce((SELECT value FROM outbox_meta WHERE name = 'allocated_stream_ordering'), 0),
                 coalesce((SELECT max(stream_ordering) FROM pdus), 0),
-                coalesce((SELECT max(stream_ordering) FROM ingest_transactions), 0))
+                coalesce((SELECT max(stream_ordering) FROM ingest_transactions), 0),
+                coalesce((SELECT max(stream_ordering) FROM edus), 0))
             """).firstRow { $0.int64(at: 0) } ?? 0
     }
 

@@ -32,6 +32,8 @@ final class OutboxWriter: @unchecked Sendable {
     let committedStreamOrdering = Atomic<Int64>(0)
     /// Bytes of the file's pages in use after the last commit.
     let usedBytes = Atomic<Int64>(0)
+    /// The highest destination change id that is committed.
+    let committedDestinationChangeID = Atomic<Int64>(0)
 
     // Written by the writer thread only.
     /// Writes failed for lack of space or an I/O error since the last commit that worked; nil while they work.
@@ -140,6 +142,7 @@ final class OutboxWriter: @unchecked Sendable {
         }
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         usedBytes.store((try? store.usedBytes()) ?? 0, ordering: .relaxed)
+        committedDestinationChangeID.store((try? store.maxDestinationChangeID()) ?? 0, ordering: .releasing)
         logger.info("outbox opened", metadata: ["stream_ordering": "\(store.allocatedStreamOrdering)"])
 
         lock.lock()

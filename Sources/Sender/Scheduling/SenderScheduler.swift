@@ -242,9 +242,10 @@ public struct SenderScheduler: Sendable {
             guard isSending(name) else { break }
             failed(name, reason: "cannot read outstanding units from the outbox: \(reason)", now)
         case .backoffReset(let name):
-            if destinations[name] != nil {
+            if let queue = destinations[name]?.queue {
                 deadlines.remove(name)
                 destinations[name]?.queue.clearBackoff()
+                if queue.isBackingOff { publish(name, .up) }
             }
             wake(name, now)
         case .timerFired:

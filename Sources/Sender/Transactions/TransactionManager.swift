@@ -103,8 +103,8 @@ struct TransactionManager: Sendable {
         return outcome
     }
 
-    /// Writes a `recordProgress` or `recordFailure` action to the Outbox; errors are logged,
-    /// since delivery goes on from memory either way.
+    /// Writes a `recordProgress`, `recordFailure` or `publish` action to the Outbox; errors are
+    /// logged, since delivery goes on from memory either way.
     func record(_ action: SenderScheduler.Action) async {
         switch action {
         case .recordProgress(let deliveries):
@@ -127,6 +127,24 @@ struct TransactionManager: Sendable {
             } catch {
                 logger.error("could not record the failure in the outbox", metadata: [
                     "destination": "\(name)", "error": "\(error)",
+                ])
+            }
+        case .publish(let change):
+            // After the failure it follows is written, so a backoff's failure count is the stored one.
+            var retryIntervalMS: Int64?
+            var failureCount: Int64?
+            switch change.state {
+            case .backingOff(let interval): retryIntervalMS = interval
+            case .up: (retryIntervalMS, failureCount) = (0, 0)
+            case .catchingUp, .caughtUp: break
+            }
+            do {
+                try await outbox.recordDestinationChange(
+                    destination: change.destination, state: change.state.name, retryIntervalMS: retryIntervalMS,
+                    failureCount: failureCount, lastSuccessfulStreamOrdering: change.lastSuccessfulStreamOrdering)
+            } catch {
+                logger.error("could not record the destination's state change in the outbox", metadata: [
+                    "destination": "\(change.destination)", "state": "\(change.state.name)", "error": "\(error)",
                 ])
             }
         default:

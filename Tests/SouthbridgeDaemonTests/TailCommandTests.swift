@@ -1,0 +1,80 @@
+import Glibc
+import SouthbridgeDaemon
+import SouthbridgeSwarm
+import SouthbridgeTestSupport
+import Testing
+
+/// A loopback TCP port free a moment ago, so that a restarted daemon listens where a follower reconnects.
+func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw TailTestError("no free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+struct TailTestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite("southbridge tail, against the real daemon")
+struct TailCommandTests {
+    @Test("prints one line per row, reconnects after a restart with its last tokens, and exits 0 on Ctrl-C")
+    func followsAcrossARestart() async throws {
+        let port = try freeLoopbackPort()
+        let fixture = try await replicationFixture(destinations: 2) { $0.replication.listen = .tcp(host: "127.0.0.1", port: port) }
+        try await fixture.withTearDown {
+            let (healthy, flaky) = (fixture.swarm.servers[0], fixture.swarm.servers[1])
+            flaky.fail(next: 1, with: .fail(status: 503))
+            try await fixture.start()
+            var ingest = try await fixture.client()
+            #expect(try await ingest.send(txnID: "one", body: DaemonProcess.ingestBody(0..<2, destinations: fixture.swarm.serverNames)).status == 200)
+            #expect(try await ingest.send(txnID: "edu", body: toDeviceBody([healthy.serverName])).status == 200)
+            await ingest.close()
+
+            let tail = try ChildProcess(
+                executable: DaemonProcess.binaryPath, arguments: ["tail", "--connect", "127.0.0.1:\(port)", "--from", "0"],
+                environment: ["TZ": "UTC"], logPath: fixture.directory.path + "/tail.log")
+            func rows() -> [String] {
+                tail.output().split(separator: "\n").filter { $0.first?.isNumber == true }.map { String($0.dropFirst(21)) }
+            }
+            let flakyUp = "\(flaky.serverName)  up, delivered up to 2"
+            #expect(await DaemonProcess.eventually(timeout: .seconds(20)) {
+                rows().filter { $0.hasPrefix("federation") }.count == 3 && rows().contains { $0.hasSuffix(flakyUp) }
+            }, "tail printed:\n\(tail.output())")
+
+            fixture.process?.signal(SIGTERM)
+            #expect(await fixture.process?.waitForExit(timeout: .seconds(20)) == 0)
+            try await fixture.start()
+            ingest = try await fixture.client()
+            #expect(try await ingest.send(txnID: "two", body: DaemonProcess.ingestBody(2..<3, destinations: [healthy.serverName])).status == 200)
+            await ingest.close()
+            #expect(await DaemonProcess.eventually(timeout: .seconds(20)) {
+                rows().filter { $0.hasPrefix("federation") }.count == 4
+            }, "tail printed:\n\(tail.output())")
+
+            tail.signal(SIGINT)
+            #expect(await tail.waitForExit(timeout: .seconds(10)) == 0)
+            let printed = rows()
+            #expect(printed.filter { $0.hasPrefix("federation") } == [
+                "federation 1  !room:origin.southbridge.localhost  pdu to 2 servers",
+                "federation 2  !room:origin.southbridge.localhost  pdu to 2 servers",
+                "federation 3  m.direct_to_device to 1 server",
+                "federation 4  !room:origin.southbridge.localhost  pdu to 1 server",
+            ])
+            let destinations = printed.filter { $0.hasPrefix("destinations") }
+            #expect(destinations.count == 2, "\(destinations)")
+            #expect(destinations.first?.hasPrefix("destinations 1  \(flaky.serverName)  backoff: retry in ") == true)
+            #expect(destinations.first?.hasSuffix(", 1 failure, delivered up to 0") == true)
+            #expect(destinations.last == "destinations 2  \(flakyUp)")
+            #expect(tail.output().contains("tail: connection closed; reconnecting"))
+        }
+    }
+}
