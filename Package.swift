@@ -71,11 +71,19 @@ let package = Package(
         ]),
         // Real fake homeservers and a throwaway CA, shared by the demo, tests and benchmarks.
         .target(name: "SouthbridgeSwarm", dependencies: [
-            "COpenSSL", "Federation", "Outbox", "Transport", "Resolver", "Sender", "SouthbridgeDaemon", "Replication",
+            "COpenSSL", "Federation", "Transport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+        // What only tests and benchmarks use: launchers for nginx, dnsmasq and the daemon, faulty
+        // peers, harnesses and a manual clock. The shipped binary does not link it.
+        .target(name: "SouthbridgeTestSupport", dependencies: [
+            "SouthbridgeSwarm", "Federation", "Outbox", "Transport", "Resolver", "Sender", "SouthbridgeDaemon", "Replication",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "southbridge", dependencies: [
@@ -86,7 +94,8 @@ let package = Package(
         ]),
 
         .executableTarget(name: "southbridge-benchmark", dependencies: [
-            "SouthbridgeSwarm", "SouthbridgeDaemon", "Replication", "Resolver", "Transport", "Federation", "Outbox",
+            "SouthbridgeSwarm", "SouthbridgeTestSupport", "SouthbridgeDaemon", "Replication", "Resolver", "Transport",
+            "Federation", "Outbox",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -99,18 +108,19 @@ let package = Package(
         .testTarget(name: "FederationTests", dependencies: ["Federation", "FuzzSupport"]),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TransportTests", dependencies: [
-            "Transport", "SouthbridgeSwarm", "COpenSSL", "Federation", "Resolver", "FuzzSupport",
+            "Transport", "SouthbridgeSwarm", "SouthbridgeTestSupport", "COpenSSL", "Federation", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Outbox", "Federation", "SouthbridgeSwarm", "FuzzSupport",
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Outbox", "Federation", "SouthbridgeSwarm",
+                                                         "SouthbridgeTestSupport", "FuzzSupport",
                                                          .product(name: "Logging", package: "swift-log"),
                                                          .product(name: "NIOCore", package: "swift-nio"),
                                                          .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "ResolverTests", dependencies: [
-            "Resolver", "Federation", "Transport", "SouthbridgeSwarm", "FuzzSupport",
+            "Resolver", "Federation", "Transport", "SouthbridgeSwarm", "SouthbridgeTestSupport", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -125,7 +135,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SouthbridgeDaemonTests", dependencies: [
-            "SouthbridgeDaemon", "SouthbridgeSwarm", "Replication", "Federation", "Outbox", "Sender", "Systemd", "Resolver", "FuzzSupport",
+            "SouthbridgeDaemon", "SouthbridgeSwarm", "SouthbridgeTestSupport", "Replication", "Federation", "Outbox", "Sender",
+            "Systemd", "Resolver", "FuzzSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

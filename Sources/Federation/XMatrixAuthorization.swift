@@ -29,9 +29,10 @@ public struct XMatrixAuthorization: Sendable, Equatable {
         method: String, uri: String, origin: String, destination: String?, content: [UInt8]?
     ) -> [UInt8] {
         var buffer: [UInt8] = []
-        buffer.reserveCapacity(
-            (content?.count ?? 0) + method.utf8.count + uri.utf8.count + origin.utf8.count
-                + (destination?.utf8.count ?? 0) + 72)
+        let contentCount: Int = content?.count ?? 0
+        let destinationCount: Int = destination?.utf8.count ?? 0
+        let fieldsCount: Int = method.utf8.count + uri.utf8.count + origin.utf8.count
+        buffer.reserveCapacity(contentCount + destinationCount + fieldsCount + 72)
         buffer.append(UInt8(ascii: "{"))
         if let content {
             buffer.append(contentsOf: #""content":"#.utf8)

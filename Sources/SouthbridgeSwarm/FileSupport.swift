@@ -7,10 +7,15 @@ public struct TemporaryDirectory: Sendable {
 
     public init(prefix: String) throws {
         var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else {
+        // mkdtemp fills in the template and returns a pointer into it, so the path is read while
+        // the buffer is still pinned, not after `&template`'s temporary pointer has gone.
+        let created = template.withUnsafeMutableBufferPointer { buffer in
+            mkdtemp(buffer.baseAddress!).map { String(cString: $0) }
+        }
+        guard let created else {
             throw FileSupportError("cannot create a temporary directory: \(String(cString: strerror(errno)))")
         }
-        path = String(cString: created)
+        path = created
     }
 
     public func remove() {
@@ -20,7 +25,7 @@ public struct TemporaryDirectory: Sendable {
 
 public struct FileSupportError: Error, Sendable, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// Writes `text` to `path`, replacing it, with the given mode.

@@ -2,6 +2,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Transport
 
 /// `southbridge-benchmark idle-connections`: what an idle TLS connection costs the client.

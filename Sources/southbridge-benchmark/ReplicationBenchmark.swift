@@ -5,6 +5,7 @@ import NIOPosix
 import Replication
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 
 /// `southbridge-benchmark replication`: rows per second from the real daemon's replication endpoint to 1 and to
 /// 10 followers, live while PDUs are ingested and from history, and what one follower that stops reading costs

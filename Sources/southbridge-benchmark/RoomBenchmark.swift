@@ -3,6 +3,7 @@ import Glibc
 import NIOPosix
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 
 /// `southbridge-benchmark room`: one room shared with `--servers` homeservers, as GitHub
 /// issue #11 asks to measure it. The daemon runs pinned to CPU 0 with the connection limits

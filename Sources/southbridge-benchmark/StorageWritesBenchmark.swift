@@ -2,6 +2,7 @@ import Federation
 import Glibc
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 
 /// `southbridge-benchmark storage-writes`: what accepting a PDU costs the disk, as GitHub
 /// issue #12 asks to measure it. For each destination count, a fresh daemon (its Outbox on

@@ -2,6 +2,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Transport
 
 /// `southbridge-benchmark tls --seconds N --rounds R`: the client's TLS handshakes and keep-alive

@@ -6,6 +6,7 @@ import NIOPosix
 import Resolver
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Transport
 
 /// Benchmarks that drive the real `southbridge` binary (built next to this one) against

@@ -2,6 +2,7 @@ import Federation
 import FuzzSupport
 import NIOCore
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// The real ingest listener against a homeserver that sends truncated, malformed, oversized,
@@ -16,8 +17,13 @@ struct IngestServerHostileClientTests {
         let head = "PUT /_southbridge/v1/send/chunked-\(number) HTTP/1.1\r\nHost: localhost\r\n"
             + "Authorization: Bearer \(IngestServerFixture.token)\r\nTransfer-Encoding: chunked\r\n\r\n"
         let split = body.count / 2
-        return Array(head.utf8) + Array("\(String(split, radix: 16))\r\n".utf8) + body[..<split]
-            + Array("\r\n\(String(body.count - split, radix: 16));ext=1\r\n".utf8) + body[split...] + Array("\r\n0\r\n\r\n".utf8)
+        var request: [UInt8] = Array(head.utf8)
+        request += Array("\(String(split, radix: 16))\r\n".utf8)
+        request += body[..<split]
+        request += Array("\r\n\(String(body.count - split, radix: 16));ext=1\r\n".utf8)
+        request += body[split...]
+        request += Array("\r\n0\r\n\r\n".utf8)
+        return request
     }
 
     /// Sends `bytes`, closes the sending side and waits for the server to answer and close.

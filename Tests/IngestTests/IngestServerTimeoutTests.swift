@@ -1,5 +1,6 @@
 import NIOCore
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// Slow clients against the real ingest listener: a connection held open with partial

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Resolver
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// The records every dnsmasq in these tests serves (all in `example.test`, TTL 300 s).

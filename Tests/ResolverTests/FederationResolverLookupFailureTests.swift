@@ -1,6 +1,7 @@
 import Federation
 import Resolver
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 import Transport
 

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Resolver
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 import Transport
 

@@ -1,4 +1,5 @@
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 @Suite("blackholed destinations on the real binary")

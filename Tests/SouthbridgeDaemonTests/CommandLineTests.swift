@@ -1,6 +1,7 @@
 import Federation
 import Glibc
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// The `southbridge` command line, run as a real process.

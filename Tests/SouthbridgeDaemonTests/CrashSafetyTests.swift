@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import Outbox
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Synchronization
 import Testing
 

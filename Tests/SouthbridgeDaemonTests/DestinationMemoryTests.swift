@@ -1,6 +1,7 @@
 import Glibc
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// 50,000 TLS connections in about two minutes load both cores: `scripts/test` runs this suite

@@ -1,6 +1,7 @@
 import Federation
 import NIOHTTP1
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 @Suite("destinations admin API on the real binary")

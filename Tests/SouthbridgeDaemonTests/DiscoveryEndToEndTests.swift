@@ -2,6 +2,7 @@ import Federation
 import NIOCore
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 @Suite("southbridge binary, server discovery end to end")

@@ -1,6 +1,7 @@
 import Federation
 import Glibc
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 @Suite("southbridge binary, EDUs end to end")

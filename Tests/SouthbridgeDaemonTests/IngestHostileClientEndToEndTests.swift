@@ -1,5 +1,6 @@
 import Federation
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// The southbridge binary, configured from its TOML file, against a homeserver that holds

@@ -1,4 +1,5 @@
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// What `/metrics` tells an operator about the outbox, the resolver and the process, read from

@@ -1,6 +1,7 @@
 import Federation
 import NIOHTTP1
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 @Suite("POST /_southbridge/v1/query on the real binary")

@@ -3,6 +3,7 @@ import Glibc
 import Replication
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// A daemon whose replication endpoint listens on a port of the kernel's choosing.

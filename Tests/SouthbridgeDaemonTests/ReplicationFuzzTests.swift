@@ -2,6 +2,7 @@ import FuzzSupport
 import Glibc
 import Replication
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 @Suite("replication endpoint, fuzzed with random and mutated lines")

@@ -1,5 +1,6 @@
 import Federation
 import Logging
+import SouthbridgeTestSupport
 import Synchronization
 import Outbox
 import Sender

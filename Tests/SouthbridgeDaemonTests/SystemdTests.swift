@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 @testable import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Systemd
 import Testing
 import Logging

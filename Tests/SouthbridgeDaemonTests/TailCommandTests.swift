@@ -1,6 +1,7 @@
 import Glibc
 import SouthbridgeDaemon
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 
 /// A loopback TCP port free a moment ago, so that a restarted daemon listens where a follower reconnects.

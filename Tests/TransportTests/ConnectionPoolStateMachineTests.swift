@@ -105,8 +105,9 @@ struct ConnectionPoolCapTests {
         pool.advance(to: ms(3000))
         let times = pool.created.map { Int64($0.at.uptimeNanoseconds) - Int64(ms(0).uptimeNanoseconds) }
         // Each round starts when its last token is there; the last round may be short.
-        let paced = (1...(2 * rate)).map { number in
-            Int64(min((number + round - 1) / round * round, 2 * rate)) * interval
+        let paced = (1...(2 * rate)).map { (number: Int) -> Int64 in
+            let roundEnd: Int = (number + round - 1) / round * round
+            return Int64(min(roundEnd, 2 * rate)) * interval
         }
         #expect(times == Array(repeating: 0, count: rate) + paced)
         #expect(pool.createdKeys == (0..<(3 * rate)).map { "d\($0)" })

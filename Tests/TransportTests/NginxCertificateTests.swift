@@ -1,5 +1,6 @@
 import NIOCore
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 import Transport
 

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 import Testing
 import Transport
 

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import Outbox
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 
 /// A real outbox and the real ingest listener on a unix socket, torn down after the test.
 struct IngestServerFixture {

@@ -1,5 +1,6 @@
 import Glibc
 import SouthbridgeSwarm
+import SouthbridgeTestSupport
 
 /// An `openssl s_server -www` child process on 127.0.0.1, a real TLS peer built by other people.
 ///

@@ -7,6 +7,7 @@ import Outbox
 import Resolver
 import Sender
 import SouthbridgeDaemon
+import SouthbridgeSwarm
 import Transport
 
 /// The daemon's sending half in this process (`FederationStack` over a real Outbox on

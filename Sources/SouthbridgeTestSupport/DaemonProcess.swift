@@ -5,6 +5,7 @@ import NIOPosix
 import Replication
 import Resolver
 import SouthbridgeDaemon
+import SouthbridgeSwarm
 
 /// The real `southbridge` binary run as a child with a config in a temporary directory,
 /// a swarm of fake homeservers, and a notify socket standing in for systemd: what the

@@ -1,6 +1,7 @@
 import Federation
 import NIOCore
 import NIOPosix
+import SouthbridgeSwarm
 import Synchronization
 
 /// A homeserver's connection to the ingest API that sends whatever bytes it is given, as a

@@ -1,4 +1,5 @@
 import Glibc
+import SouthbridgeSwarm
 
 /// A program started by a test or benchmark (southbridge itself, `openssl s_server`,
 /// dnsmasq, nginx), with its output going to a log file for when something fails.

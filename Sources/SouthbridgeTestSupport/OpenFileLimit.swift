@@ -1,4 +1,5 @@
 import Glibc
+import SouthbridgeSwarm
 
 /// This process's `RLIMIT_NOFILE`: a swarm of a thousand servers and the daemon talking to
 /// them need thousands of descriptors, more than the usual soft limit of 1,024.

@@ -1,4 +1,5 @@
 import Glibc
+import SouthbridgeSwarm
 
 /// Which CPUs a benchmark's processes and threads may run on, so the daemon and the swarm
 /// that loads it do not take turns on one core.

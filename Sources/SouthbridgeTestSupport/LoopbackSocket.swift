@@ -1,4 +1,5 @@
 import Glibc
+import SouthbridgeSwarm
 
 /// A socket bound to a port on 127.0.0.1 that the kernel chose (bind to port 0, read back):
 /// how the test peers find free ports. The caller owns `fd`.

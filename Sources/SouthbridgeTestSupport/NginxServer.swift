@@ -1,4 +1,5 @@
 import Glibc
+import SouthbridgeSwarm
 
 /// A real nginx (Debian's `nginx-light`) on 127.0.0.1: a TLS and HTTP/1.1 peer written by
 /// other people, for integration tests and benchmarks.

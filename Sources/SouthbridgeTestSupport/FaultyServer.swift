@@ -1,5 +1,6 @@
 import Glibc
 import NIOConcurrencyHelpers
+import SouthbridgeSwarm
 
 /// A destination on loopback that is there in name only, like the servers of a real room
 /// that went away: it never speaks TLS, so a sender learns of it only through its timeouts

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Resolver
+import SouthbridgeSwarm
 import Synchronization
 
 /// A real dnsmasq on 127.0.0.1, authoritative for `example.test` (so negative answers carry
