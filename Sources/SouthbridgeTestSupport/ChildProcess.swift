@@ -29,6 +29,10 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // NIO opens and accepts sockets without close-on-exec, so a child would otherwise keep
+        // a copy of every connection the tests have open at the moment it starts, and a close
+        // on either end would not reach the other until the child exits.
+        guard closeFrom(3, &actions) == 0 else { throw FileSupportError("posix_spawn: cannot close inherited descriptors") }
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environmentEntries.map { strdup($0) } + [nil]
@@ -159,4 +163,14 @@ public final class NotifySocket: @unchecked Sendable {
         }
         return false
     }
+}
+
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc
+/// module does not declare: the child closes every descriptor from `lowest` on before exec.
+private func closeFrom(_ lowest: Int32, _ actions: inout posix_spawn_file_actions_t) -> Int32 {
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+        return -1
+    }
+    return unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, lowest)
 }
