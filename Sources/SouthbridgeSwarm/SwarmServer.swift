@@ -45,6 +45,8 @@ public final class SwarmServer: Sendable {
 
     struct State {
         var script = Script()
+        /// What every request meets once no script applies: `setBehaviour(_:)`.
+        var behaviour: Behaviour = .accept
         var destinationScripts: [String: Script] = [:]
         var receivedPDUs: [JSONValue] = []
         var logs: [String: DestinationLog] = [:]
@@ -71,6 +73,8 @@ public final class SwarmServer: Sendable {
     let trustedOrigins: [String: VerifyKey]
     let state = NIOLockedValueBox(State())
     private let channel: NIOLockedValueBox<(any Channel)?> = NIOLockedValueBox(nil)
+    /// Binds a new listener on `port` with the same certificate and handlers, for `resume()`.
+    private let listen = NIOLockedValueBox<(@Sendable () async throws -> any Channel)?>(nil)
     /// Accepted connections, closed by `stop` so a stopped server is really gone.
     let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
@@ -114,28 +118,34 @@ public final class SwarmServer: Sendable {
         let issued = try certificateAuthority.issue(dnsNames: ["localhost"] + certificateNames, ipAddresses: ["127.0.0.1"])
         let tlsContext = try TLSContext.server(certificateChainPEM: issued.certificatePEM, privateKeyPEM: issued.privateKeyPEM)
         let box = NIOLockedValueBox<SwarmServer?>(nil)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    guard let server = box.withLockedValue({ $0 }) else { throw ChannelError.ioOnClosedChannel }
-                    let id = ObjectIdentifier(channel)
-                    server.state.withLockedValue { $0.acceptedConnections += 1 }
-                    server.connections.withLockedValue { $0[id] = channel }
-                    channel.closeFuture.whenComplete { _ in server.connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
-                    try channel.pipeline.syncOperations.addHandler(OpenSSLHandler(serverContext: tlsContext))
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(SwarmRequestHandler(server: server))
+        // A new bootstrap for each bind, so that `resume()` can listen again on the same port.
+        @Sendable func listen(on port: Int) async throws -> any Channel {
+            try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let server = box.withLockedValue({ $0 }) else { throw ChannelError.ioOnClosedChannel }
+                        let id = ObjectIdentifier(channel)
+                        server.state.withLockedValue { $0.acceptedConnections += 1 }
+                        server.connections.withLockedValue { $0[id] = channel }
+                        channel.closeFuture.whenComplete { _ in server.connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
+                        try channel.pipeline.syncOperations.addHandler(OpenSSLHandler(serverContext: tlsContext))
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(SwarmRequestHandler(server: server))
+                    }
                 }
-            }
-        let channel = try await bootstrap.bind(host: "127.0.0.1", port: port).get()
+                .bind(host: "127.0.0.1", port: port).get()
+        }
+        let channel = try await listen(on: port)
         let server = SwarmServer(port: channel.localAddress?.port ?? port, serverName: serverName,
                                  signingKey: try SigningKey.generate(version: "swarm"),
                                  trustedOrigins: trustedOrigins, wellKnownAnswers: wellKnownAnswers,
                                  virtualHostSuffix: virtualHostSuffix)
         box.withLockedValue { $0 = server }
         server.channel.withLockedValue { $0 = channel }
+        let boundPort = server.port
+        server.listen.withLockedValue { $0 = { try await listen(on: boundPort) } }
         return server
     }
 
@@ -146,6 +156,14 @@ public final class SwarmServer: Sendable {
         for connection in connections.withLockedValue({ Array($0.values) }) {
             try? await connection.close()
         }
+    }
+
+    /// Listens again on the same port after `stop()`, keeping everything received so far:
+    /// a server that was down and is back.
+    public func resume() async throws {
+        guard let listen = listen.withLockedValue({ $0 }) else { return }
+        let channel = try await listen()
+        self.channel.withLockedValue { $0 = channel }
     }
 
     /// Every PDU received so far, in arrival order, duplicates from retried transactions excluded.
@@ -176,6 +194,12 @@ public final class SwarmServer: Sendable {
 
     /// Every destination name that received at least one request, with its log.
     public var logs: [String: DestinationLog] { state.withLockedValue { $0.logs } }
+
+    /// Applies `behaviour` to every `/send` and query from now on, until it is set again
+    /// (`.accept` ends it); requests scripted by `fail(next:)` meet their script first.
+    public func setBehaviour(_ behaviour: Behaviour) {
+        state.withLockedValue { $0.behaviour = behaviour }
+    }
 
     /// Applies `behaviour` to the next `count` `/send` and query requests (to `destination`
     /// only, when given), then accepts again.
@@ -304,14 +328,14 @@ final class SwarmRequestHandler: ChannelInboundHandler {
     }
 
     /// The scripted behaviour due for this request, if any: the destination's own script
-    /// first, then the server-wide one.
+    /// first, then the server-wide one, then the standing `setBehaviour(_:)`.
     private func scriptedFailure(_ state: inout SwarmServer.State, destination: String) -> SwarmServer.Behaviour? {
         if var script = state.destinationScripts[destination], script.remaining > 0 {
             script.remaining -= 1
             state.destinationScripts[destination] = script.remaining > 0 ? script : nil
             return script.behaviour == .accept ? nil : script.behaviour
         }
-        guard state.script.remaining > 0 else { return nil }
+        guard state.script.remaining > 0 else { return state.behaviour == .accept ? nil : state.behaviour }
         state.script.remaining -= 1
         return state.script.behaviour == .accept ? nil : state.script.behaviour
     }
