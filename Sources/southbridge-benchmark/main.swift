@@ -25,6 +25,8 @@ import Transport
 ///         [--commit-window-ms 0]
 ///     .build/release/southbridge-benchmark storage-pragmas [--pdus 2000]
 ///     .build/release/southbridge-benchmark replication [--pdus 20000] [--followers 10]
+///     .build/release/southbridge-benchmark soak [--minutes 10 | --seconds N] [--servers 300] [--rate 2] [--clients 3] [--seed N]
+///         [--fault-interval-seconds 45] [--faulty-percent 30] [--restarts 2] [--warm-up-seconds 60] [--drain-seconds 180]
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
@@ -178,11 +180,13 @@ do {
         try await StoragePragmasBenchmark.fromCommandLine().run()
     case "replication":
         try await ReplicationBenchmark.fromCommandLine().run()
+    case "soak":
+        try await SoakBenchmark.fromCommandLine().run()
     case "idle-connections":
         try await IdleConnectionsBenchmark.run(
             connections: option("--connections", default: 1000), tlsVersion: stringOption("--tls", default: "1.3"))
     default:
-        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N]")
+        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N] | soak [--minutes N | --seconds N] [--servers N] [--rate N] [--clients N] [--seed N] [--fault-interval-seconds N] [--faulty-percent N] [--restarts N] [--warm-up-seconds N] [--drain-seconds N]")
         exit(2)
     }
 } catch {
