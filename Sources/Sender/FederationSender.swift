@@ -232,7 +232,10 @@ public actor FederationSender {
     }
 
     private func writeRecords() async {
-        for await record in records.stream { await manager.record(record) }
+        for await record in records.stream {
+            await manager.record(record)
+            if case .recordProgress(let deliveries) = record { handle(.progressRecorded(deliveries)) }
+        }
         recordsWritten = true
         resumeWaiters()
     }

@@ -70,6 +70,9 @@ public struct SenderScheduler: Sendable {
         case read(String, ReadKind, pdus: [StoredPDU])
         case persistentEDUsRead(String, TransactionDraft, [StoredEDU])
         case transactionFinished(String, OutgoingTransaction, TransactionOutcome)
+        /// A `recordProgress` write has finished: reads asked for from now on no longer find
+        /// the persistent EDUs it removed.
+        case progressRecorded([Outbox.Delivery])
         /// A read for the destination failed: its units are still in the Outbox, so it backs
         /// off rather than forgetting them.
         case outboxReadFailed(String, reason: String)
@@ -99,6 +102,9 @@ public struct SenderScheduler: Sendable {
         public var eduRoom: Int
         /// `eduNotifications` when the read was asked for: an EDU committed after it may be missing.
         var eduNotifications: Int
+        /// Persistent EDUs delivered whose removal was not yet written when the read was asked
+        /// for: the read may still find them.
+        var deliveredEDUIDs: Set<Int64> = []
     }
 
     public struct Failure: Sendable, Equatable {
@@ -167,6 +173,9 @@ public struct SenderScheduler: Sendable {
     /// which only means re-sending.
     private var unwrittenProgress: [String: Outbox.Delivery] = [:]
     private var unwrittenOrder: [String] = []
+    /// Persistent EDUs delivered whose removal is being written (`recordProgress` asked for,
+    /// `progressRecorded` not yet reported), by destination.
+    private var progressBeingWritten: [String: Set<Int64>] = [:]
     private var progressWriteAtMS: Int64?
     private var armedTimerMS: Int64?
     /// Set once `started` has listed the destinations owed something: any destination met
@@ -238,6 +247,11 @@ public struct SenderScheduler: Sendable {
         case .transactionFinished(let name, let transaction, let outcome):
             guard isSending(name) else { break }
             transactionFinished(name, transaction, outcome, now)
+        case .progressRecorded(let deliveries):
+            for delivery in deliveries where !delivery.eduIDs.isEmpty {
+                progressBeingWritten[delivery.destination]?.subtract(delivery.eduIDs)
+                if progressBeingWritten[delivery.destination]?.isEmpty == true { progressBeingWritten[delivery.destination] = nil }
+            }
         case .outboxReadFailed(let name, let reason):
             guard isSending(name) else { break }
             failed(name, reason: "cannot read outstanding units from the outbox: \(reason)", now)
@@ -477,9 +491,10 @@ public struct SenderScheduler: Sendable {
     private mutating func prepareTransaction(_ name: String, pdus: [StoredPDU], isCatchUp: Bool, _ now: SenderTime) {
         let queue = destinations[name]!.queue
         let eduRoom = min(TransactionBody.maximumEDUCount, max(0, queue.unitLimit - pdus.count))
-        let draft = TransactionDraft(pdus: pdus, isCatchUp: isCatchUp, eduRoom: eduRoom,
+        var draft = TransactionDraft(pdus: pdus, isCatchUp: isCatchUp, eduRoom: eduRoom,
                                      eduNotifications: destinations[name]!.eduNotifications)
         if eduRoom > 0, queue.persistentEDUsMayBePending {
+            draft.deliveredEDUIDs = progressBeingWritten[name, default: []].union(unwrittenProgress[name]?.eduIDs ?? [])
             actions.append(.readPersistentEDUs(name, draft, limit: TransactionBody.maximumEDUCount))
         } else {
             buildTransaction(name, draft, persistent: [], now)
@@ -489,10 +504,9 @@ public struct SenderScheduler: Sendable {
     private mutating func buildTransaction(_ name: String, _ draft: TransactionDraft, persistent read: [StoredEDU],
                                            _ now: SenderTime) {
         var persistent = read
-        // Delivered, but the delivery is not written yet: not to be sent again.
-        if let unwritten = unwrittenProgress[name]?.eduIDs, !unwritten.isEmpty {
-            let delivered = Set(unwritten)
-            persistent.removeAll { delivered.contains($0.eduID) }
+        // Delivered, but still in the Outbox when the read began: not to be sent again.
+        if !draft.deliveredEDUIDs.isEmpty {
+            persistent.removeAll { draft.deliveredEDUIDs.contains($0.eduID) }
         }
         persistent.sort { $0.eduID < $1.eduID }
         if draft.eduRoom > 0, persistent.isEmpty, destinations[name]!.eduNotifications == draft.eduNotifications {
@@ -594,6 +608,9 @@ public struct SenderScheduler: Sendable {
         guard !unwrittenProgress.isEmpty else { return }
         // In the order the destinations were first delivered to, which is the order they went quiet in.
         let written = unwrittenOrder.filter { unwrittenProgress[$0] != nil }
+        for name in written {
+            if let eduIDs = unwrittenProgress[name]?.eduIDs, !eduIDs.isEmpty { progressBeingWritten[name, default: []].formUnion(eduIDs) }
+        }
         actions.append(.recordProgress(written.map { unwrittenProgress[$0]! }))
         unwrittenProgress.removeAll()
         unwrittenOrder.removeAll()

@@ -191,6 +191,7 @@ struct SchedulerSimulation {
                 record.retryLastTS = nil
                 records[delivery.destination] = record
             }
+            report(.progressRecorded(deliveries), afterMS: 1)
         case .recordFailure(let name, let failure):
             var record = records[name] ?? DestinationRecord(name: name)
             record.retryIntervalMS = failure.retryIntervalMS
@@ -256,7 +257,7 @@ extension SenderScheduler.Event {
         case .loaded(let name, _, _), .read(let name, _, _), .persistentEDUsRead(let name, _, _),
              .transactionFinished(let name, _, _), .outboxReadFailed(let name, _):
             return name
-        case .started, .committed, .ephemeralQueued, .recentEvents, .backoffReset, .timerFired, .stop:
+        case .started, .committed, .ephemeralQueued, .recentEvents, .progressRecorded, .backoffReset, .timerFired, .stop:
             return nil
         }
     }
