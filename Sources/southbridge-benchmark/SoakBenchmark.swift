@@ -78,24 +78,48 @@ struct SoakBenchmark {
         }
         let fileLimit = try OpenFileLimit.raiseToHardLimit()
         try CPUAffinity.pinThisProcess(to: [1])
-        let fixture = try await DaemonProcess(destinations: servers) { configuration in
+        let fixture = try await DaemonProcess(destinations: 0) { configuration in
             configuration.log.level = "warning"
             configuration.sender.retryInitialInterval = Self.retryInitial
             configuration.sender.retryMaxInterval = Self.retryMax
         }
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let verdict: Verdict
-        do {
-            verdict = try await soak(fixture: fixture, clientGroup: clientGroup, fileLimit: fileLimit)
-        } catch {
+        var swarm: [SwarmServer] = []
+        func tearDown() async {
+            for server in swarm { await server.stop() }
             await fixture.tearDown()
             try? await clientGroup.shutdownGracefully()
+        }
+        let verdict: Verdict
+        do {
+            swarm = try await startSwarm(fixture)
+            verdict = try await soak(fixture: fixture, swarm: swarm, clientGroup: clientGroup, fileLimit: fileLimit)
+        } catch {
+            await tearDown()
             throw error
         }
         if !verdict.failures.isEmpty { await keepState(of: fixture) }
-        await fixture.tearDown()
-        try? await clientGroup.shutdownGracefully()
+        await tearDown()
         guard verdict.failures.isEmpty else { throw BenchmarkError("soak failed: " + verdict.failures.joined(separator: "; ")) }
+    }
+
+    /// `servers` fake homeservers trusting the fixture's key, on ports below Linux's ephemeral
+    /// range (32768 and up): a dead server's port stays closed for a while, and in that range
+    /// one of the daemon's own connections could take it and keep the server from coming back.
+    private func startSwarm(_ fixture: DaemonProcess) async throws -> [SwarmServer] {
+        var swarm: [SwarmServer] = []
+        var portsTaken = 0
+        while swarm.count < servers {
+            do {
+                swarm.append(try await SwarmServer.start(
+                    port: Int.random(in: 20_000..<32_000), certificateAuthority: fixture.swarm.certificateAuthority,
+                    trustedOrigins: [DaemonProcess.serverName: fixture.key.verifyKey], group: fixture.group))
+            } catch {
+                portsTaken += 1
+                guard portsTaken < 1_000 else { throw BenchmarkError("soak: no free port for the swarm: \(error)") }
+            }
+        }
+        return swarm
     }
 
     struct Verdict {
@@ -107,16 +131,18 @@ struct SoakBenchmark {
         var pid: pid_t
         var started: ContinuousClock.Instant
         var readyAfter: Duration
-        var samples: [(at: ContinuousClock.Instant, kib: Int)] = []
+        /// RSS, and the connections open to remote servers, every `sampleInterval`.
+        var samples: [(at: ContinuousClock.Instant, kib: Int, connections: Int)] = []
         var cpuSeconds = 0.0
         var peakKiB = 0
     }
 
-    private func soak(fixture: DaemonProcess, clientGroup: MultiThreadedEventLoopGroup, fileLimit: Int) async throws -> Verdict {
+    private func soak(fixture: DaemonProcess, swarm: [SwarmServer], clientGroup: MultiThreadedEventLoopGroup,
+                      fileLimit: Int) async throws -> Verdict {
         var random = SeededRandom(seed: seed)
-        let traffic = SoakTraffic(serverNames: fixture.swarm.serverNames, random: &random,
+        let traffic = SoakTraffic(serverNames: swarm.map(\.serverName), random: &random,
                                   requestInterval: .seconds(clients) / rate)
-        let faults = SoakFaults(servers: fixture.swarm.servers, slowAnswer: slowAnswer)
+        let faults = SoakFaults(servers: swarm, slowAnswer: slowAnswer)
 
         func startDaemon() async throws -> ProcessLife {
             let starting = ContinuousClock.now
@@ -125,9 +151,11 @@ struct SoakBenchmark {
             return ProcessLife(pid: process.pid, started: starting, readyAfter: .now - starting)
         }
         var lives = [try await startDaemon()]
-        func sample() {
+        func sample() async {
             guard let pid = fixture.process?.pid else { return }
-            lives[lives.count - 1].samples.append((.now, ProcessMemory.currentKiB(pid: pid)))
+            let kib = ProcessMemory.currentKiB(pid: pid)
+            let connections = (try? await fixture.metrics()).flatMap { Self.parseMetrics($0)["southbridge_connections_open"] } ?? -1
+            lives[lives.count - 1].samples.append((.now, kib, connections))
         }
         func closeLife() {
             guard let pid = fixture.process?.pid else { return }
@@ -156,7 +184,7 @@ struct SoakBenchmark {
         while ContinuousClock.now < end {
             let now = ContinuousClock.now
             if now >= nextSample {
-                sample()
+                await sample()
                 nextSample += sampleInterval
             }
             if nextRestart < restartTimes.count, now >= restartTimes[nextRestart] {
@@ -192,18 +220,18 @@ struct SoakBenchmark {
         print("  \(at(healed)): traffic stopped, every server healed\(faults.notListening.isEmpty ? "" : " but \(faults.notListening.count) that could not listen again")")
 
         let expected = SoakExpectation(ledger: ledger, servers: servers, live: faults.listeningIndices)
-        var accounting = expected.account(fixture.swarm.servers)
+        var accounting = expected.account(swarm)
         let drainDeadline = healed + drainBound
         while !accounting.complete, ContinuousClock.now < drainDeadline {
             if ContinuousClock.now >= nextSample {
-                sample()
+                await sample()
                 nextSample += sampleInterval
             }
             try await Task.sleep(for: .milliseconds(500))
-            accounting = expected.account(fixture.swarm.servers)
+            accounting = expected.account(swarm)
         }
         let drained = ContinuousClock.now
-        sample()
+        await sample()
         closeLife()
         let metrics = (try? await fixture.metrics()).map(Self.parseMetrics) ?? [:]
 
@@ -295,6 +323,17 @@ struct SoakBenchmark {
                   + "\(range(draining)) | \(life.samples.last.map { mib($0.kib) } ?? "–") | \(mib(life.peakKiB)) |")
         }
 
+        print("\nRSS / connections open, every 30 s of each process:")
+        for (number, life) in lives.enumerated() {
+            var nextMark = life.started
+            var marks: [String] = []
+            for sample in life.samples where sample.at >= nextMark {
+                marks.append("\(minutesAndSeconds(sample.at - started)) \(mib(sample.kib))/\(sample.connections)")
+                nextMark = sample.at + .seconds(30)
+            }
+            print("  \(number + 1): " + marks.joined(separator: ", "))
+        }
+
         var failures: [String] = []
         if accounting.pduCopiesMissing > 0 {
             failures.append("\(accounting.pduCopiesMissing) PDU copies lost (\(accounting.missingExamples.joined(separator: ", ")))")
@@ -302,9 +341,10 @@ struct SoakBenchmark {
         if accounting.toDeviceMissing > 0 { failures.append("\(accounting.toDeviceMissing) to-device copies lost") }
         if ledger.refused > 0 { failures.append("\(ledger.refused) ingest requests refused") }
         let last = lives[lives.count - 1]
-        if let reference = last.samples.first(where: { $0.at - last.started >= warmUp })?.kib, let end = last.samples.last?.kib {
-            let growth = Double(end - reference) / Double(reference)
-            print("\nRSS at the end \(mib(end)) against \(mib(reference)) \(wholeSeconds(warmUp)) after the last start: "
+        if let reference = last.samples.first(where: { $0.at - last.started >= warmUp }), let end = last.samples.last {
+            let growth = Double(end.kib - reference.kib) / Double(reference.kib)
+            print("\nRSS at the end \(mib(end.kib)) (\(end.connections) connections open) against \(mib(reference.kib)) "
+                  + "(\(reference.connections) open) \(wholeSeconds(warmUp)) after the last start: "
                   + "\(growth >= 0 ? "+" : "")\(rounded(growth * 100))% (at most +\(Int(Self.rssTolerance * 100))%)")
             if growth > Self.rssTolerance { failures.append("RSS grew \(rounded(growth * 100))% after warm-up") }
         } else {
