@@ -5,10 +5,12 @@ import Transport
 /// Connections and TLS handshakes in progress at once across the servers that share it, with
 /// their peaks: a sender's connection limits as the receiving end sees them.
 ///
-/// A connection counts from its accept until it is closed. A handshake counts from the first
-/// bytes the client sends (its ClientHello, sent once the client has given the connection a
-/// handshake turn) until the server has the client's Finished, or the connection closes; so it
-/// ends a little after the client counts it done, never before.
+/// A connection counts from its accept until the server has read its close. A handshake counts
+/// from the first bytes the client sends (its ClientHello, sent once the client has given the
+/// connection a handshake turn) until the server has read the client's Finished, or the
+/// connection closes. Both end after the client counts them done, by as long as the servers'
+/// event loop takes to get to them: on a loaded loop the counts run above what the client
+/// ever had, so they check a client's limits from the other end without replacing its own count.
 public final class SwarmLoad: Sendable {
     public struct Counts: Sendable, Equatable {
         public var open = 0
