@@ -37,6 +37,7 @@ enum MetricsText {
             ("southbridge_connections_awaiting_handshake", "gauge", counts.awaitingHandshake),
             ("southbridge_connections_closing", "gauge", counts.closing),
             ("southbridge_connections_peak_open", "gauge", counts.peakOpen),
+            ("southbridge_tls_handshakes_peak_in_progress", "gauge", counts.peakHandshaking),
             ("southbridge_connection_evictions_total", "counter", counts.evictions),
             ("southbridge_connection_waiters", "gauge", counts.waiting),
             ("southbridge_tls_handshakes_total", "counter", counts.handshakesCompleted),

@@ -111,10 +111,12 @@ public final class SwarmServer: Sendable {
     ///   - virtualHostSuffix: also answer to every destination whose host ends with it (e.g.
     ///     `.live.swarm.test`, with `*.live.swarm.test` among `certificateNames`), recording
     ///     each name's traffic apart.
+    ///   - load: where its connections and handshakes are counted, shared by the servers of a `Swarm`.
     public static func start(port: Int = 0, serverName: String? = nil, certificateNames: [String] = [],
                              wellKnownAnswers: [String: JSONValue] = [:], virtualHostSuffix: String? = nil,
                              certificateAuthority: TestCertificateAuthority,
-                             trustedOrigins: [String: VerifyKey], group: any EventLoopGroup) async throws -> SwarmServer {
+                             trustedOrigins: [String: VerifyKey], load: SwarmLoad = SwarmLoad(),
+                             group: any EventLoopGroup) async throws -> SwarmServer {
         let issued = try certificateAuthority.issue(dnsNames: ["localhost"] + certificateNames, ipAddresses: ["127.0.0.1"])
         let tlsContext = try TLSContext.server(certificateChainPEM: issued.certificatePEM, privateKeyPEM: issued.privateKeyPEM)
         let box = NIOLockedValueBox<SwarmServer?>(nil)
@@ -129,8 +131,15 @@ public final class SwarmServer: Sendable {
                         let id = ObjectIdentifier(channel)
                         server.state.withLockedValue { $0.acceptedConnections += 1 }
                         server.connections.withLockedValue { $0[id] = channel }
-                        channel.closeFuture.whenComplete { _ in server.connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
+                        load.connectionOpened()
+                        channel.closeFuture.whenComplete { _ in
+                            server.connections.withLockedValue { _ = $0.removeValue(forKey: id) }
+                            load.connectionClosed()
+                        }
+                        let handshakeStart = SwarmHandshakeStart(load: load)
+                        try channel.pipeline.syncOperations.addHandler(handshakeStart)
                         try channel.pipeline.syncOperations.addHandler(OpenSSLHandler(serverContext: tlsContext))
+                        try channel.pipeline.syncOperations.addHandler(SwarmHandshakeEnd(start: handshakeStart))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(SwarmRequestHandler(server: server))
                     }

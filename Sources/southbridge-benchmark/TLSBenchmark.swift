@@ -233,7 +233,7 @@ struct TLSBenchmark {
             callers: callers,
             ours: { _ in try await getSmall(connection) },
             tool: {
-                let run = try await runTool("wrk", arguments)
+                let (run, nginxCPUTime) = try await runTool("wrk", arguments)
                 let lines = run.output.split(separator: "\n")
                 guard let line = lines.first(where: { $0.hasPrefix("Requests/sec:") }),
                     let rate = Double(line.dropFirst("Requests/sec:".count).trimmingPrefix(while: { $0 == " " })),
@@ -241,7 +241,8 @@ struct TLSBenchmark {
                         .flatMap({ Int($0) })
                 else { throw BenchmarkError("no request count or Requests/sec line in wrk's output: \(run.output)") }
                 errors += lines.filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }.map(String.init)
-                return run.measurement(operations: total, rate: rate)
+                return Measurement(
+                    rate: rate, clientCPUPerOperation: run.cpuTime / total, nginxCPUPerOperation: nginxCPUTime / total)
             })
         await connection.close()
         return callers.indices.map { index in
@@ -325,63 +326,29 @@ struct TLSBenchmark {
         var measurement: Measurement
     }
 
-    /// Runs `openssl s_time`, trusting only the test CA as our client does, and reads the
-    /// "N connections in T real seconds" line and the per-connection progress marks
-    /// (`r` for a resumed session).
+    /// Runs `openssl s_time` against the nginx site and reads its figures (see `STimeRun`).
     private func sTime(site: String, mode: String, www: String?, options: [String] = []) async throws -> STimeResult {
-        var arguments = [
-            "s_time", "-connect", "127.0.0.1:\(nginx.port(of: site))", mode, "-time", "\(seconds)",
-            "-CAfile", caFile, "-no-CApath", "-no-CAstore",
-        ] + options
-        if let www { arguments += ["-www", www] }
-        let run = try await runTool("openssl", arguments)
-        let lines = run.output.split(separator: "\n")
-        guard let line = lines.first(where: { $0.contains(" real seconds") }),
-            let connections = line.split(separator: " ").first.flatMap({ Int($0) })
-        else { throw BenchmarkError("no \"real seconds\" line in s_time's output: \(run.output)") }
-        let marks = lines.last { !$0.isEmpty && $0.allSatisfy { "r*tsf".contains($0) } }
-        return STimeResult(
-            command: "openssl " + arguments.map { $0 == caFile ? "ca.pem" : $0 }.joined(separator: " "),
-            connections: connections, resumed: marks?.filter { $0 == "r" }.count ?? 0,
-            measurement: run.measurement(operations: connections, rate: Double(connections) / run.wallTime.seconds))
-    }
-
-    private struct ToolRun {
-        var output: String
-        var wallTime: Duration
-        var cpuTime: CPUTime
-        var nginxCPUTime: Duration
-
-        func measurement(operations: Int, rate: Double) -> Measurement {
-            Measurement(
-                rate: rate, clientCPUPerOperation: cpuTime / operations,
-                nginxCPUPerOperation: nginxCPUTime / operations)
-        }
-    }
-
-    /// Runs a tool to completion and returns what it printed, how long it ran and the CPU it used.
-    private func runTool(_ executable: String, _ arguments: [String]) async throws -> ToolRun {
-        let clock = ContinuousClock()
-        let cpuBefore = Self.cpuTime(RUSAGE_CHILDREN)
         let nginxBefore = cpuSeconds(pid: nginx.pid)
-        let started = clock.now
-        let process = try ChildProcess(
-            executable: executable, arguments: arguments, logPath: directory.path + "/\(executable).log")
-        guard let status = await process.waitForExit(timeout: .seconds(seconds + 30)) else {
-            await process.terminate()
-            throw BenchmarkError("\(executable) did not finish: \(process.output())")
-        }
-        let wallTime = clock.now - started
-        let output = process.output()
-        unlink(process.logPath)
-        guard status == 0 else { throw BenchmarkError("\(executable) \(arguments) exited with \(status): \(output)") }
-        return ToolRun(
-            output: output, wallTime: wallTime, cpuTime: Self.cpuTime(RUSAGE_CHILDREN) - cpuBefore,
-            nginxCPUTime: .seconds(cpuSeconds(pid: nginx.pid) - nginxBefore))
+        let run = try await STimeRun.run(
+            port: nginx.port(of: site), caFile: caFile, mode: mode, seconds: seconds, www: www, options: options,
+            directory: directory.path)
+        let nginxCPUTime: Duration = .seconds(cpuSeconds(pid: nginx.pid) - nginxBefore)
+        return STimeResult(
+            command: run.command, connections: run.connections, resumed: run.resumed,
+            measurement: Measurement(
+                rate: Double(run.connections) / run.wallTime.seconds, clientCPUPerOperation: run.cpuTime / run.connections,
+                nginxCPUPerOperation: nginxCPUTime / run.connections))
+    }
+
+    /// Runs `wrk` to completion and measures it with the nginx CPU it caused.
+    private func runTool(_ executable: String, _ arguments: [String]) async throws -> (run: ToolRun, nginxCPUTime: Duration) {
+        let nginxBefore = cpuSeconds(pid: nginx.pid)
+        let run = try await ToolRun.run(executable, arguments, seconds: seconds, directory: directory.path)
+        return (run, .seconds(cpuSeconds(pid: nginx.pid) - nginxBefore))
     }
 
     /// User and system CPU time of this process (`RUSAGE_SELF`) or of its reaped children (`RUSAGE_CHILDREN`).
-    private static func cpuTime(_ who: __rusage_who) -> CPUTime {
+    static func cpuTime(_ who: __rusage_who) -> CPUTime {
         var usage = rusage()
         getrusage(__rusage_who_t(who.rawValue), &usage)
         func duration(_ time: timeval) -> Duration { .seconds(time.tv_sec) + .microseconds(time.tv_usec) }
@@ -461,5 +428,65 @@ struct BenchmarkError: Error, CustomStringConvertible {
 extension Duration {
     fileprivate var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
+
+/// One run of a command-line tool to completion: what it printed, how long it ran and the CPU
+/// it used (user and system, from `RUSAGE_CHILDREN` once it is reaped).
+struct ToolRun {
+    var output: String
+    var wallTime: Duration
+    var cpuTime: TLSBenchmark.CPUTime
+
+    /// Runs `executable` for at most `seconds` + 30 s; with `cpus`, pinned to those CPUs.
+    static func run(_ executable: String, _ arguments: [String], seconds: Int, directory: String,
+                    cpus: [Int]? = nil) async throws -> ToolRun {
+        let clock = ContinuousClock()
+        let cpuBefore = TLSBenchmark.cpuTime(RUSAGE_CHILDREN)
+        let started = clock.now
+        let process = try ChildProcess(
+            executable: executable, arguments: arguments, logPath: directory + "/\(executable).log", cpus: cpus)
+        guard let status = await process.waitForExit(timeout: .seconds(seconds + 30)) else {
+            await process.terminate()
+            throw BenchmarkError("\(executable) did not finish: \(process.output())")
+        }
+        let wallTime = clock.now - started
+        let output = process.output()
+        unlink(process.logPath)
+        guard status == 0 else { throw BenchmarkError("\(executable) \(arguments) exited with \(status): \(output)") }
+        return ToolRun(output: output, wallTime: wallTime, cpuTime: TLSBenchmark.cpuTime(RUSAGE_CHILDREN) - cpuBefore)
+    }
+}
+
+/// One run of `openssl s_time` against a TLS server on 127.0.0.1, trusting only `caFile` as
+/// our client does: the connections it made (from its "N connections in T real seconds"
+/// line), how many resumed a session (its `r` progress marks), and its own CPU.
+struct STimeRun {
+    var command: String
+    var connections: Int
+    var resumed: Int
+    var wallTime: Duration
+    var cpuTime: TLSBenchmark.CPUTime
+
+    /// The client CPU (user + system) per connection.
+    var cpuPerConnection: Duration { connections > 0 ? (cpuTime.user + cpuTime.system) / connections : .zero }
+
+    static func run(port: Int, caFile: String, mode: String, seconds: Int, www: String? = nil, options: [String] = [],
+                    directory: String, cpus: [Int]? = nil) async throws -> STimeRun {
+        var arguments = [
+            "s_time", "-connect", "127.0.0.1:\(port)", mode, "-time", "\(seconds)",
+            "-CAfile", caFile, "-no-CApath", "-no-CAstore",
+        ] + options
+        if let www { arguments += ["-www", www] }
+        let run = try await ToolRun.run("openssl", arguments, seconds: seconds, directory: directory, cpus: cpus)
+        let lines = run.output.split(separator: "\n")
+        guard let line = lines.first(where: { $0.contains(" real seconds") }),
+            let connections = line.split(separator: " ").first.flatMap({ Int($0) })
+        else { throw BenchmarkError("no \"real seconds\" line in s_time's output: \(run.output)") }
+        let marks = lines.last { !$0.isEmpty && $0.allSatisfy { "r*tsf".contains($0) } }
+        return STimeRun(
+            command: "openssl " + arguments.map { $0 == caFile ? "ca.pem" : $0 }.joined(separator: " "),
+            connections: connections, resumed: marks?.filter { $0 == "r" }.count ?? 0, wallTime: run.wallTime,
+            cpuTime: run.cpuTime)
     }
 }

@@ -27,6 +27,10 @@ import Transport
 ///     .build/release/southbridge-benchmark replication [--pdus 20000] [--followers 10]
 ///     .build/release/southbridge-benchmark soak [--minutes 10 | --seconds N] [--servers 300] [--rate 2] [--clients 3] [--seed N]
 ///         [--fault-interval-seconds 45] [--faulty-percent 30] [--restarts 2] [--warm-up-seconds 60] [--drain-seconds 180]
+///     .build/release/southbridge-benchmark scale fanout [--destinations 1000] [--lifted-pacing] [--bound-seconds 900] [--no-header]
+///     .build/release/southbridge-benchmark scale meltdown [--servers 500] [--faulty-percent 30] [--seconds 60] [--lifted-pacing]
+///     .build/release/southbridge-benchmark scale restart [--destinations 10000] [--pdus 1] [--lifted-pacing]
+///     .build/release/southbridge-benchmark scale burst [--servers 500] [--pdus 20] [--interval-ms 50] [--cold] [--lifted-pacing]
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
@@ -182,11 +186,13 @@ do {
         try await ReplicationBenchmark.fromCommandLine().run()
     case "soak":
         try await SoakBenchmark.fromCommandLine().run()
+    case "scale":
+        try await ScaleBenchmark.fromCommandLine().run()
     case "idle-connections":
         try await IdleConnectionsBenchmark.run(
             connections: option("--connections", default: 1000), tlsVersion: stringOption("--tls", default: "1.3"))
     default:
-        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N] | soak [--minutes N | --seconds N] [--servers N] [--rate N] [--clients N] [--seed N] [--fault-interval-seconds N] [--faulty-percent N] [--restarts N] [--warm-up-seconds N] [--drain-seconds N]")
+        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N] | soak [--minutes N | --seconds N] [--servers N] [--rate N] [--clients N] [--seed N] [--fault-interval-seconds N] [--faulty-percent N] [--restarts N] [--warm-up-seconds N] [--drain-seconds N] | scale fanout [--destinations N] [--lifted-pacing] | scale meltdown [--servers N] [--faulty-percent N] [--seconds N] [--lifted-pacing] | scale restart [--destinations N] [--pdus N] [--lifted-pacing] | scale burst [--servers N] [--pdus N] [--interval-ms N] [--cold] [--lifted-pacing] (every scale scenario: [--bound-seconds N] [--no-header])")
         exit(2)
     }
 } catch {

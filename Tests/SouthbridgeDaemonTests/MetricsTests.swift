@@ -40,4 +40,39 @@ struct MetricsTests {
             #expect(values["southbridge_process_cpu_seconds_total"] ?? 0 > 0, "\(text)")
         }
     }
+
+    @Test("/metrics shows the most connections open and TLS handshakes in progress at once, within the limits")
+    func poolPeaks() async throws {
+        // Six new destinations at once, paced by nothing but the two handshake turns.
+        let fixture = try await DaemonProcess(destinations: 6) { configuration in
+            configuration.limits.maxTLSHandshakes = 2
+            configuration.limits.maxNewConnectionsPerSecond = 10_000
+        }
+        try await fixture.withTearDown {
+            try await fixture.start()
+            let client = try await fixture.client()
+            _ = try await client.send(txnID: "1", body: DaemonProcess.ingestBody(0..<1, destinations: fixture.swarm.serverNames))
+            #expect(await DaemonProcess.eventually(timeout: .seconds(20)) {
+                fixture.swarm.servers.allSatisfy { pduNumbers($0) == [0] }
+            })
+            let answer = try await client.request(method: .GET, target: "/metrics")
+            await client.close()
+            let text = String(decoding: answer.body, as: UTF8.self)
+            var values: [String: Int] = [:]
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                let fields = line.split(separator: " ")
+                if fields.count == 2, let value = Int(fields[1]) { values[String(fields[0])] = value }
+            }
+            #expect(text.contains("# TYPE southbridge_tls_handshakes_peak_in_progress gauge\n"), "\(text)")
+            #expect((1...2).contains(values["southbridge_tls_handshakes_peak_in_progress"] ?? 0), "\(text)")
+            #expect(values["southbridge_tls_handshakes_in_progress"] == 0, "\(text)")
+            // One connection per destination, each kept open and idle.
+            #expect(values["southbridge_connections_peak_open"] == 6, "\(text)")
+            // The swarm saw the connections from its end, none of them closed yet. Its handshakes end
+            // only once it has read the client's Finished, so a busy machine can show it one more
+            // than the daemon ever had: it is only checked to have counted them.
+            #expect(fixture.swarm.load.current.peakOpen == 6)
+            #expect(fixture.swarm.load.current.peakHandshaking >= 1)
+        }
+    }
 }

@@ -58,8 +58,10 @@ public struct PerDestinationQueue: Sendable {
     public private(set) var deferredUntilMS: Int64 = 0
     /// The most units the next transaction may hold; halved after the receiver refuses a body.
     public private(set) var unitLimit = Int.max
-    /// Persistent EDUs may be waiting in the Outbox.
-    public var persistentEDUsMayBePending = true
+    /// Persistent EDUs may be waiting in the Outbox. False from the start for a destination
+    /// that owed nothing when the sender started: every EDU accepted since then comes with a
+    /// commit, which sets it, so a new destination of a fan-out costs no reads of the EDU tables.
+    public var persistentEDUsMayBePending: Bool
     private var queued = FrontConsumedQueue<StoredPDU>()
     private var catchUpLastSkipped: Int64 = 0
     private var spillWhenLoaded = false
@@ -69,13 +71,15 @@ public struct PerDestinationQueue: Sendable {
     /// comes through `pduCommitted` (so a new destination costs no copy of any PDU).
     public let needsBacklogRead: Bool
 
-    /// - Parameter backlogKnownEmpty: the destination owed no PDU when the sender started
-    ///   following commits; it is then loaded from its record alone, and PDUs committed
-    ///   before that load are queued rather than read back.
+    /// - Parameter backlogKnownEmpty: the destination owed no PDU and no persistent EDU when
+    ///   the sender started following commits; it is then loaded from its record alone, PDUs
+    ///   committed before that load are queued rather than read back, and the EDU tables are
+    ///   read only once a commit brings it an EDU.
     public init(budget: Int, catchUpAfterMS: Int64, backlogKnownEmpty: Bool = false) {
         self.budget = max(1, budget)
         self.catchUpAfterMS = catchUpAfterMS
         self.needsBacklogRead = !backlogKnownEmpty
+        self.persistentEDUsMayBePending = !backlogKnownEmpty
         if backlogKnownEmpty { phase = .loading }
     }
 
