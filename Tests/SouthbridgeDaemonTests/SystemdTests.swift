@@ -67,7 +67,9 @@ struct SystemdTests {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let service = WatchdogService(
-            notifier: SystemdNotifier(socketPath: notify.path, watchdogPingInterval: .milliseconds(100)),
+            // Each probe must answer within half the interval: 250 ms, so a loaded machine that
+            // leaves the loop's thread waiting for a core tens of milliseconds is still healthy.
+            notifier: SystemdNotifier(socketPath: notify.path, watchdogPingInterval: .milliseconds(500)),
             probe: HealthProbe(checks: HealthProbe.eventLoopChecks(group)),
             statusLine: { "testing" }, logger: Logger(label: "test"))
         let running = Task { try await service.run() }
