@@ -153,6 +153,20 @@ struct ScaleBenchmark {
         }
     }
 
+    /// `/metrics` over a connection of its own: a run at the default pacing outlasts
+    /// `ingest.idle_timeout_ms`, after which the daemon closes an ingest connection left idle.
+    private static func metrics(of fixture: DaemonProcess) async throws -> [String: Int] {
+        let client = try await fixture.client()
+        do {
+            let metrics = try await Metrics.read(client)
+            await client.close()
+            return metrics
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
     // MARK: - Scenarios
 
     private func fanout() async throws -> (Row, Configuration.LimitsSettings) {
@@ -165,10 +179,10 @@ struct ScaleBenchmark {
             let cpuBefore = cpuSeconds(pid: daemon.pid)
             deliveries.owe("0", to: fixture.swarm.servers, sentAt: .now)
             try await ingest(client, number: 0, destinations: fixture.swarm.serverNames)
+            await client.close()
             await deliveries.waitForAll(until: deadline)
             let cpu = cpuSeconds(pid: daemon.pid) - cpuBefore
-            let metrics = try await Metrics.read(client)
-            await client.close()
+            let metrics = try await Self.metrics(of: fixture)
             let load = fixture.swarm.load.current
             let peakRSS = ProcessMemory.peakKiB(pid: daemon.pid)
 
@@ -209,7 +223,6 @@ struct ScaleBenchmark {
             for _ in 0..<blackholedCount { faulty.append(try FaultyServer.start(.blackholed)) }
             for _ in 0..<refusingCount { faulty.append(try FaultyServer.start(.refusing)) }
             let daemon = try await startDaemon(fixture)
-            let client = try await fixture.client()
             let room = fixture.swarm.serverNames + faulty.map(\.serverName)
             let deadline = ContinuousClock.now + bound
             var deliveries = Deliveries()
@@ -219,8 +232,7 @@ struct ScaleBenchmark {
             for (number, sentAt) in sends.sentAt { deliveries.owe("\(number)", to: fixture.swarm.servers, sentAt: sentAt) }
             await deliveries.waitForAll(until: deadline)
             let cpu = cpuSeconds(pid: daemon.pid) - cpuBefore
-            let metrics = try await Metrics.read(client)
-            await client.close()
+            let metrics = try await Self.metrics(of: fixture)
             let load = fixture.swarm.load.current
             let row = Row(
                 scenario: "meltdown: \(servers) servers (\(liveCount) live, \(blackholedCount) blackholed, \(refusingCount) refusing), "
@@ -240,7 +252,7 @@ struct ScaleBenchmark {
         let fixture = try await startFixture(liveServers: destinations)
         return try await fixture.withTearDown {
             let first = try await startDaemon(fixture)
-            var client = try await fixture.client()
+            let client = try await fixture.client()
             let deadline = ContinuousClock.now + bound
             var deliveries = Deliveries()
             let started = ContinuousClock.now
@@ -264,12 +276,10 @@ struct ScaleBenchmark {
 
             let restarted = ContinuousClock.now
             let daemon = try await startDaemon(fixture)
-            client = try await fixture.client()
             await deliveries.waitForAll(until: deadline)
             // The whole life of the restarted process: reading the outbox back and the catch-up.
             let cpu = cpuSeconds(pid: daemon.pid)
-            let metrics = try await Metrics.read(client)
-            await client.close()
+            let metrics = try await Self.metrics(of: fixture)
             let load = fixture.swarm.load.current
             let row = Row(
                 scenario: "restart: \(pdus) PDU\(pdus == 1 ? "" : "s") to \(Self.grouped(destinations)) destinations, SIGKILL "
