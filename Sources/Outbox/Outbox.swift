@@ -112,7 +112,8 @@ public final class Outbox: Sendable {
             if self.usedBytes >= self.pruneTargetBytes { self.storagePressureObserver.withLock { $0 }?() }
             let observers = self.commitObservers.withLock { $0 }
             guard !accepted.receipt.isReplay, !observers.isEmpty else { return }
-            let commit = OutboxCommit(batch: batch, receipt: accepted.receipt, eduStreamOrderings: accepted.eduStreamOrderings)
+            let commit = OutboxCommit(batch: batch, receipt: accepted.receipt, eduStreamOrderings: accepted.eduStreamOrderings,
+                                      createdDestinations: accepted.createdDestinations)
             for observer in observers { observer(commit) }
         }) { store throws(SQLiteError) in
             try store.acceptBatch(batch)

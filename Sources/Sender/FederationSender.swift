@@ -92,8 +92,10 @@ public actor FederationSender {
                     switch job {
                     case .perform(let action):
                         transfers.addTask { [manager] in
-                            guard let event = await manager.perform(action) else { return }
-                            await self.handle(event)
+                            var next: SenderScheduler.Action? = action
+                            while let action = next, let event = await manager.perform(action) {
+                                next = await self.handle(event, keepingFirstJob: true)
+                            }
                         }
                     case .cancelInFlight:
                         transfers.cancelAll()
@@ -156,12 +158,26 @@ public actor FederationSender {
 
     /// Feeds one event to the scheduler and carries its actions out.
     func handle(_ event: SenderScheduler.Event) {
+        _ = handle(event, keepingFirstJob: false)
+    }
+
+    /// `handle`, returning the first read or send the event asked for instead of starting a
+    /// task for it, when `keepingFirstJob`: the task that reported a read's or a send's end
+    /// performs it itself. An answer most often leads to one more read or send (the
+    /// destination's next step, or a send by the destination waiting for the freed slot), and
+    /// each task started costs thread wake-ups.
+    private func handle(_ event: SenderScheduler.Event, keepingFirstJob: Bool) -> SenderScheduler.Action? {
+        var kept: SenderScheduler.Action?
         // One pass of the sender's budget can spill thousands of queues: one line for all.
         var spilledForSenderBudget: (destinations: Int, first: String, pdus: Int) = (0, "", 0)
         for action in scheduler.handle(event, at: clock.now()) {
             switch action {
             case .load, .read, .readPersistentEDUs, .send:
-                jobs.continuation.yield(.perform(action))
+                if keepingFirstJob, kept == nil {
+                    kept = action
+                } else {
+                    jobs.continuation.yield(.perform(action))
+                }
             case .recordProgress, .recordFailure:
                 records.continuation.yield(action)
             case .armTimer(let atMS):
@@ -186,6 +202,7 @@ public actor FederationSender {
             ])
         }
         if scheduler.sendingCount == 0 { resumeWaiters() }
+        return kept
     }
 
     private func log(_ change: DestinationStateChange) {

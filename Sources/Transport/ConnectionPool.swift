@@ -140,7 +140,9 @@ public actor ConnectionPool {
             open[id] = OpenConnection(connection: connection)
             connectionIDs[ObjectIdentifier(connection)] = id
             // Noticed as it happens, so no request has to look through every open connection.
-            connection.closeFuture.whenComplete { _ in
+            // A close the pool asked for is reported by `closeSocket`: no task for it.
+            connection.closeFuture.whenComplete { [weak connection] _ in
+                guard connection?.closeRequested != true else { return }
                 Task { await self.connectionClosedByPeer(id) }
             }
             run(state.connectionEstablished(id, now: .now()))

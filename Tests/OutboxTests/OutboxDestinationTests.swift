@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 @testable import Outbox
 
@@ -46,6 +47,27 @@ import Testing
             #expect(try await outbox.resetBackoff(destination: "a.example") == .notBackingOff)
             #expect(try await outbox.resetBackoff(destination: "unknown.example") == .unknown)
             #expect(try await outbox.destination("unknown.example") == nil)
+        }
+    }
+
+    @Test func aCommitNamesTheDestinationsItCreatedARecordFor() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory)
+            defer { outbox.close() }
+            let created = Mutex<[Set<String>]>([])
+            outbox.observeCommits { commit in created.withLock { $0.append(commit.createdDestinations) } }
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [
+                pdu(room: "!r:hs.example", serial: 1, destinations: ["a.example", "b.example"]),
+            ]))
+            try await outbox.recordFailure(destination: "failed.example", retryLastTS: 5_000, retryIntervalMS: 60_000)
+            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [
+                pdu(room: "!s:hs.example", serial: 2, destinations: ["b.example", "c.example", "failed.example"]),
+            ], edus: [edu(serial: 3, destinations: ["a.example", "d.example"])]))
+            // The same set again: no record is created.
+            _ = try await outbox.accept(IngestBatch(txnID: "t3", pdus: [
+                pdu(room: "!r:hs.example", serial: 4, destinations: ["a.example", "b.example"]),
+            ]))
+            #expect(created.withLock { $0 } == [["a.example", "b.example"], ["c.example", "d.example"], []])
         }
     }
 

@@ -39,13 +39,18 @@ public struct OutboxCommit: Sendable {
 
     public var pdus: [PDU]
     public var edus: [EDU]
+    /// Destinations the Outbox had no record of before this commit: their record is the
+    /// default one (no progress, no backoff), so the sender need not read it.
+    public var createdDestinations: Set<String>
 
-    public init(pdus: [PDU], edus: [EDU]) {
+    public init(pdus: [PDU], edus: [EDU], createdDestinations: Set<String> = []) {
         self.pdus = pdus
         self.edus = edus
+        self.createdDestinations = createdDestinations
     }
 
-    init(batch: IngestBatch, receipt: IngestReceipt, eduStreamOrderings: [Int64]) {
+    init(batch: IngestBatch, receipt: IngestReceipt, eduStreamOrderings: [Int64], createdDestinations: [String]) {
+        self.createdDestinations = Set(createdDestinations)
         pdus = zip(batch.pdus, receipt.perPDU).map { incoming, streamOrdering in
             PDU(pdu: StoredPDU(streamOrdering: streamOrdering, roomID: incoming.roomID, eventID: incoming.eventID,
                                canonicalJSON: incoming.canonicalJSON),

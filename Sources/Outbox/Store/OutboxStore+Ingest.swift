@@ -12,20 +12,18 @@ extension OutboxStore {
     /// `accept`, also telling the stream ordering each persistent EDU took.
     func acceptBatch(_ batch: IngestBatch) throws(SQLiteError) -> AcceptedBatch {
         if let earlier = try receipt(forTxnID: batch.txnID) {
-            return AcceptedBatch(receipt: earlier, eduStreamOrderings: [])
+            return AcceptedBatch(receipt: earlier, eduStreamOrderings: [], createdDestinations: [])
         }
         let receivedTS = currentTimestamp
         let insertPDU = try database.statement("""
             INSERT INTO pdus (stream_ordering, room_id, event_id, destination_set, canonical_json, received_ts)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
             """)
-        let insertDestination = try database.statement("""
-            INSERT INTO destinations (destination) VALUES (?1) ON CONFLICT (destination) DO NOTHING
-            """)
+        var insertDestination = try DestinationInsert(database)
         var perPDU: [Int64] = []
         perPDU.reserveCapacity(batch.pdus.count)
         for pdu in batch.pdus {
-            let setID = try destinationSet(of: pdu.destinations, insertDestination: insertDestination)
+            let setID = try destinationSet(of: pdu.destinations, insertDestination: &insertDestination)
             let streamOrdering = allocateStreamOrdering()
             try insertPDU.bind(streamOrdering, at: 1)
             try insertPDU.bind(pdu.roomID, at: 2)
@@ -38,7 +36,7 @@ extension OutboxStore {
         }
         var perEDU: [Int64] = []
         if !batch.edus.isEmpty {
-            perEDU = try insertEDUs(batch.edus, receivedTS: receivedTS, insertDestination: insertDestination)
+            perEDU = try insertEDUs(batch.edus, receivedTS: receivedTS, insertDestination: &insertDestination)
         }
         let receipt = IngestReceipt(
             streamOrdering: perPDU.last ?? allocatedStreamOrdering, isReplay: false, perPDU: perPDU)
@@ -50,23 +48,23 @@ extension OutboxStore {
         try recordTxn.bind(Int64(perPDU.count), at: 3)
         try recordTxn.bind(receivedTS, at: 4)
         try recordTxn.run()
-        return AcceptedBatch(receipt: receipt, eduStreamOrderings: perEDU)
+        return AcceptedBatch(receipt: receipt, eduStreamOrderings: perEDU, createdDestinations: insertDestination.created)
     }
 
     /// The id of the set holding exactly `destinations` (repeats ignored), created the first time it is seen.
-    private func destinationSet(of destinations: [String], insertDestination: SQLiteStatement) throws(SQLiteError) -> Int64 {
+    private func destinationSet(of destinations: [String], insertDestination: inout DestinationInsert) throws(SQLiteError) -> Int64 {
         // A homeserver sends a room's server list the same way each time: the hash of the list
         // as given finds its set without sorting thousands of names. Names hold no newline, so
         // equal hashes mean equal lists; a list given sorted is its own set's name.
         let givenOrderHash = Self.membersHash(destinations)
         if let known = destinationSetIDs[givenOrderHash] { return known }
-        let setID = try destinationSetBySortedMembers(of: destinations, insertDestination: insertDestination)
+        let setID = try destinationSetBySortedMembers(of: destinations, insertDestination: &insertDestination)
         let setIsUncommitted = uncommittedDestinationSets.contains { destinationSetIDs[$0] == setID }
         cacheDestinationSet(givenOrderHash, setID, uncommitted: setIsUncommitted)
         return setID
     }
 
-    private func destinationSetBySortedMembers(of destinations: [String], insertDestination: SQLiteStatement) throws(SQLiteError) -> Int64 {
+    private func destinationSetBySortedMembers(of destinations: [String], insertDestination: inout DestinationInsert) throws(SQLiteError) -> Int64 {
         let members = Set(destinations).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         let hash = Self.membersHash(members)
         if let known = destinationSetIDs[hash] { return known }
@@ -83,8 +81,7 @@ extension OutboxStore {
         let setID = database.lastInsertRowID
         let insertMember = try database.statement("INSERT INTO destination_set_members (destination, set_id) VALUES (?1, ?2)")
         for member in members {
-            try insertDestination.bind(member, at: 1)
-            try insertDestination.run()
+            try insertDestination.run(member)
             try insertMember.bind(member, at: 1)
             try insertMember.bind(setID, at: 2)
             try insertMember.run()
@@ -115,7 +112,7 @@ extension OutboxStore {
     private func insertEDUs(
         _ edus: [IncomingEDU],
         receivedTS: Int64,
-        insertDestination: SQLiteStatement
+        insertDestination: inout DestinationInsert
     ) throws(SQLiteError) -> [Int64] {
         let insertEDU = try database.statement("""
             INSERT INTO edus (edu_type, canonical_json, received_ts, stream_ordering, destination_count)
@@ -138,8 +135,7 @@ extension OutboxStore {
             let eduID = database.lastInsertRowID
             var seen = Set<String>()
             for destination in edu.destinations where seen.insert(destination).inserted {
-                try insertDestination.bind(destination, at: 1)
-                try insertDestination.run()
+                try insertDestination.run(destination)
                 try insertEDUDestination.bind(destination, at: 1)
                 try insertEDUDestination.bind(eduID, at: 2)
                 try insertEDUDestination.run()
@@ -148,10 +144,33 @@ extension OutboxStore {
         return streamOrderings
     }
 
-    /// What `accept` stored: the receipt, and the stream ordering each persistent EDU took (after the PDUs').
+    /// What `accept` stored: the receipt, the stream ordering each persistent EDU took (after the PDUs'), and the
+    /// destinations it created a `destinations` row for.
     struct AcceptedBatch {
         var receipt: IngestReceipt
         var eduStreamOrderings: [Int64]
+        var createdDestinations: [String]
+    }
+
+    /// Adds a `destinations` row, with no progress and no backoff, for a destination that has none, and notes
+    /// each one it creates.
+    struct DestinationInsert {
+        private let statement: SQLiteStatement
+        private let database: SQLiteDatabase
+        private(set) var created: [String] = []
+
+        init(_ database: SQLiteDatabase) throws(SQLiteError) {
+            self.database = database
+            statement = try database.statement("""
+                INSERT INTO destinations (destination) VALUES (?1) ON CONFLICT (destination) DO NOTHING
+                """)
+        }
+
+        mutating func run(_ destination: String) throws(SQLiteError) {
+            try statement.bind(destination, at: 1)
+            try statement.run()
+            if database.changes > 0 { created.append(destination) }
+        }
     }
 
     /// The answer given when `txnID` was first accepted, rebuilt from its last stream ordering and PDU count

@@ -299,6 +299,13 @@ public struct SenderScheduler: Sendable {
     }
 
     private mutating func committed(_ commit: OutboxCommit, _ now: SenderTime) {
+        // A destination whose record this commit created owes nothing from before it: it
+        // starts live, without a read of that default record.
+        if backlogsKnown {
+            for name in commit.createdDestinations where destinations[name] == nil {
+                updateQueue(name) { $0.loaded(nil, owed: [], nowMS: now.monotonicMS, wallNowMS: now.wallMS) }
+            }
+        }
         // A destination with a deadline has its units queued and is woken by it: waking it
         // would only set the deadline again, for every destination of the room on every commit.
         var woken = Set<String>()

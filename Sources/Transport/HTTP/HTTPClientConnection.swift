@@ -14,6 +14,7 @@ public final class HTTPClientConnection: Sendable {
     private struct ExchangeState {
         var busy = false
         var reusable = true
+        var closeRequested = false
     }
 
     /// The address the connection was opened to.
@@ -122,6 +123,12 @@ public final class HTTPClientConnection: Sendable {
         channel.closeFuture
     }
 
+    /// Whether `close()` was called: a close that happens otherwise is the peer's doing, or an
+    /// error's.
+    public var closeRequested: Bool {
+        exchangeState.withLock { $0.closeRequested }
+    }
+
     /// Whether the connection is open, idle, and may carry another request.
     public var isReusable: Bool {
         exchangeState.withLock { $0.reusable && !$0.busy } && channel.isActive
@@ -182,7 +189,10 @@ public final class HTTPClientConnection: Sendable {
 
     /// Closes the connection (sending TLS close_notify first); later requests fail.
     public func close() async {
-        exchangeState.withLock { $0.reusable = false }
+        exchangeState.withLock { state in
+            state.reusable = false
+            state.closeRequested = true
+        }
         try? await channel.close()
     }
 }
