@@ -13,8 +13,8 @@ import Synchronization
 /// router: it answers from the records given and passes other names on as its `server=`
 /// lines say, so a test can put a failing upstream behind chosen names.
 ///
-/// It runs on a free port found by binding a UDP socket to port 0; if dnsmasq cannot take
-/// that port after all, another one is tried. `stop()` ends it and removes its directory.
+/// It runs on a port found free for both UDP and TCP (it answers on both); if dnsmasq
+/// cannot take that port after all, another one is tried. `stop()` ends it and removes its directory.
 public final class DnsmasqServer: Sendable {
     /// One query as dnsmasq logged it: `auth[A] name from 127.0.0.1` or `query[A] ...`.
     public struct LoggedQuery: Hashable, Sendable {
@@ -49,7 +49,7 @@ public final class DnsmasqServer: Sendable {
         let directory = try TemporaryDirectory(prefix: "southbridge-dnsmasq")
         var lastOutput = ""
         for _ in 0..<5 {
-            let port = try LoopbackSocket.freePort(type: SOCK_DGRAM)
+            let port = try LoopbackSocket.freeUDPAndTCPPort()
             let logPath = directory.path + "/dnsmasq.log"
             let configPath = directory.path + "/dnsmasq.conf"
             let configuration = [

@@ -7,11 +7,11 @@ struct LoopbackSocket {
     let fd: Int32
     let port: Int
 
-    /// `type` is `SOCK_STREAM` or `SOCK_DGRAM`.
-    static func bind(type: __socket_type) throws -> LoopbackSocket {
+    /// `type` is `SOCK_STREAM` or `SOCK_DGRAM`; `port` 0 lets the kernel choose.
+    static func bind(type: __socket_type, port: Int = 0) throws -> LoopbackSocket {
         let fd = socket(AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw FileSupportError("cannot create a socket: \(String(cString: strerror(errno)))") }
-        var address = Self.address(port: 0)
+        var address = Self.address(port: port)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -21,7 +21,7 @@ struct LoopbackSocket {
         guard bound else {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw FileSupportError("cannot bind a port on 127.0.0.1: \(reason)")
+            throw FileSupportError("cannot bind \(port == 0 ? "a port" : "port \(port)") on 127.0.0.1: \(reason)")
         }
         return LoopbackSocket(fd: fd, port: Int(UInt16(bigEndian: address.sin_port)))
     }
@@ -31,6 +31,19 @@ struct LoopbackSocket {
         let socket = try bind(type: type)
         close(socket.fd)
         return socket.port
+    }
+
+    /// A port free a moment ago for both UDP and TCP, as a DNS server needs: a free UDP port
+    /// says nothing of TCP's, which the many listeners of a swarm may hold.
+    static func freeUDPAndTCPPort(attempts: Int = 50) throws -> Int {
+        for _ in 0..<attempts {
+            let udp = try bind(type: SOCK_DGRAM)
+            defer { close(udp.fd) }
+            guard let tcp = try? bind(type: SOCK_STREAM, port: udp.port) else { continue }
+            close(tcp.fd)
+            return udp.port
+        }
+        throw FileSupportError("no port on 127.0.0.1 was free for both UDP and TCP in \(attempts) attempts")
     }
 
     static func address(port: Int) -> sockaddr_in {
