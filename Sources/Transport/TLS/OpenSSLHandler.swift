@@ -12,8 +12,8 @@ import NIOCore
 /// the server's certificate against its `TLSContext`'s trust and the `TLSPeer` name or address;
 /// any failure is fired as a `TLSError` and the channel is closed. Closing sends close_notify;
 /// a close_notify from the peer is answered and closes the channel; a TCP close without one is
-/// reported as `TLSError.uncleanShutdown`. The `SSL` object is freed when the handler leaves
-/// the pipeline.
+/// reported as `TLSError.uncleanShutdown`. The `SSL` object is freed as soon as the connection
+/// is closed, by either side.
 ///
 /// A client resuming a session with a server that answered TLS 1.2 when offered TLS 1.3 offers
 /// TLS 1.2 alone: a TLS 1.3 offer carries an X25519 key share, generated for nothing when the
@@ -177,10 +177,17 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     public func handlerRemoved(context: ChannelHandlerContext) {
         state = .closed
         failPendingWrites(ChannelError.ioOnClosedChannel)
-        if let ssl {
-            SSL_free(ssl)
-            self.ssl = nil
-        }
+        freeSSL()
+    }
+
+    /// Frees the `SSL` (and the BIOs it owns) once the connection is closed: nothing is read or
+    /// written after that, and the pipeline's teardown, which would free it otherwise, runs only
+    /// after everything already queued on the event loop. Every use of `ssl` or the BIOs checks
+    /// `state` or `ssl` first.
+    private func freeSSL() {
+        guard let ssl else { return }
+        SSL_free(ssl)
+        self.ssl = nil
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -203,6 +210,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         case .idle, .closed:
             failPendingWrites(ChannelError.ioOnClosedChannel)
         }
+        freeSSL()
         context.fireChannelInactive()
     }
 
@@ -272,6 +280,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             ERR_clear_error()
             sendNetworkOutput(context: context, promise: nil)
         }
+        freeSSL()
         context.close(mode: mode, promise: promise)
     }
 
@@ -393,6 +402,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         }
         switch outcome {
         case .needMoreInput:
+            // The read may have led a handler further on to close the connection, freeing `ssl`.
+            guard state == .active, let ssl = self.ssl else { return }
             releaseIdleBuffers(ssl)
         case .closeNotify:
             answerCloseNotify(context: context)
@@ -409,6 +420,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         ERR_clear_error()
         sendNetworkOutput(context: context, promise: nil)
         failPendingWrites(ChannelError.outputClosed)
+        freeSSL()
         context.close(promise: nil)
     }
 
@@ -498,6 +510,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         state = .closed
         failPendingWrites(error)
         context.fireErrorCaught(error)
+        freeSSL()
         context.close(promise: nil)
     }
 
