@@ -198,14 +198,11 @@ struct ScaleBenchmark {
             let ratio = perHandshake > 0 ? perDestination / perHandshake : 0
             let comparison = "\(Self.micros(perDestination)) / \(Self.micros(perHandshake)) = \(Self.twoDecimals(ratio))×"
 
-            let row = Row(
-                scenario: "fanout: 1 PDU to \(Self.grouped(destinations)) destinations",
-                limits: limitsCell(fixture), timeToDeliver: deliveries.timeToAll(from: deliveries.firstSent),
-                daemonCPU: cpu, cpuPerDestination: comparison, peakRSSKiB: peakRSS,
-                peakOpen: (metrics["southbridge_connections_peak_open"] ?? -1, load.peakOpen),
-                peakHandshakes: (metrics["southbridge_tls_handshakes_peak_in_progress"] ?? -1, load.peakHandshaking),
-                latency: nil, transactions: (metrics["southbridge_transactions_sent_total"] ?? -1, fixture.swarm.transactionCount),
-                caughtUp: nil, lost: deliveries.missing, owed: deliveries.owed)
+            var row = measuredRow(
+                "fanout: 1 PDU to \(Self.grouped(destinations)) destinations", fixture: fixture, metrics: metrics, load: load,
+                peakRSSKiB: peakRSS, timeToDeliver: deliveries.timeToAll(from: deliveries.firstSent), daemonCPU: cpu,
+                deliveries: deliveries)
+            row.cpuPerDestination = comparison
             return (row, fixture.configuration.limits)
         }
     }
@@ -234,16 +231,12 @@ struct ScaleBenchmark {
             let cpu = cpuSeconds(pid: daemon.pid) - cpuBefore
             let metrics = try await Self.metrics(of: fixture)
             let load = fixture.swarm.load.current
-            let row = Row(
-                scenario: "meltdown: \(servers) servers (\(liveCount) live, \(blackholedCount) blackholed, \(refusingCount) refusing), "
+            var row = measuredRow(
+                "meltdown: \(servers) servers (\(liveCount) live, \(blackholedCount) blackholed, \(refusingCount) refusing), "
                     + "1 message/s for \(seconds) s (slowest ingest ack \(format(sends.slowestAck)))",
-                limits: limitsCell(fixture), timeToDeliver: deliveries.timeToAll(from: started), daemonCPU: cpu,
-                cpuPerDestination: nil, peakRSSKiB: ProcessMemory.peakKiB(pid: daemon.pid),
-                peakOpen: (metrics["southbridge_connections_peak_open"] ?? -1, load.peakOpen),
-                peakHandshakes: (metrics["southbridge_tls_handshakes_peak_in_progress"] ?? -1, load.peakHandshaking),
-                latency: (deliveries.latency(at: 0.5), deliveries.latency(at: 0.99)),
-                transactions: (metrics["southbridge_transactions_sent_total"] ?? -1, fixture.swarm.transactionCount),
-                caughtUp: nil, lost: deliveries.missing, owed: deliveries.owed)
+                fixture: fixture, metrics: metrics, load: load, peakRSSKiB: ProcessMemory.peakKiB(pid: daemon.pid),
+                timeToDeliver: deliveries.timeToAll(from: started), daemonCPU: cpu, deliveries: deliveries)
+            row.latency = (deliveries.latency(at: 0.5), deliveries.latency(at: 0.99))
             return (row, fixture.configuration.limits)
         }
     }
@@ -281,16 +274,12 @@ struct ScaleBenchmark {
             let cpu = cpuSeconds(pid: daemon.pid)
             let metrics = try await Self.metrics(of: fixture)
             let load = fixture.swarm.load.current
-            let row = Row(
-                scenario: "restart: \(pdus) PDU\(pdus == 1 ? "" : "s") to \(Self.grouped(destinations)) destinations, SIGKILL "
+            var row = measuredRow(
+                "restart: \(pdus) PDU\(pdus == 1 ? "" : "s") to \(Self.grouped(destinations)) destinations, SIGKILL "
                     + "right after the ingest ack (\(Self.grouped(beforeKill)) of \(Self.grouped(deliveries.owed)) copies had arrived), started again",
-                limits: limitsCell(fixture), timeToDeliver: deliveries.timeToAll(from: started), daemonCPU: cpu,
-                cpuPerDestination: nil, peakRSSKiB: ProcessMemory.peakKiB(pid: daemon.pid),
-                peakOpen: (metrics["southbridge_connections_peak_open"] ?? -1, load.peakOpen),
-                peakHandshakes: (metrics["southbridge_tls_handshakes_peak_in_progress"] ?? -1, load.peakHandshaking),
-                latency: nil,
-                transactions: (metrics["southbridge_transactions_sent_total"] ?? -1, fixture.swarm.transactionCount),
-                caughtUp: deliveries.timeToAll(from: restarted), lost: deliveries.missing, owed: deliveries.owed)
+                fixture: fixture, metrics: metrics, load: load, peakRSSKiB: ProcessMemory.peakKiB(pid: daemon.pid),
+                timeToDeliver: deliveries.timeToAll(from: started), daemonCPU: cpu, deliveries: deliveries)
+            row.caughtUp = deliveries.timeToAll(from: restarted)
             return (row, fixture.configuration.limits)
         }
     }
@@ -324,18 +313,15 @@ struct ScaleBenchmark {
             let metrics = try await Metrics.read(client)
             await client.close()
             let load = fixture.swarm.load.current
-            let row = Row(
-                scenario: "burst: \(pdus) PDUs \(format(interval)) apart to \(Self.grouped(servers)) servers"
+            var row = measuredRow(
+                "burst: \(pdus) PDUs \(format(interval)) apart to \(Self.grouped(servers)) servers"
                     + (cold ? ", new connections" : ", connections warmed by a first message")
                     + " (slowest ingest ack \(format(sends.slowestAck)))",
-                limits: limitsCell(fixture), timeToDeliver: deliveries.timeToAll(from: started), daemonCPU: cpu,
-                cpuPerDestination: nil, peakRSSKiB: ProcessMemory.peakKiB(pid: daemon.pid),
-                peakOpen: (metrics["southbridge_connections_peak_open"] ?? -1, load.peakOpen),
-                peakHandshakes: (metrics["southbridge_tls_handshakes_peak_in_progress"] ?? -1, load.peakHandshaking),
-                latency: nil,
-                transactions: ((metrics["southbridge_transactions_sent_total"] ?? 0) - sentBefore,
-                               fixture.swarm.transactionCount - swarmBefore),
-                caughtUp: nil, lost: deliveries.missing, owed: deliveries.owed)
+                fixture: fixture, metrics: metrics, load: load, peakRSSKiB: ProcessMemory.peakKiB(pid: daemon.pid),
+                timeToDeliver: deliveries.timeToAll(from: started), daemonCPU: cpu, deliveries: deliveries)
+            // The warm-up message's transactions are not the burst's.
+            row.transactions = ((metrics["southbridge_transactions_sent_total"] ?? 0) - sentBefore,
+                                fixture.swarm.transactionCount - swarmBefore)
             return (row, fixture.configuration.limits)
         }
     }
@@ -408,6 +394,20 @@ struct ScaleBenchmark {
             }
             return (sentAt, slowestAck)
         }
+    }
+
+    /// A row with what every scenario measures: the daemon's and the swarm's peaks and
+    /// transactions, its peak RSS, and the copies owed and lost.
+    private func measuredRow(_ scenario: String, fixture: DaemonProcess, metrics: [String: Int], load: SwarmLoad.Counts,
+                             peakRSSKiB: Int, timeToDeliver: Duration?, daemonCPU: Double, deliveries: Deliveries) -> Row {
+        Row(
+            scenario: scenario, limits: limitsCell(fixture), timeToDeliver: timeToDeliver, daemonCPU: daemonCPU,
+            cpuPerDestination: nil, peakRSSKiB: peakRSSKiB,
+            peakOpen: (metrics["southbridge_connections_peak_open"] ?? -1, load.peakOpen),
+            peakHandshakes: (metrics["southbridge_tls_handshakes_peak_in_progress"] ?? -1, load.peakHandshaking),
+            latency: nil,
+            transactions: (metrics["southbridge_transactions_sent_total"] ?? -1, fixture.swarm.transactionCount),
+            caughtUp: nil, lost: deliveries.missing, owed: deliveries.owed)
     }
 
     private func limitsCell(_ fixture: DaemonProcess) -> String {
