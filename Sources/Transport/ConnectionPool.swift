@@ -83,17 +83,25 @@ public actor ConnectionPool {
         let now = NIODeadline.now()
         let id = StateMachine.RequestID(nextRequestNumber)
         nextRequestNumber += 1
-        let key = address.connectionKey
         let deadline = deadline ?? now + limits.waitTimeout
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                waiters[id] = Waiter(address: address, requestClass: requestClass, continuation: continuation)
-                addresses[key] = (address, (addresses[key]?.waiters ?? 0) + 1)
-                run(state.request(id, key: key, class: requestClass, deadline: deadline, reusingIdle: reusingIdle, now: now))
+                enqueue(Waiter(address: address, requestClass: requestClass, continuation: continuation), id: id,
+                        deadline: deadline, reusingIdle: reusingIdle, now: now)
             }
         } onCancel: {
             Task { await self.cancel(id) }
         }
+    }
+
+    /// Not inlined into `lease`: whatever it would bring into that async function's frame,
+    /// every waiting request would hold for as long as it waits.
+    @inline(never)
+    private func enqueue(_ waiter: Waiter, id: StateMachine.RequestID, deadline: NIODeadline, reusingIdle: Bool, now: NIODeadline) {
+        let key = waiter.address.connectionKey
+        waiters[id] = waiter
+        addresses[key] = (waiter.address, (addresses[key]?.waiters ?? 0) + 1)
+        run(state.request(id, key: key, class: waiter.requestClass, deadline: deadline, reusingIdle: reusingIdle, now: now))
     }
 
     /// Takes a connection back after its request. It is handed to the next request for the

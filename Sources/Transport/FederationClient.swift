@@ -69,10 +69,27 @@ public struct FederationClient: Sendable {
         self.maxResponseBytes = maxResponseBytes
     }
 
+    /// A connection to one destination, resolved and leased from the `ConnectionPool` for one
+    /// request: pass it to `send(_:on:)`, which gives it back.
+    public struct LeasedConnection: Sendable {
+        let destination: ServerName
+        let address: ResolvedFederationAddress
+        let requestClass: RequestClass
+        let lease: ConnectionPool.Lease
+    }
+
     /// Sends `request` to `destination`; `requestClass` decides its place in line when the
     /// connection pool is at a cap.
     public func send(_ request: FederationRequest, to destination: ServerName,
                      class requestClass: RequestClass = .pduTransaction) async throws(FederationRequestError) -> HTTPClientResponse {
+        try await send(request, on: try await connect(to: destination, class: requestClass))
+    }
+
+    /// Resolves `destination` and waits for a connection to it. Kept apart from `send(_:on:)` so
+    /// that a caller can wait for its turn before it builds what it will send: thousands of
+    /// destinations waiting at the pool's caps then hold only this call's small frames.
+    public func connect(to destination: ServerName,
+                        class requestClass: RequestClass) async throws(FederationRequestError) -> LeasedConnection {
         let address: ResolvedFederationAddress
         do {
             address = try await resolver.resolve(destination)
@@ -83,7 +100,20 @@ public struct FederationClient: Sendable {
             }
             throw FederationRequestError(destination: destination.description, reason: error.description, isPermanent: permanent)
         }
-        // Signed after the lease: the body is made only then.
+        do {
+            let lease = try await pool.lease(for: address, class: requestClass)
+            return LeasedConnection(destination: destination, address: address, requestClass: requestClass, lease: lease)
+        } catch {
+            throw Self.requestError(error, destination: destination)
+        }
+    }
+
+    /// Signs and sends `request` on `connection` and gives the connection back. A kept
+    /// connection the peer closed while it sat idle is not the destination's fault: the request
+    /// goes again once on a new connection.
+    public func send(_ request: FederationRequest, on connection: LeasedConnection) async throws(FederationRequestError) -> HTTPClientResponse {
+        let (destination, address) = (connection.destination, connection.address)
+        // Signed on the leased connection: the body is made only then.
         let makeRequest: @Sendable () -> HTTPClientRequest = { [origin, signingKey] in
             let body = request.makeBody()
             let authorization = XMatrixAuthorization.header(
@@ -96,25 +126,26 @@ public struct FederationClient: Sendable {
             return HTTPClientRequest(method: request.method, target: request.target, headers: headers, body: body ?? [])
         }
         do {
-            return try await exchange(makeRequest, at: address, class: requestClass, reusingIdle: true)
+            return try await exchange(makeRequest, on: connection.lease, at: address)
         } catch is StaleKeepAlive {
-            // A kept connection the peer closed while it sat idle: not the destination's fault.
             do {
-                return try await exchange(makeRequest, at: address, class: requestClass, reusingIdle: false)
+                let lease = try await pool.lease(for: address, class: connection.requestClass, reusingIdle: false)
+                return try await exchange(makeRequest, on: lease, at: address)
             } catch {
-                throw FederationRequestError(destination: destination.description, reason: "\(error)",
-                                             isLocalLimit: error is ConnectionPoolError)
+                throw Self.requestError(error, destination: destination)
             }
         } catch {
-            throw FederationRequestError(destination: destination.description, reason: "\(error)",
-                                         isLocalLimit: error is ConnectionPoolError)
+            throw Self.requestError(error, destination: destination)
         }
     }
 
+    private static func requestError(_ error: any Error, destination: ServerName) -> FederationRequestError {
+        FederationRequestError(destination: destination.description, reason: "\(error)", isLocalLimit: error is ConnectionPoolError)
+    }
+
     /// One exchange on a leased connection; its outcome goes back to the pool for the `HostRanker`.
-    private func exchange(_ makeRequest: () -> HTTPClientRequest, at address: ResolvedFederationAddress, class requestClass: RequestClass,
-                          reusingIdle: Bool) async throws -> HTTPClientResponse {
-        let lease = try await pool.lease(for: address, class: requestClass, reusingIdle: reusingIdle)
+    private func exchange(_ makeRequest: () -> HTTPClientRequest, on lease: ConnectionPool.Lease,
+                          at address: ResolvedFederationAddress) async throws -> HTTPClientResponse {
         let started = NIODeadline.now()
         do {
             let response = try await lease.connection.execute(makeRequest(), timeout: requestTimeout, maxResponseBytes: maxResponseBytes)

@@ -1,5 +1,6 @@
 import Federation
 import Outbox
+import Transport
 
 /// One federation transaction as built for a destination: everything needed to send the
 /// same txnId with the same bytes again. PDUs are references to the bytes every other
@@ -26,6 +27,9 @@ public struct OutgoingTransaction: Sendable {
         self.persistentEDUIDs = persistentEDUIDs
         self.isCatchUp = isCatchUp
     }
+
+    /// Its place in line at the connection pool's caps.
+    public var requestClass: RequestClass { isCatchUp ? .catchUp : pdus.isEmpty ? .eduTransaction : .pduTransaction }
 
     public var lastStreamOrdering: Int64? { pdus.last?.streamOrdering }
     public var unitCount: Int { pdus.count + edus.count }

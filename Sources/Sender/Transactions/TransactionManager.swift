@@ -18,8 +18,22 @@ struct TransactionManager: Sendable {
     let client: FederationClient
     let logger: Logger
 
-    /// Performs a reading or sending action; nil for actions that are not this kind.
-    func perform(_ action: SenderScheduler.Action) async -> SenderScheduler.Event? {
+    /// Resolves `name` and waits for a connection to it, for a send. The sender waits here before
+    /// `perform` builds and signs the transaction, so that the hundreds of destinations a fan-out
+    /// keeps waiting at the pool's caps hold a task of a few small frames each, not the frames of
+    /// the whole send.
+    func connect(to name: String, class requestClass: RequestClass) async -> Result<FederationClient.LeasedConnection, any Error> {
+        do {
+            return .success(try await client.connect(to: try ServerName(name), class: requestClass))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Performs a reading or sending action; nil for actions that are not this kind. A send goes
+    /// out on `connection` (see `connect(to:class:)`), or on one it waits for itself.
+    func perform(_ action: SenderScheduler.Action,
+                 on connection: Result<FederationClient.LeasedConnection, any Error>? = nil) async -> SenderScheduler.Event? {
         switch action {
         case .load(let name, let owedPDULimit):
             do {
@@ -56,23 +70,24 @@ struct TransactionManager: Sendable {
                 return .outboxReadFailed(name, reason: "\(error)")
             }
         case .send(let name, let transaction):
-            return .transactionFinished(name, transaction, await send(transaction, to: name))
+            let connection = if let connection { connection } else { await connect(to: name, class: transaction.requestClass) }
+            return .transactionFinished(name, transaction, await send(transaction, to: name, on: connection))
         case .recordProgress, .recordFailure, .armTimer, .publish, .queueSpilled:
             return nil
         }
     }
 
-    /// Sends one transaction and says what its answer means.
-    func send(_ transaction: OutgoingTransaction, to name: String) async -> TransactionOutcome {
+    /// Sends one transaction on `connection` and says what its answer means.
+    func send(_ transaction: OutgoingTransaction, to name: String,
+              on connection: Result<FederationClient.LeasedConnection, any Error>) async -> TransactionOutcome {
         var log = logger
         log[metadataKey: "destination"] = "\(name)"
         log[metadataKey: "txn_id"] = "\(transaction.txnID)"
         let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
                                         makeBody: { [origin] in transaction.body(origin: origin) })
-        let requestClass: RequestClass = transaction.isCatchUp ? .catchUp : transaction.pdus.isEmpty ? .eduTransaction : .pduTransaction
         let outcome: TransactionOutcome
         do {
-            let response = try await client.send(request, to: try ServerName(name), class: requestClass)
+            let response = try await client.send(request, on: try connection.get())
             outcome = TransactionOutcome.classify(statusCode: response.statusCode, body: response.bodyBytes)
             if outcome == .delivered { logPDUErrors(response.bodyBytes, logger: log) }
         } catch {
@@ -161,5 +176,13 @@ struct TransactionManager: Sendable {
                 logger.warning("destination rejected a PDU", metadata: ["event_id": "\(eventID)", "error": "\(message)"])
             }
         }
+    }
+}
+
+extension SenderScheduler.Action {
+    /// For a send, the destination and the place in line of the connection it needs.
+    var destinationToConnect: (name: String, requestClass: RequestClass)? {
+        guard case .send(let name, let transaction) = self else { return nil }
+        return (name, transaction.requestClass)
     }
 }
