@@ -48,11 +48,11 @@ enum IdleConnectionsBenchmark {
         var open: [HTTPClientConnection] = []
         for index in 0..<count { open.append(try await connect("h\(index).bench.test")) }
         let idle = Snapshot.take()
-        mallocTrim(0)
+        _ = mallocTrim(0)
         let trimmed = Snapshot.take()
         for connection in open { await connection.close() }
         open.removeAll()
-        mallocTrim(0)
+        _ = mallocTrim(0)
         let closed = Snapshot.take()
         try await group.shutdownGracefully()
 

@@ -33,24 +33,34 @@ import Transport
 ///     .build/release/southbridge-benchmark scale burst [--servers 500] [--pdus 20] [--interval-ms 50] [--cold] [--lifted-pacing]
 
 func option(_ name: String, default value: Int) -> Int {
-    let arguments = CommandLine.arguments
-    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count, let number = Int(arguments[index + 1]) else {
-        return value
-    }
+    optionalOption(name) ?? value
+}
+
+/// The value of `--name N`, or nil when the option is not given; a value that is not a
+/// whole number ends the run with a line saying so.
+func optionalOption(_ name: String) -> Int? {
+    guard let text = optionalStringOption(name) else { return nil }
+    guard let number = Int(text) else { exitWithUsageError("\(name) needs a whole number, not \(text.debugDescription)") }
     return number
 }
 
-/// The value of `--name N`, or nil when the option is not given.
-func optionalOption(_ name: String) -> Int? {
-    let arguments = CommandLine.arguments
-    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
-    return Int(arguments[index + 1])
+func stringOption(_ name: String, default value: String) -> String {
+    optionalStringOption(name) ?? value
 }
 
-func stringOption(_ name: String, default value: String) -> String {
+private func optionalStringOption(_ name: String) -> String? {
     let arguments = CommandLine.arguments
-    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return value }
+    guard let index = arguments.firstIndex(of: name) else { return nil }
+    guard index + 1 < arguments.count, !arguments[index + 1].hasPrefix("--") else {
+        exitWithUsageError("\(name) needs a value")
+    }
     return arguments[index + 1]
+}
+
+func exitWithUsageError(_ message: String) -> Never {
+    var text = "southbridge-benchmark: \(message)\n"
+    _ = text.withUTF8 { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    exit(2)
 }
 
 /// CPU seconds (user + system) the process has used, from `/proc/<pid>/stat`.
@@ -164,7 +174,18 @@ func resolve(names: Int, rounds: Int) async throws {
     try await group.shutdownGracefully()
 }
 
+let usage = "usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N] | soak [--minutes N | --seconds N] [--servers N] [--rate N] [--clients N] [--seed N] [--fault-interval-seconds N] [--faulty-percent N] [--restarts N] [--warm-up-seconds N] [--drain-seconds N] | scale fanout [--destinations N] [--lifted-pacing] | scale meltdown [--servers N] [--faulty-percent N] [--seconds N] [--lifted-pacing] | scale restart [--destinations N] [--pdus N] [--lifted-pacing] | scale burst [--servers N] [--pdus N] [--interval-ms N] [--cold] [--lifted-pacing] (every scale scenario: [--bound-seconds N] [--no-header])"
+
 let arguments = CommandLine.arguments.dropFirst()
+if arguments.contains("--help") || arguments.contains("-h") {
+    print(usage)
+    exit(0)
+}
+// A mistyped option must not run a long benchmark with its default instead.
+let knownOptions = Set(usage.split(separator: " ").map { String($0.filter { !"[]()|".contains($0) }) }.filter { $0.hasPrefix("--") })
+if let unknown = arguments.first(where: { $0.hasPrefix("--") && !knownOptions.contains($0) }) {
+    exitWithUsageError("unknown option \(unknown); --help lists them")
+}
 do {
     switch arguments.first {
     case "delivery":
@@ -192,7 +213,7 @@ do {
         try await IdleConnectionsBenchmark.run(
             connections: option("--connections", default: 1000), tlsVersion: stringOption("--tls", default: "1.3"))
     default:
-        print("usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N] | soak [--minutes N | --seconds N] [--servers N] [--rate N] [--clients N] [--seed N] [--fault-interval-seconds N] [--faulty-percent N] [--restarts N] [--warm-up-seconds N] [--drain-seconds N] | scale fanout [--destinations N] [--lifted-pacing] | scale meltdown [--servers N] [--faulty-percent N] [--seconds N] [--lifted-pacing] | scale restart [--destinations N] [--pdus N] [--lifted-pacing] | scale burst [--servers N] [--pdus N] [--interval-ms N] [--cold] [--lifted-pacing] (every scale scenario: [--bound-seconds N] [--no-header])")
+        print(usage)
         exit(2)
     }
 } catch {

@@ -399,7 +399,7 @@ struct ConnectionPoolFairnessTests {
         for number in 0..<100 { pool.request(number, "blackholed\(number)", waiting: .seconds(120)) }
         pool.request(100, "live", waiting: .seconds(120))
         // The blackholes' TCP connects never complete; the live one's does as soon as it starts.
-        while pool.connection(of: "live") == nil, pool.now < ms(20_000) { pool.fireTimer() }
+        while pool.connection(of: "live") == nil, pool.now < ms(20_000) { _ = pool.fireTimer() }
         pool.establish("live")
         #expect(pool.executedRequests == [100])
         #expect(pool.now - ms(0) <= pool.limits.tlsHandshakeTimeout,
