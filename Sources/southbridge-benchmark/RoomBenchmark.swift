@@ -41,8 +41,14 @@ struct RoomBenchmark {
     var probeInterval: Duration = .milliseconds(5)
 
     /// What `packaging/southbridge.service` sets in the daemon's environment (`Environment=`),
-    /// so the figures are those of the installed service.
-    static let unitEnvironment = ["MALLOC_ARENA_MAX": "2"]
+    /// so the figures are those of the installed service: nothing today (the daemon chooses its
+    /// malloc arenas itself).
+    static let unitEnvironment: [String: String] = [:]
+
+    /// `unitEnvironment` for a report.
+    static var unitEnvironmentDescription: String {
+        unitEnvironment.isEmpty ? "none set" : unitEnvironment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
+    }
 
     /// The options of the command line; `--lifted` stands for limits high enough that they
     /// never bind, and an explicit limit option wins over it.
@@ -254,7 +260,7 @@ struct RoomBenchmark {
             max_new_connections_per_second \(limits.maxNewConnectionsPerSecond) (\(limitsNote)); \
             retry after \(format(fixture.configuration.sender.retryInitialInterval)) first, 7 days at most. \
             Daemon threads on CPU \(daemonCPUs), benchmark threads on CPU \(ownCPUs); RLIMIT_NOFILE \(fileLimit); \
-            daemon environment as in packaging/southbridge.service: \(Self.unitEnvironment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")); \
+            daemon environment as in packaging/southbridge.service: \(Self.unitEnvironmentDescription); \
             bound \(format(bound)), half of it at most for the cold message. "+ probe" rows: a second ingest client sends \
             a 1-PDU request to one more live server every \(format(probeInterval)) meanwhile (its load is in their CPU).
 

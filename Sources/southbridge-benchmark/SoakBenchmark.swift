@@ -269,8 +269,8 @@ struct SoakBenchmark {
             max_new_connections_per_second \(limits.maxNewConnectionsPerSecond), max_pdus_in_memory_per_destination \
             \(limits.maxPDUsInMemoryPerDestination)); sender.retry_initial_ms \(milliseconds(Self.retryInitial)) and \
             retry_max_ms \(milliseconds(Self.retryMax)) (shipped: 10 minutes and 7 days) so that a server that comes back \
-            is caught up within the run; environment \(RoomBenchmark.unitEnvironment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")) \
-            as the unit sets it; RLIMIT_NOFILE \(fileLimit).
+            is caught up within the run; environment as the unit sets it (\(RoomBenchmark.unitEnvironmentDescription)); \
+            RLIMIT_NOFILE \(fileLimit).
             Traffic: \(clients) ingest clients, \(rate) requests/s together: 25% a message in the room of all \(servers) servers, \
             35% 1–3 PDUs in small rooms (\(SoakTraffic.smallRoomCount) rooms of 1–4 servers), 20% 1–2 to-device messages, \
             20% typing or a read receipt; at most \(mostOwed) PDUs were addressed to one server in the whole run \

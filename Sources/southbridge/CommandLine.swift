@@ -26,6 +26,7 @@ let usage = """
 @main
 struct SouthbridgeCommand {
     static func main() async {
+        useOneMallocArena()
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let command = arguments.first else {
             fail(usage, code: 2)
@@ -93,6 +94,19 @@ struct SouthbridgeCommand {
         }
     }
 
+    /// Has every thread allocate from glibc's main arena, unless `MALLOC_ARENA_MAX` is set.
+    /// With an arena per thread (or two, as `MALLOC_ARENA_MAX=2` gave), each arena keeps the
+    /// high-water mark of the threads that use it: the thread libdispatch adds to its pool a
+    /// minute or two after start, whenever one of its threads blocks, brought a second copy of
+    /// the connections' working set, 3–5 MiB that stayed (BENCHMARKS.md, "Soak"). First thing in
+    /// `main`: glibc fixes its arena limit when a thread first makes an arena, and by the time
+    /// `run` is reached one already has.
+    static func useOneMallocArena() {
+        guard getenv("MALLOC_ARENA_MAX") == nil else { return }
+        let arenaMax: Int32 = -8 // M_ARENA_MAX in glibc's malloc.h
+        _ = mallopt(arenaMax, 1)
+    }
+
     /// Runs SQLite's integrity check and the outbox's own invariants on `storage.path`, beside a running daemon
     /// or not, and prints what the file holds and every problem found.
     static func checkStorage(configPath: String) {
@@ -138,3 +152,7 @@ struct SouthbridgeCommand {
         exit(code)
     }
 }
+
+/// glibc's `mallopt` (malloc.h is not in the Glibc module).
+@_silgen_name("mallopt")
+private func mallopt(_ parameter: Int32, _ value: Int32) -> Int32

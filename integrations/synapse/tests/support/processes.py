@@ -135,10 +135,10 @@ retry_max_ms = {retry_max_ms}
 
     def start(self, cpus: list[int] | None = None) -> None:
         self.starts += 1
-        # As the shipped systemd unit runs it.
+        # As the shipped systemd unit runs it (it sets no environment).
         self.child = ChildProcess([SOUTHBRIDGE_BINARY, "run", "--config", self.config_path],
                                   os.path.join(self.directory, f"southbridge-{self.starts}.log"),
-                                  environment={"MALLOC_ARENA_MAX": "2"}, cpus=cpus)
+                                  environment={}, cpus=cpus)
         wait_for(lambda: self._exited() or self._health(), 30, "southbridge answers /health")
         if not self.child.running():
             raise AssertionError(f"southbridge exited: {self.child.log()[-2000:]}")
