@@ -112,9 +112,20 @@ public struct FederationClient: Sendable {
     /// connection the peer closed while it sat idle is not the destination's fault: the request
     /// goes again once on a new connection.
     public func send(_ request: FederationRequest, on connection: LeasedConnection) async throws(FederationRequestError) -> HTTPClientResponse {
+        let makeRequest = signedRequest(request, on: connection)
+        do {
+            return try await exchange(makeRequest, on: connection.lease, at: connection.address)
+        } catch is StaleKeepAlive {
+            return try await sendOnNewConnection(makeRequest, replacing: connection)
+        } catch {
+            throw Self.requestError(error, destination: connection.destination)
+        }
+    }
+
+    /// Makes the request, signed with X-Matrix, once a connection is leased: the body is made only then.
+    private func signedRequest(_ request: FederationRequest, on connection: LeasedConnection) -> @Sendable () -> HTTPClientRequest {
         let (destination, address) = (connection.destination, connection.address)
-        // Signed on the leased connection: the body is made only then.
-        let makeRequest: @Sendable () -> HTTPClientRequest = { [origin, signingKey] in
+        return { [origin, signingKey] in
             let body = request.makeBody()
             let authorization = XMatrixAuthorization.header(
                 method: request.method, uri: request.target, origin: origin,
@@ -125,17 +136,17 @@ public struct FederationClient: Sendable {
             if body != nil { headers.append(("Content-Type", "application/json")) }
             return HTTPClientRequest(method: request.method, target: request.target, headers: headers, body: body ?? [])
         }
+    }
+
+    /// Not inlined into `send(_:on:)`, whose frame every request in flight holds.
+    @inline(never)
+    private func sendOnNewConnection(_ makeRequest: @Sendable () -> HTTPClientRequest,
+                                     replacing connection: LeasedConnection) async throws(FederationRequestError) -> HTTPClientResponse {
         do {
-            return try await exchange(makeRequest, on: connection.lease, at: address)
-        } catch is StaleKeepAlive {
-            do {
-                let lease = try await pool.lease(for: address, class: connection.requestClass, reusingIdle: false)
-                return try await exchange(makeRequest, on: lease, at: address)
-            } catch {
-                throw Self.requestError(error, destination: destination)
-            }
+            let lease = try await pool.lease(for: connection.address, class: connection.requestClass, reusingIdle: false)
+            return try await exchange(makeRequest, on: lease, at: connection.address)
         } catch {
-            throw Self.requestError(error, destination: destination)
+            throw Self.requestError(error, destination: connection.destination)
         }
     }
 

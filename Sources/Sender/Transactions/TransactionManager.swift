@@ -22,6 +22,7 @@ struct TransactionManager: Sendable {
     /// `perform` builds and signs the transaction, so that the hundreds of destinations a fan-out
     /// keeps waiting at the pool's caps hold a task of a few small frames each, not the frames of
     /// the whole send.
+    @inline(never)
     func connect(to name: String, class requestClass: RequestClass) async -> Result<FederationClient.LeasedConnection, any Error> {
         do {
             return .success(try await client.connect(to: try ServerName(name), class: requestClass))
@@ -32,65 +33,106 @@ struct TransactionManager: Sendable {
 
     /// Performs a reading or sending action; nil for actions that are not this kind. A send goes
     /// out on `connection` (see `connect(to:class:)`), or on one it waits for itself.
+    ///
+    /// Each kind runs in a function of its own, never inlined here: an async function's frame
+    /// holds every value any of its paths keeps across a suspension, and a task keeps the largest
+    /// frames it has held, so the hundreds of sends in flight in a fan-out would each carry the
+    /// reads' frames as well.
+    @inline(never)
     func perform(_ action: SenderScheduler.Action,
                  on connection: Result<FederationClient.LeasedConnection, any Error>? = nil) async -> SenderScheduler.Event? {
         switch action {
         case .load(let name, let owedPDULimit):
-            do {
-                let record = try await outbox.destination(name)
-                var owed: [StoredPDU] = []
-                if let owedPDULimit {
-                    owed = try await outbox.pendingPDUs(for: name, after: record?.lastSuccessfulStreamOrdering ?? 0,
-                                                        limit: owedPDULimit)
-                }
-                return .loaded(name, record, owed: owed)
-            } catch {
-                return .outboxReadFailed(name, reason: "\(error)")
-            }
+            await load(name, owedPDULimit: owedPDULimit)
         case .read(let name, let kind, let after, let limit):
-            do {
-                let pdus = kind == .catchUp
-                    ? try await outbox.catchUpPDUs(for: name, after: after, limit: limit)
-                    : try await outbox.pendingPDUs(for: name, after: after, limit: limit)
-                return .read(name, kind, pdus: pdus)
-            } catch {
-                return .outboxReadFailed(name, reason: "\(error)")
-            }
+            await read(name, kind, after: after, limit: limit)
         case .readPersistentEDUs(let name, let draft, let limit):
-            do {
-                // Read per kind, so a flood of to-device messages cannot push device-list updates
-                // out of the read and out of their reserved slots.
-                let toDevice: Set<String> = [TransactionEDUPlan.toDeviceEDUType]
-                let deviceLists = TransactionEDUPlan.deviceListEDUTypes
-                var edus = try await outbox.pendingEDUs(for: name, limit: limit, onlyTypes: toDevice)
-                edus += try await outbox.pendingEDUs(for: name, limit: limit, onlyTypes: deviceLists)
-                edus += try await outbox.pendingEDUs(for: name, limit: limit, exceptTypes: toDevice.union(deviceLists))
-                return .persistentEDUsRead(name, draft, edus)
-            } catch {
-                return .outboxReadFailed(name, reason: "\(error)")
-            }
+            await readPersistentEDUs(name, draft, limit: limit)
         case .send(let name, let transaction):
-            let connection = if let connection { connection } else { await connect(to: name, class: transaction.requestClass) }
-            return .transactionFinished(name, transaction, await send(transaction, to: name, on: connection))
+            await send(transaction, to: name, on: connection)
         case .recordProgress, .recordFailure, .armTimer, .publish, .queueSpilled:
-            return nil
+            nil
         }
+    }
+
+    @inline(never)
+    private func load(_ name: String, owedPDULimit: Int?) async -> SenderScheduler.Event {
+        do {
+            let record = try await outbox.destination(name)
+            var owed: [StoredPDU] = []
+            if let owedPDULimit {
+                owed = try await outbox.pendingPDUs(for: name, after: record?.lastSuccessfulStreamOrdering ?? 0,
+                                                    limit: owedPDULimit)
+            }
+            return .loaded(name, record, owed: owed)
+        } catch {
+            return .outboxReadFailed(name, reason: "\(error)")
+        }
+    }
+
+    @inline(never)
+    private func read(_ name: String, _ kind: SenderScheduler.ReadKind, after: Int64, limit: Int) async -> SenderScheduler.Event {
+        do {
+            let pdus = kind == .catchUp
+                ? try await outbox.catchUpPDUs(for: name, after: after, limit: limit)
+                : try await outbox.pendingPDUs(for: name, after: after, limit: limit)
+            return .read(name, kind, pdus: pdus)
+        } catch {
+            return .outboxReadFailed(name, reason: "\(error)")
+        }
+    }
+
+    @inline(never)
+    private func readPersistentEDUs(_ name: String, _ draft: SenderScheduler.TransactionDraft, limit: Int) async -> SenderScheduler.Event {
+        do {
+            // Read per kind, so a flood of to-device messages cannot push device-list updates
+            // out of the read and out of their reserved slots.
+            let toDevice: Set<String> = [TransactionEDUPlan.toDeviceEDUType]
+            let deviceLists = TransactionEDUPlan.deviceListEDUTypes
+            var edus = try await outbox.pendingEDUs(for: name, limit: limit, onlyTypes: toDevice)
+            edus += try await outbox.pendingEDUs(for: name, limit: limit, onlyTypes: deviceLists)
+            edus += try await outbox.pendingEDUs(for: name, limit: limit, exceptTypes: toDevice.union(deviceLists))
+            return .persistentEDUsRead(name, draft, edus)
+        } catch {
+            return .outboxReadFailed(name, reason: "\(error)")
+        }
+    }
+
+    @inline(never)
+    private func send(_ transaction: OutgoingTransaction, to name: String,
+                      on connection: Result<FederationClient.LeasedConnection, any Error>?) async -> SenderScheduler.Event {
+        let connection = if let connection { connection } else { await connect(to: name, class: transaction.requestClass) }
+        return .transactionFinished(name, transaction, await send(transaction, to: name, on: connection))
     }
 
     /// Sends one transaction on `connection` and says what its answer means.
     func send(_ transaction: OutgoingTransaction, to name: String,
               on connection: Result<FederationClient.LeasedConnection, any Error>) async -> TransactionOutcome {
+        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
+                                        makeBody: { [origin] in transaction.body(origin: origin) })
+        let answer: Result<HTTPClientResponse, any Error>
+        do {
+            answer = .success(try await client.send(request, on: try connection.get()))
+        } catch {
+            answer = .failure(error)
+        }
+        return outcome(of: answer, for: transaction, to: name)
+    }
+
+    /// Classifies a transaction's answer and logs what it means. Not inlined into `send`, whose
+    /// frame every send in flight holds while it waits for its answer.
+    @inline(never)
+    private func outcome(of answer: Result<HTTPClientResponse, any Error>, for transaction: OutgoingTransaction,
+                         to name: String) -> TransactionOutcome {
         var log = logger
         log[metadataKey: "destination"] = "\(name)"
         log[metadataKey: "txn_id"] = "\(transaction.txnID)"
-        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
-                                        makeBody: { [origin] in transaction.body(origin: origin) })
         let outcome: TransactionOutcome
-        do {
-            let response = try await client.send(request, on: try connection.get())
+        switch answer {
+        case .success(let response):
             outcome = TransactionOutcome.classify(statusCode: response.statusCode, body: response.bodyBytes)
             if outcome == .delivered { logPDUErrors(response.bodyBytes, logger: log) }
-        } catch {
+        case .failure(let error):
             outcome = TransactionOutcome.classify(error: error)
         }
         switch outcome {
