@@ -131,7 +131,7 @@ public actor ConnectionPool {
 
     private func tcpConnectFinished(_ id: StateMachine.ConnectionID, address: ResolvedFederationAddress,
                                     _ result: Result<TCPConnection, any Error>) {
-        guard !closedWhileOpening(id, result.map { tcp in { await tcp.close() } }) else { return }
+        guard !closedWhileOpening(id, result.map { tcp in tcp.startClosing }) else { return }
         switch result {
         case .success(let tcp):
             awaitingHandshake[id] = (tcp, address)
@@ -142,7 +142,7 @@ public actor ConnectionPool {
     }
 
     private func handshakeFinished(_ id: StateMachine.ConnectionID, _ result: Result<HTTPClientConnection, any Error>) {
-        guard !closedWhileOpening(id, result.map { connection in { await connection.close() } }) else { return }
+        guard !closedWhileOpening(id, result.map { connection in connection.startClosing }) else { return }
         switch result {
         case .success(let connection):
             open[id] = OpenConnection(connection: connection)
@@ -162,7 +162,7 @@ public actor ConnectionPool {
     /// Ends a connect or handshake step; when the state machine closed the connection while
     /// the step ran, closes what the step opened (`close`) and returns true.
     private func closedWhileOpening(_ id: StateMachine.ConnectionID,
-                                    _ close: Result<@Sendable () async -> Void, any Error>) -> Bool {
+                                    _ close: Result<() -> EventLoopFuture<Void>, any Error>) -> Bool {
         opening[id] = nil
         guard closeWhenOpened.remove(id) != nil else { return false }
         if case .success(let close) = close {
@@ -188,11 +188,11 @@ public actor ConnectionPool {
     }
 
     /// Closes a socket the state machine has let go of and reports it closed once it is:
-    /// until then it still counts against `maxConnections`.
-    private func closeSocket(_ id: StateMachine.ConnectionID, _ close: @escaping @Sendable () async -> Void) {
-        Task {
-            await close()
-            self.socketClosed(id)
+    /// until then it still counts against `maxConnections`. No task waits for the close: a
+    /// fan-out evicting idle connections has hundreds of closes running at once.
+    private func closeSocket(_ id: StateMachine.ConnectionID, _ startClosing: () -> EventLoopFuture<Void>) {
+        startClosing().whenComplete { _ in
+            Task { await self.socketClosed(id) }
         }
     }
 
@@ -252,10 +252,10 @@ public actor ConnectionPool {
                     closeWhenOpened.insert(id)
                     task.cancel()
                 } else if let (tcp, _) = awaitingHandshake.removeValue(forKey: id) {
-                    closeSocket(id) { await tcp.close() }
+                    closeSocket(id, tcp.startClosing)
                 } else if let entry = open.removeValue(forKey: id) {
                     connectionIDs[ObjectIdentifier(entry.connection)] = nil
-                    closeSocket(id) { await entry.connection.close() }
+                    closeSocket(id, entry.connection.startClosing)
                 }
             case .failRequest(let requestID, let failure):
                 guard let waiter = takeWaiter(requestID) else { continue }

@@ -189,11 +189,24 @@ public final class HTTPClientConnection: Sendable {
 
     /// Closes the connection (sending TLS close_notify first); later requests fail.
     public func close() async {
+        try? await startClosing().get()
+    }
+
+    /// `close()` without a task waiting for it: the future completes once the socket is closed
+    /// (successfully too when it already was).
+    public func startClosing() -> EventLoopFuture<Void> {
         exchangeState.withLock { state in
             state.reusable = false
             state.closeRequested = true
         }
-        try? await channel.close()
+        return Self.closing(channel)
+    }
+
+    static func closing(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let closed = channel.eventLoop.makePromise(of: Void.self)
+        channel.close(promise: nil)
+        channel.closeFuture.cascade(to: closed)
+        return closed.futureResult
     }
 }
 

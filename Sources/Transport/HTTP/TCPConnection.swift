@@ -54,7 +54,12 @@ public final class TCPConnection: Sendable {
 
     /// Closes the socket, and returns once it is closed.
     public func close() async {
-        try? await channel.close()
+        try? await startClosing().get()
+    }
+
+    /// `close()` without a task waiting for it: the future completes once the socket is closed.
+    public func startClosing() -> EventLoopFuture<Void> {
+        HTTPClientConnection.closing(channel)
     }
 }
 
