@@ -93,14 +93,7 @@ public actor FederationSender {
                     case .perform(let action):
                         transfers.addTask { [manager] in
                             var next: SenderScheduler.Action? = action
-                            while let action = next {
-                                // A send waits for its connection here, before the frames that build it.
-                                let connection = if let (name, requestClass) = action.destinationToConnect {
-                                    await manager.connect(to: name, class: requestClass)
-                                } else {
-                                    Result<FederationClient.LeasedConnection, any Error>?.none
-                                }
-                                guard let event = await manager.perform(action, on: connection) else { break }
+                            while let action = next, let event = await manager.perform(action) {
                                 next = await self.handle(event, keepingFirstJob: true)
                             }
                         }

@@ -18,29 +18,14 @@ struct TransactionManager: Sendable {
     let client: FederationClient
     let logger: Logger
 
-    /// Resolves `name` and waits for a connection to it, for a send. The sender waits here before
-    /// `perform` builds and signs the transaction, so that the hundreds of destinations a fan-out
-    /// keeps waiting at the pool's caps hold a task of a few small frames each, not the frames of
-    /// the whole send.
-    @inline(never)
-    func connect(to name: String, class requestClass: RequestClass) async -> Result<FederationClient.LeasedConnection, any Error> {
-        do {
-            return .success(try await client.connect(to: try ServerName(name), class: requestClass))
-        } catch {
-            return .failure(error)
-        }
-    }
-
-    /// Performs a reading or sending action; nil for actions that are not this kind. A send goes
-    /// out on `connection` (see `connect(to:class:)`), or on one it waits for itself.
+    /// Performs a reading or sending action; nil for actions that are not this kind.
     ///
     /// Each kind runs in a function of its own, never inlined here: an async function's frame
     /// holds every value any of its paths keeps across a suspension, and a task keeps the largest
     /// frames it has held, so the hundreds of sends in flight in a fan-out would each carry the
     /// reads' frames as well.
     @inline(never)
-    func perform(_ action: SenderScheduler.Action,
-                 on connection: Result<FederationClient.LeasedConnection, any Error>? = nil) async -> SenderScheduler.Event? {
+    func perform(_ action: SenderScheduler.Action) async -> SenderScheduler.Event? {
         switch action {
         case .load(let name, let owedPDULimit):
             await load(name, owedPDULimit: owedPDULimit)
@@ -49,7 +34,7 @@ struct TransactionManager: Sendable {
         case .readPersistentEDUs(let name, let draft, let limit):
             await readPersistentEDUs(name, draft, limit: limit)
         case .send(let name, let transaction):
-            await send(transaction, to: name, on: connection)
+            await send(transaction, to: name)
         case .recordProgress, .recordFailure, .armTimer, .publish, .queueSpilled:
             nil
         }
@@ -98,25 +83,27 @@ struct TransactionManager: Sendable {
         }
     }
 
+    /// Sends one transaction and says what its answer means. It waits for its connection
+    /// (`FederationClient.connect`) before it builds or signs anything, so a destination waiting
+    /// at the pool's caps holds only the frames of the wait.
     @inline(never)
-    private func send(_ transaction: OutgoingTransaction, to name: String,
-                      on connection: Result<FederationClient.LeasedConnection, any Error>?) async -> SenderScheduler.Event {
-        let connection = if let connection { connection } else { await connect(to: name, class: transaction.requestClass) }
-        return .transactionFinished(name, transaction, await send(transaction, to: name, on: connection))
-    }
-
-    /// Sends one transaction on `connection` and says what its answer means.
-    func send(_ transaction: OutgoingTransaction, to name: String,
-              on connection: Result<FederationClient.LeasedConnection, any Error>) async -> TransactionOutcome {
-        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
-                                        makeBody: { [origin] in transaction.body(origin: origin) })
+    private func send(_ transaction: OutgoingTransaction, to name: String) async -> SenderScheduler.Event {
         let answer: Result<HTTPClientResponse, any Error>
         do {
-            answer = .success(try await client.send(request, on: try connection.get()))
+            let connection = try await client.connect(to: try ServerName(name), class: transaction.requestClass)
+            answer = .success(try await send(transaction, on: connection))
         } catch {
             answer = .failure(error)
         }
-        return outcome(of: answer, for: transaction, to: name)
+        return .transactionFinished(name, transaction, outcome(of: answer, for: transaction, to: name))
+    }
+
+    @inline(never) // its frame exists only once the connection is there
+    private func send(_ transaction: OutgoingTransaction,
+                      on connection: FederationClient.LeasedConnection) async throws(FederationRequestError) -> HTTPClientResponse {
+        let request = FederationRequest(method: "PUT", target: "/_matrix/federation/v1/send/\(transaction.txnID)",
+                                        makeBody: { [origin] in transaction.body(origin: origin) })
+        return try await client.send(request, on: connection)
     }
 
     /// Classifies a transaction's answer and logs what it means. Not inlined into `send`, whose
@@ -218,13 +205,5 @@ struct TransactionManager: Sendable {
                 logger.warning("destination rejected a PDU", metadata: ["event_id": "\(eventID)", "error": "\(message)"])
             }
         }
-    }
-}
-
-extension SenderScheduler.Action {
-    /// For a send, the destination and the place in line of the connection it needs.
-    var destinationToConnect: (name: String, requestClass: RequestClass)? {
-        guard case .send(let name, let transaction) = self else { return nil }
-        return (name, transaction.requestClass)
     }
 }

@@ -199,14 +199,8 @@ public final class HTTPClientConnection: Sendable {
             state.reusable = false
             state.closeRequested = true
         }
-        return Self.closing(channel)
-    }
-
-    static func closing(_ channel: any Channel) -> EventLoopFuture<Void> {
-        let closed = channel.eventLoop.makePromise(of: Void.self)
         channel.close(promise: nil)
-        channel.closeFuture.cascade(to: closed)
-        return closed.futureResult
+        return channel.closeFuture
     }
 }
 

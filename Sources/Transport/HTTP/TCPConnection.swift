@@ -59,7 +59,8 @@ public final class TCPConnection: Sendable {
 
     /// `close()` without a task waiting for it: the future completes once the socket is closed.
     public func startClosing() -> EventLoopFuture<Void> {
-        HTTPClientConnection.closing(channel)
+        channel.close(promise: nil)
+        return channel.closeFuture
     }
 }
 
