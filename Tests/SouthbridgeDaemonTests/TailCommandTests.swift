@@ -4,31 +4,11 @@ import SouthbridgeSwarm
 import SouthbridgeTestSupport
 import Testing
 
-/// A loopback TCP port free a moment ago, so that a restarted daemon listens where a follower reconnects.
-func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw TailTestError("no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-struct TailTestError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
 @Suite("southbridge tail, against the real daemon")
 struct TailCommandTests {
     @Test("prints one line per row, reconnects after a restart with its last tokens, and exits 0 on Ctrl-C")
     func followsAcrossARestart() async throws {
-        let port = try freeLoopbackPort()
+        let port = try LoopbackSocket.freePort()
         let fixture = try await replicationFixture(destinations: 2) { $0.replication.listen = .tcp(host: "127.0.0.1", port: port) }
         try await fixture.withTearDown {
             let (healthy, flaky) = (fixture.swarm.servers[0], fixture.swarm.servers[1])
