@@ -96,13 +96,17 @@ public final class Daemon: Sendable {
             throw DaemonStartError("resolver.nameservers: \(error)")
         }
         let (pool, resolver, client, sender) = (stack.pool, stack.resolver, stack.client, stack.sender)
+        // The sender, its pool and their connections share one loop (see `FederationStack`); with
+        // two, ingest and replication answer on the other, so an acknowledgement never waits
+        // behind a fan-out's handshakes.
+        let answeringLoop = group.makeIterator().first { $0 !== stack.taskExecutor.eventLoop } ?? stack.taskExecutor.eventLoop
 
         var replication: ReplicationServer?
         var replicationEndpoint: Configuration.ListenAddress?
         if let listen = configuration.replication.listen {
             do {
                 (replication, replicationEndpoint) = try await bindReplication(
-                    listen, configuration: configuration, outbox: outbox, sender: sender, group: group, logger: logger)
+                    listen, configuration: configuration, outbox: outbox, sender: sender, group: answeringLoop, logger: logger)
             } catch {
                 outbox.close()
                 try? await group.shutdownGracefully()
@@ -126,13 +130,13 @@ public final class Daemon: Sendable {
                 server = try await IngestServer.bind(host: host, port: port, api: api,
                                                      maxBodyBytes: configuration.ingest.maxBodyBytes,
                                                      idleTimeout: TimeAmount(configuration.ingest.idleTimeout),
-                                                     requestTimeout: TimeAmount(configuration.ingest.requestTimeout), group: group)
+                                                     requestTimeout: TimeAmount(configuration.ingest.requestTimeout), group: answeringLoop)
                 ingestEndpoint = .tcp(host: host, port: server.boundPort ?? port)
             case .unix(let path):
                 server = try await IngestServer.bind(unixPath: path, api: api,
                                                      maxBodyBytes: configuration.ingest.maxBodyBytes,
                                                      idleTimeout: TimeAmount(configuration.ingest.idleTimeout),
-                                                     requestTimeout: TimeAmount(configuration.ingest.requestTimeout), group: group)
+                                                     requestTimeout: TimeAmount(configuration.ingest.requestTimeout), group: answeringLoop)
                 ingestEndpoint = .unix(path: path)
             }
         } catch {
@@ -157,7 +161,7 @@ public final class Daemon: Sendable {
                     logger: logger),
                       serviceName: "outbox"),
                 .init(service: ConnectionPoolService(pool: pool), serviceName: "connection pool"),
-                .init(service: SenderService(sender: sender, stopTimeout: configuration.server.stopTimeout, logger: logger),
+                .init(service: SenderService(sender: sender, taskExecutor: stack.taskExecutor, stopTimeout: configuration.server.stopTimeout, logger: logger),
                       serviceName: "sender"),
                 .init(service: IngestService(server: server), serviceName: "ingest"),
             ] + (replication.map { [.init(service: ReplicationService(server: $0), serviceName: "replication")] } ?? []) + [

@@ -46,13 +46,14 @@ struct ConnectionPoolService: Service {
 /// within the stop timeout; whatever is left is resent after the next start.
 struct SenderService: Service {
     let sender: FederationSender
+    let taskExecutor: EventLoopTaskExecutor
     let stopTimeout: Duration
     let logger: Logger
 
     func run() async throws {
         try await sender.start()
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await sender.run() }
+            group.addTask(executorPreference: taskExecutor) { try await sender.run() }
             try? await gracefulShutdown()
             if await sender.shutdown(within: stopTimeout) == false {
                 logger.warning("stop timeout reached with transactions in flight; they will be resent after restart")

@@ -54,9 +54,14 @@ public actor ConnectionPool {
     /// The error of a failed attempt, kept while the waiters it fails are resumed.
     private var connectErrors: [StateMachine.ConnectionID: any Error] = [:]
     private var timer: Task<Void, Never>?
+    /// Where the pool's own tasks run: the sender's event loop in the daemon, so a connection's
+    /// steps and the tasks waiting on them share one thread.
+    private let taskExecutor: (any TaskExecutor)?
 
-    public init(limits: Limits, tlsContext: TLSContext, group: any EventLoopGroup, logger: Logger) {
+    public init(limits: Limits, tlsContext: TLSContext, group: any EventLoopGroup,
+                taskExecutor: (any TaskExecutor)? = nil, logger: Logger) {
         self.limits = limits
+        self.taskExecutor = taskExecutor
         self.tlsContext = tlsContext
         self.group = group
         self.logger = logger
@@ -90,7 +95,7 @@ public actor ConnectionPool {
                         deadline: deadline, reusingIdle: reusingIdle, now: now)
             }
         } onCancel: {
-            Task { await self.cancel(id) }
+            Task(executorPreference: taskExecutor) { await self.cancel(id) }
         }
     }
 
@@ -151,7 +156,7 @@ public actor ConnectionPool {
             // A close the pool asked for is reported by `closeSocket`: no task for it.
             connection.closeFuture.whenComplete { [weak connection] _ in
                 guard connection?.closeRequested != true else { return }
-                Task { await self.connectionClosedByPeer(id) }
+                Task(executorPreference: self.taskExecutor) { await self.connectionClosedByPeer(id) }
             }
             run(state.connectionEstablished(id, now: .now()))
         case .failure(let error):
@@ -192,7 +197,7 @@ public actor ConnectionPool {
     /// fan-out evicting idle connections has hundreds of closes running at once.
     private func closeSocket(_ id: StateMachine.ConnectionID, _ startClosing: () -> EventLoopFuture<Void>) {
         startClosing().whenComplete { _ in
-            Task { await self.socketClosed(id) }
+            Task(executorPreference: self.taskExecutor) { await self.socketClosed(id) }
         }
     }
 
@@ -217,28 +222,28 @@ public actor ConnectionPool {
                     preconditionFailure("\(id) is to be opened for \(key), which no request waits for")
                 }
                 let (limits, group, logger) = (limits, group, logger)
-                opening[id] = Task {
+                opening[id] = Task(executorPreference: taskExecutor) {
                     let result: Result<TCPConnection, any Error>
                     do {
                         result = .success(try await Self.openTCP(to: address, limits: limits, group: group, logger: logger))
                     } catch {
                         result = .failure(error)
                     }
-                    self.tcpConnectFinished(id, address: address, result)
+                    await self.tcpConnectFinished(id, address: address, result)
                 }
             case .startHandshake(let id):
                 guard let (tcp, address) = awaitingHandshake.removeValue(forKey: id) else { continue }
                 let (limits, tlsContext) = (limits, tlsContext)
-                opening[id] = Task {
+                opening[id] = Task(executorPreference: taskExecutor) {
                     let result: Result<HTTPClientConnection, any Error>
                     do {
                         result = .success(try await HTTPClientConnection.handshake(
                             over: tcp, peer: address.tlsPeer, tlsContext: tlsContext, timeout: limits.tlsHandshakeTimeout,
-                            onServerAnswer: { Task { await self.handshakeProgressed(id) } }))
+                            onServerAnswer: { Task(executorPreference: self.taskExecutor) { await self.handshakeProgressed(id) } }))
                     } catch {
                         result = .failure(error)
                     }
-                    self.handshakeFinished(id, result)
+                    await self.handshakeFinished(id, result)
                 }
             case .executeOnConnection(let requestID, let connectionID):
                 guard let waiter = takeWaiter(requestID), var entry = open[connectionID] else { continue }
@@ -262,7 +267,7 @@ public actor ConnectionPool {
                 waiter.continuation.resume(throwing: error(for: failure, of: waiter))
             case .scheduleTimer(let deadline):
                 timer?.cancel()
-                timer = Task { [weak self] in
+                timer = Task(executorPreference: taskExecutor) { [weak self] in
                     let delay = deadline - .now()
                     if delay > .zero {
                         do { try await Task.sleep(nanoseconds: UInt64(delay.nanoseconds)) } catch { return }
