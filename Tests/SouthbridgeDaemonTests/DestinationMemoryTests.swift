@@ -40,6 +40,15 @@ struct DestinationMemoryTests {
         dnsmasq.stop()
     }
 
+    /// The servers still without their PDU, and what the daemon logged about the first few.
+    private static func missing(_ names: [String], server: SwarmServer, daemonLog: String) -> String {
+        let missing = names.filter { server.log(for: $0).pduIDs.isEmpty }
+        let shown = missing.prefix(3)
+        let lines = daemonLog.split(separator: "\n").filter { line in shown.contains { line.contains($0) } }
+        return "\(missing.count) missing, among them \(shown.joined(separator: ", ")); the daemon logged about them:\n"
+            + lines.suffix(20).joined(separator: "\n")
+    }
+
     private func meetInTurn(_ hosts: [String], server: SwarmServer, fixture: DaemonProcess) async throws {
         try await fixture.start()
         let client = try await fixture.client()
@@ -54,7 +63,11 @@ struct DestinationMemoryTests {
             let delivered = await DaemonProcess.eventually(timeout: .seconds(120)) {
                 names.allSatisfy { !server.log(for: $0).pduIDs.isEmpty }
             }
-            try #require(delivered, "message \(message) did not reach all of its \(names.count) servers")
+            if !delivered {
+                let missing = Self.missing(names, server: server, daemonLog: fixture.process?.output() ?? "")
+                Issue.record("message \(message) did not reach all of its \(names.count) servers: \(missing)")
+                return
+            }
             rssKiB.append(ProcessMemory.currentKiB(pid: pid))
             // A destination is dropped only once its delivery is written, which follows the delivery by up to
             // the progress write delay: then 4× the 64 connections' destinations may stay loaded while quiet,
