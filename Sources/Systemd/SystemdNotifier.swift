@@ -39,7 +39,10 @@ public struct SystemdNotifier: Sendable {
     /// A graceful stop has begun.
     public func stopping(status: String) { send("STOPPING=1\nSTATUS=\(Self.oneLine(status))") }
 
-    /// One datagram per state change, as `sd_notify(3)` sends it.
+    /// One datagram per state change, as `sd_notify(3)` sends it, except that it never waits:
+    /// a service manager that has stopped reading (its queue holds `net.unix.max_dgram_qlen`
+    /// datagrams, 10 by default) loses the message instead of stopping the thread that sent it,
+    /// which may be the sender's event loop.
     private func send(_ state: String) {
         guard let socketPath, !socketPath.isEmpty else { return }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -55,7 +58,7 @@ public struct SystemdNotifier: Sendable {
         var message = Array(state.utf8)
         _ = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                message.withUnsafeMutableBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), socketAddress, length) }
+                message.withUnsafeMutableBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), socketAddress, length) }
             }
         }
     }

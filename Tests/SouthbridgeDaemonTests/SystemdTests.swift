@@ -101,6 +101,35 @@ struct SystemdTests {
         running.cancel()
         try? await group.shutdownGracefully()
     }
+
+    @Test("a service manager that stops reading loses notifications, and the thread sending them never waits")
+    func unreadNotifySocketNeverBlocks() async throws {
+        let directory = try TemporaryDirectory(prefix: "southbridge-notify")
+        defer { directory.remove() }
+        let path = directory.path + "/unread.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0)
+
+        // Far more than the socket's queue holds (net.unix.max_dgram_qlen: 10 here, 512 under systemd).
+        let notifier = SystemdNotifier(socketPath: path, watchdogPingInterval: .seconds(1))
+        let sent = NIOLockedValueBox(0)
+        Task.detached {
+            for _ in 0..<2_000 {
+                notifier.status("queued")
+                sent.withLockedValue { $0 += 1 }
+            }
+        }
+        #expect(await DaemonProcess.eventually(timeout: .seconds(10)) { sent.withLockedValue { $0 } == 2_000 },
+                "sent \(sent.withLockedValue { $0 }) of 2,000 notifications, then waited for a reader")
+    }
 }
 
 /// The state letter of `/proc/PID/stat` (`R`, `S`, `T` for stopped, ...).
