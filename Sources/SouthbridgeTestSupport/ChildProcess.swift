@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import SouthbridgeSwarm
 
 /// A program started by a test or benchmark (southbridge itself, `openssl s_server`,
@@ -114,20 +115,24 @@ public final class ChildProcess: @unchecked Sendable {
 }
 
 /// A unix datagram socket standing in for systemd's `NOTIFY_SOCKET`: collects every
-/// `sd_notify` message a child sends.
-public final class NotifySocket: @unchecked Sendable {
+/// `sd_notify` message a child sends. A thread of its own reads them as they come, as systemd
+/// does, so a long test never fills the socket's queue (`net.unix.max_dgram_qlen`, 10 here).
+public final class NotifySocket: Sendable {
     public let path: String
-    private let fd: Int32
-    private var received: [String] = []
+    private let inbox: Inbox
+    private let reader: pthread_t
 
     public init(path: String) throws {
         self.path = path
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw FileSupportError("cannot create a datagram socket: \(String(cString: strerror(errno)))") }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw FileSupportError("socket path too long: \(path)") }
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw FileSupportError("socket path too long: \(path)")
+        }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
@@ -135,23 +140,38 @@ public final class NotifySocket: @unchecked Sendable {
         let status = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard status == 0 else { throw FileSupportError("cannot bind \(path): \(String(cString: strerror(errno)))") }
+        // A receive timeout lets the reader see that the socket is being closed.
+        var timeout = timeval(tv_sec: 0, tv_usec: 50_000)
+        guard status == 0, setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw FileSupportError("cannot bind \(path): \(reason)")
+        }
+        inbox = Inbox(fd: fd)
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(inbox).toOpaque()
+        let code = pthread_create(&thread, nil, { context in
+            Unmanaged<Inbox>.fromOpaque(context!).takeRetainedValue().readUntilClosed()
+            return nil
+        }, context)
+        guard code == 0 else {
+            Unmanaged<Inbox>.fromOpaque(context).release()
+            close(fd)
+            throw FileSupportError("cannot start the notify socket's reader: pthread_create returned \(code)")
+        }
+        reader = thread
     }
 
     deinit {
-        close(fd)
+        inbox.closing.store(true, ordering: .releasing)
+        pthread_join(reader, nil)
+        close(inbox.fd)
         unlink(path)
     }
 
     /// Every message received so far, oldest first.
     public func messages() -> [String] {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count <= 0 { break }
-            received.append(String(decoding: buffer[0..<count], as: UTF8.self))
-        }
-        return received
+        inbox.received.withLock { $0 }
     }
 
     /// Waits until a message containing `text` arrives; returns whether it did in time.
@@ -162,6 +182,27 @@ public final class NotifySocket: @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         return false
+    }
+
+    private final class Inbox: Sendable {
+        let fd: Int32
+        let received = Mutex<[String]>([])
+        let closing = Atomic<Bool>(false)
+
+        init(fd: Int32) {
+            self.fd = fd
+        }
+
+        func readUntilClosed() {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !closing.load(ordering: .acquiring) {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count > 0 {
+                    let message = String(decoding: buffer[0..<count], as: UTF8.self)
+                    received.withLock { $0.append(message) }
+                }
+            }
+        }
     }
 }
 

@@ -65,7 +65,9 @@ struct DestinationMemoryTests {
             }
             if !delivered {
                 let missing = Self.missing(names, server: server, daemonLog: fixture.process?.output() ?? "")
-                Issue.record("message \(message) did not reach all of its \(names.count) servers: \(missing)")
+                let metrics = String(decoding: (try? await client.get("/metrics").body) ?? [], as: UTF8.self)
+                    .split(separator: "\n").filter { $0.hasPrefix("southbridge_connection") || $0.hasPrefix("southbridge_tls") }
+                Issue.record("message \(message) did not reach all of its \(names.count) servers: \(missing)\nthe pool: \(metrics.joined(separator: ", "))")
                 return
             }
             rssKiB.append(ProcessMemory.currentKiB(pid: pid))
