@@ -19,6 +19,8 @@ public struct FederationStack: Sendable {
     /// answer resumes on the thread that did the I/O instead of waking another. That costs a
     /// multi-core machine the parallel handshakes of a fan-out with pacing lifted, and saves
     /// about 5 % of the CPU of each new destination (BENCHMARKS.md, "Proof at scale").
+    /// Another task that calls into the sender or the pool may go on running on this loop
+    /// afterwards, so nothing the daemon runs in a task may block its thread.
     public let taskExecutor: EventLoopTaskExecutor
 
     /// Destinations that may prepare or send a transaction at once, beyond one per connection,
