@@ -140,9 +140,7 @@ public final class NotifySocket: Sendable {
         let status = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        // A receive timeout lets the reader see that the socket is being closed.
-        var timeout = timeval(tv_sec: 0, tv_usec: 50_000)
-        guard status == 0, setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+        guard status == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw FileSupportError("cannot bind \(path): \(reason)")
@@ -169,9 +167,9 @@ public final class NotifySocket: Sendable {
         unlink(path)
     }
 
-    /// Every message received so far, oldest first.
+    /// Every message received so far, oldest first, including any still queued in the socket.
     public func messages() -> [String] {
-        inbox.received.withLock { $0 }
+        inbox.drain()
     }
 
     /// Waits until a message containing `text` arrives; returns whether it did in time.
@@ -186,20 +184,35 @@ public final class NotifySocket: Sendable {
 
     private final class Inbox: Sendable {
         let fd: Int32
-        let received = Mutex<[String]>([])
         let closing = Atomic<Bool>(false)
+        private let received = Mutex<[String]>([])
 
         init(fd: Int32) {
             self.fd = fd
         }
 
+        /// Reads whatever is queued, under the lock, so that a caller sees every message sent
+        /// before its call and in the order sent.
+        @discardableResult
+        func drain() -> [String] {
+            received.withLock { received in
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let count = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                    if count <= 0 { break }
+                    received.append(String(decoding: buffer[0..<count], as: UTF8.self))
+                }
+                return received
+            }
+        }
+
+        /// Drains the socket whenever something arrives; wakes at least every 50 ms to see
+        /// whether the socket is being closed.
         func readUntilClosed() {
-            var buffer = [UInt8](repeating: 0, count: 4096)
             while !closing.load(ordering: .acquiring) {
-                let count = recv(fd, &buffer, buffer.count, 0)
-                if count > 0 {
-                    let message = String(decoding: buffer[0..<count], as: UTF8.self)
-                    received.withLock { $0.append(message) }
+                var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if poll(&ready, 1, 50) > 0 {
+                    drain()
                 }
             }
         }
