@@ -161,7 +161,7 @@ public final class Daemon: Sendable {
                     logger: logger),
                       serviceName: "outbox"),
                 .init(service: ConnectionPoolService(pool: pool), serviceName: "connection pool"),
-                .init(service: SenderService(sender: sender, taskExecutor: stack.taskExecutor, stopTimeout: configuration.server.stopTimeout, logger: logger),
+                .init(service: SenderService(stack: stack, stopTimeout: configuration.server.stopTimeout, logger: logger),
                       serviceName: "sender"),
                 .init(service: IngestService(server: server), serviceName: "ingest"),
             ] + (replication.map { [.init(service: ReplicationService(server: $0), serviceName: "replication")] } ?? []) + [

@@ -45,15 +45,15 @@ struct ConnectionPoolService: Service {
 /// Runs the sender until graceful shutdown, then lets in-flight transactions finish
 /// within the stop timeout; whatever is left is resent after the next start.
 struct SenderService: Service {
-    let sender: FederationSender
-    let taskExecutor: EventLoopTaskExecutor
+    let stack: FederationStack
     let stopTimeout: Duration
     let logger: Logger
 
     func run() async throws {
+        let sender = stack.sender
         try await sender.start()
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask(executorPreference: taskExecutor) { try await sender.run() }
+            group.addTask { try await stack.runSender() }
             try? await gracefulShutdown()
             if await sender.shutdown(within: stopTimeout) == false {
                 logger.warning("stop timeout reached with transactions in flight; they will be resent after restart")

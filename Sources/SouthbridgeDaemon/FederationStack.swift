@@ -85,4 +85,10 @@ public struct FederationStack: Sendable {
         self.sender = sender
         self.taskExecutor = taskExecutor
     }
+
+    /// Runs the sender on `taskExecutor`'s loop until it is cancelled: the daemon and the
+    /// tests that drive a stack in-process run it the same way.
+    public func runSender() async throws {
+        try await withTaskExecutorPreference(taskExecutor) { try await sender.run() }
+    }
 }

@@ -60,7 +60,7 @@ public final class SenderHarness: AwaitedTearDown, @unchecked Sendable {
             configuration: configuration, signingKey: key, tlsContext: try TLSContext.client(caFile: configuration.tls.caFile),
             outbox: outbox, group: MultiThreadedEventLoopGroup.singleton, clock: clock, logger: logger)
         try await stack.sender.start()
-        running = Task { [sender = stack.sender] in try? await sender.run() }
+        running = Task { [stack] in try? await stack.runSender() }
     }
 
     /// Starts (or restarts, on `port`) the server answering to every name in `group`.
