@@ -109,7 +109,7 @@ extension ConfigurationKey {
         .integer("limits", "max_tls_handshakes", \.limits.maxTLSHandshakes, 1...1024,
                  summary: "The most TLS handshakes in progress at once (a TCP connect in progress holds none); at most limits.max_connections."),
         .integer("limits", "max_new_connections_per_second", \.limits.maxNewConnectionsPerSecond, 1...10_000,
-                 summary: "The most new connections (TCP connect and TLS handshake) started per second, with a burst of one second's worth; past it, in rounds of up to a fifth of a second's worth."),
+                 summary: "The most new connections (TCP connect and TLS handshake) started per second, with a burst of one second's worth; past it, in rounds of one second's worth."),
         .integer("limits", "fairness_exchanges", \.limits.fairnessExchanges, 1...1_000_000,
                  summary: "After this many requests on one connection, a destination gives it back when another destination waits for a slot."),
         .milliseconds("limits", "fairness_hold_ms", \.limits.fairnessHoldTime, 100...3_600_000,

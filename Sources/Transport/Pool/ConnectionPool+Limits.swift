@@ -9,7 +9,7 @@ extension ConnectionPool {
         /// progress holds a socket, not a handshake slot).
         public var maxTLSHandshakes: Int
         /// `limits.max_new_connections_per_second`: new connections started per second,
-        /// with a burst of one second's worth; past it, in rounds of up to a fifth of a second's worth.
+        /// with a burst of one second's worth; past it, in rounds of one second's worth.
         public var maxNewConnectionsPerSecond: Int
         public var connectTimeout: TimeAmount
         public var tlsHandshakeTimeout: TimeAmount

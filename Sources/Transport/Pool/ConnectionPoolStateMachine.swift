@@ -231,6 +231,8 @@ struct ConnectionPoolStateMachine: Sendable {
     private var nextSequence = 0
     private var scheduledWakeUp: NIODeadline?
     private var nextTokenNeeded: NIODeadline?
+    /// The last connect left tokens in the bucket: the round it belongs to goes on one at a time.
+    private var roundTokensLeft = false
     /// A waiter is held back only by the sockets in use, so slow TCP connects must end by their turn.
     private var socketTurnWanted = false
     private var lastServeBlock: ConnectionPoolError.WaitReason?
@@ -463,19 +465,19 @@ struct ConnectionPoolStateMachine: Sendable {
         nextTokenNeeded = nil
         lastServeBlock = nil
         socketTurnWanted = false
-        var opened = 0
         while let (key, _) = candidates.first(excluding: excludedKey) {
             // Connects run ahead of the handshakes by at most one round of slots.
             if awaitingHandshake.count >= limits.maxTLSHandshakes {
                 lastServeBlock = .maxTLSHandshakes(limits.maxTLSHandshakes)
                 return
             }
-            // Paced connects start in rounds (at most a fifth of a second's worth, and one
-            // handshake slot each): one wake-up and one burst of work per round costs far less
-            // CPU than one per connection (2.5 against 1.7 ms per destination, BENCHMARKS.md).
+            // Paced connects start in rounds of a second's worth, which then go on as handshake
+            // slots free up until the round's tokens are spent: the handshakes of a round overlap
+            // as unpaced ones do, where smaller rounds left the loop idle between their steps
+            // (per destination 1.5× the CPU of unpaced connects with rounds of a fifth, BENCHMARKS.md).
             let waitingCount = candidates.count - (excludedKey.map(candidates.contains) == true ? 1 : 0)
-            let round = min(Self.connectRound(limits), limits.maxTLSHandshakes - awaitingHandshake.count, waitingCount)
-            guard bucket.tokens(at: now) >= (opened > 0 ? 1 : round) else {
+            let round = min(Self.connectRound(limits), waitingCount)
+            guard bucket.tokens(at: now) >= (roundTokensLeft ? 1 : round) else {
                 lastServeBlock = .maxNewConnectionsPerSecond(limits.maxNewConnectionsPerSecond)
                 nextTokenNeeded = bucket.nextTokens(round)
                 return
@@ -494,7 +496,7 @@ struct ConnectionPoolStateMachine: Sendable {
                 return
             }
             bucket.take(at: now)
-            opened += 1
+            roundTokensLeft = bucket.tokens(at: now) > 0
             let id = ConnectionID(nextConnectionNumber)
             nextConnectionNumber += 1
             connections[id] = Connection(id: id, key: key, state: .connecting(since: now))
@@ -507,9 +509,9 @@ struct ConnectionPoolStateMachine: Sendable {
         }
     }
 
-    /// The most new connections a paced round waits to start together.
+    /// The most new connections a paced round waits to have tokens for: a second's worth.
     static func connectRound(_ limits: ConnectionPool.Limits) -> Int {
-        max(1, limits.maxNewConnectionsPerSecond / 5)
+        limits.maxNewConnectionsPerSecond
     }
 
     /// Ends an attempt that took its whole turn while others waited: counted as a timeout.
