@@ -12,8 +12,11 @@ import Musl
 /// destinations has it.
 ///
 /// Guarantees:
-/// - `accept` returns only after the batch is committed in WAL mode with `synchronous=FULL` (`limits.synchronous`,
-///   which only benchmarks change), i.e. fsync'd;
+/// - `accept` returns only after the batch is on the device: its PDUs in the PDU log (`SegmentLog`, one record
+///   per group commit, written with `O_DIRECT | O_DSYNC`) and, when the round stored more than PDUs for known
+///   destination sets, committed in WAL mode with `synchronous=FULL` (`limits.synchronous`, which only
+///   benchmarks change). The rows of log-only rounds are committed within `limits.indexCommitIntervalMS`; an
+///   open indexes again what the log holds after the last commit;
 ///   a txn id is stored once and a repeat gets the first receipt back. A request with nothing to store goes to
 ///   `acceptWithoutStoring`, which writes nothing and remembers its txn id in memory, so a repeat of it gets the
 ///   first receipt back too.
@@ -62,7 +65,18 @@ public final class Outbox: Sendable {
         writer.committedStreamOrdering.load(ordering: .acquiring)
     }
 
-    /// SQLite transactions committed by group commit since open; far fewer than writes under concurrency.
+    /// The highest stream ordering whose row is committed to SQLite, where another connection (`OutboxReader`)
+    /// sees it; at most `limits.indexCommitIntervalMS` behind `maxStreamOrdering`, or `flush()` brings it there.
+    public var indexedStreamOrdering: Int64 {
+        writer.indexedStreamOrdering.load(ordering: .acquiring)
+    }
+
+    /// Commits to SQLite what ingest rounds acknowledged through the PDU log only, so that other connections see it.
+    public func flush() async throws(OutboxError) {
+        try await submit(.write(bytes: 0)) { _ throws(SQLiteError) in }
+    }
+
+    /// Group commits since open (a log record, an SQLite commit, or both); far fewer than writes under concurrency.
     public var committedTransactionCount: Int {
         writer.committedTransactions.load(ordering: .relaxed)
     }
@@ -75,7 +89,16 @@ public final class Outbox: Sendable {
     /// Bytes of the database file and its write-ahead log on disk now: what the card holds,
     /// free pages and a WAL not yet checkpointed included, which `usedBytes` leaves out.
     public var fileBytes: Int64 {
-        [path, path + "-wal"].reduce(0) { total, file in
+        let logDirectory = OutboxStore.logDirectory(of: path)
+        var files = [path, path + "-wal"]
+        if let stream = opendir(logDirectory) {
+            while let entry = readdir(stream) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name.hasSuffix(".seg") { files.append(logDirectory + "/" + name) }
+            }
+            closedir(stream)
+        }
+        return files.reduce(0) { total, file in
             var status = stat()
             return total + (stat(file, &status) == 0 ? Int64(status.st_size) : 0)
         }
@@ -108,7 +131,7 @@ public final class Outbox: Sendable {
         if refusingAtLimit.load(ordering: .relaxed), refusingAtLimit.exchange(false, ordering: .relaxed) {
             writer.logger.notice("outbox below its byte limit again: ingest is accepted", metadata: ["used_bytes": "\(used)"])
         }
-        return try await submit(.write(bytes: batch.canonicalJSONBytes), afterCommit: { accepted in
+        return try await submit(.write(bytes: batch.canonicalJSONBytes), isIngest: true, afterCommit: { accepted in
             if self.usedBytes >= self.pruneTargetBytes { self.storagePressureObserver.withLock { $0 }?() }
             let observers = self.commitObservers.withLock { $0 }
             guard !accepted.receipt.isReplay, !observers.isEmpty else { return }
@@ -447,6 +470,7 @@ public final class Outbox: Sendable {
     /// committed, in commit order.
     private func submit<T: Sendable>(
         _ kind: WriterJob.Kind,
+        isIngest: Bool = false,
         afterCommit: (@Sendable (T) -> Void)? = nil,
         _ body: @escaping @Sendable (OutboxStore) throws(SQLiteError) -> T
     ) async throws(OutboxError) -> T {
@@ -461,7 +485,8 @@ public final class Outbox: Sendable {
                         continuation.resume(returning: .success(value))
                     }
                 },
-                fail: { error in continuation.resume(returning: .failure(error)) }))
+                fail: { error in continuation.resume(returning: .failure(error)) },
+                isIngest: isIngest))
         }
         return try result.get()
     }

@@ -21,7 +21,11 @@ public enum OutboxCheck {
         }
         defer { database.close() }
         do throws(SQLiteError) {
-            return try check(database)
+            var report = try check(database)
+            if report.problems.allSatisfy({ !$0.hasPrefix("schema_version") }) {
+                try checkLog(database, directory: OutboxStore.logDirectory(of: path), into: &report)
+            }
+            return report
         } catch {
             throw .storage(path: path, error)
         }

@@ -51,6 +51,9 @@ public struct OutboxLimits: Sendable, Equatable {
     /// Destination changes kept for the replication endpoint's `destinations` stream; a follower whose token is older
     /// than the oldest kept gets a snapshot of every destination instead. 10,000 rows are about 1 MiB.
     public var maxDestinationChangesKept: Int
+    /// The longest an acknowledged ingest round waits in the PDU log for the SQLite commit that indexes it,
+    /// in ms; rounds with other writes, persistent EDUs or new destination sets commit at once.
+    public var indexCommitIntervalMS: Int = 1_000
 
     public init(
         maxPDUBytes: Int = 65_536,

@@ -1,6 +1,12 @@
 import Testing
 @testable import Outbox
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 @Suite struct OutboxCheckTests {
     @Test func aSoundFileHasNoProblemsAndSaysWhatItHolds() async throws {
         try await withTemporaryDirectory { directory in
@@ -13,6 +19,26 @@ import Testing
             #expect(report.contents.contains("pdus: 1, in 1 destination sets, for 2 destinations"))
             #expect(report.contents.contains("highest stream ordering handed out: 1"))
             outbox.close()
+        }
+    }
+
+    @Test func bodiesInThePDULogAreCheckedAndAMissingSegmentIsNamed() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory)
+            for serial in 1...3 {
+                _ = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [
+                    pdu(room: "!a:hs.example", serial: serial, destinations: ["x.example"]),
+                ]))
+            }
+            let path = outbox.path
+            outbox.close()
+            let sound = try OutboxCheck.run(path: path)
+            #expect(sound.problems == [])
+            #expect(sound.contents.contains { $0.hasPrefix("pdu log: 3 bodies") }, "\(sound.contents)")
+            #expect(unlink(path + "-log/0000000000000000.seg") == 0)
+            let report = try OutboxCheck.run(path: path)
+            #expect(report.problems.count == 3)
+            #expect(report.problems.first?.hasPrefix("pdus: 1's body is in the log") == true, "\(report.problems)")
         }
     }
 

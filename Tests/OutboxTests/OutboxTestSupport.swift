@@ -30,8 +30,8 @@ private func removeDirectory(_ path: String) {
             let name = withUnsafePointer(to: &entry.pointee.d_name) {
                 $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
             }
-            if name != "." && name != ".." {
-                unlink("\(path)/\(name)")
+            if name != "." && name != ".." && unlink("\(path)/\(name)") != 0 && errno == EISDIR {
+                removeDirectory("\(path)/\(name)")
             }
         }
         closedir(stream)

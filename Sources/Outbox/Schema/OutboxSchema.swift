@@ -136,6 +136,15 @@ enum OutboxSchema {
                 changed_ts INTEGER NOT NULL
             );
             """),
+        // PDU bodies move to the log (`SegmentLog`): a row accepted from now on holds an empty `canonical_json`
+        // and where its body is in the log; rows stored before keep their body and no position.
+        // `indexed_log_position` is the end of the last log record whose rows this file holds: what an open
+        // finds after it in the log was acknowledged and is indexed again.
+        Migration(version: 5, sql: """
+            ALTER TABLE pdus ADD COLUMN log_position INTEGER;
+            ALTER TABLE pdus ADD COLUMN log_length INTEGER;
+            INSERT INTO outbox_meta (name, value) VALUES ('indexed_log_position', 0);
+            """),
     ]
 
     static var latestVersion: Int64 { migrations.last?.version ?? 0 }

@@ -2,7 +2,7 @@ extension OutboxStore {
     /// PDUs for `destination` after `streamOrdering`, oldest first: those of every destination set it is in.
     func pendingPDUs(for destination: String, after streamOrdering: Int64, limit: Int) throws(SQLiteError) -> [StoredPDU] {
         let query = try database.statement("""
-            SELECT p.stream_ordering, p.room_id, p.event_id, p.canonical_json
+            SELECT p.stream_ordering, p.room_id, p.event_id, p.canonical_json, p.log_position, p.log_length
             FROM destination_set_members AS m CROSS JOIN pdus AS p
                 ON p.destination_set = m.set_id AND p.stream_ordering > ?2
             WHERE m.destination = ?1
@@ -12,7 +12,7 @@ extension OutboxStore {
         try query.bind(destination, at: 1)
         try query.bind(streamOrdering, at: 2)
         try query.bind(Int64(limit), at: 3)
-        return try query.rows(Self.storedPDU)
+        return try storedPDUs(query)
     }
 
     /// The newest PDU of each room for `destination` with a stream ordering above `streamOrdering`, oldest first,
@@ -22,7 +22,7 @@ extension OutboxStore {
         -> [StoredPDU]
     {
         let query = try database.statement("""
-            SELECT p.stream_ordering, p.room_id, p.event_id, p.canonical_json
+            SELECT p.stream_ordering, p.room_id, p.event_id, p.canonical_json, p.log_position, p.log_length
             FROM pdus AS p
             WHERE p.stream_ordering IN (
                 SELECT max(owed.stream_ordering)
@@ -36,7 +36,7 @@ extension OutboxStore {
         try query.bind(destination, at: 1)
         try query.bind(streamOrdering, at: 2)
         try query.bind(Int64(limit), at: 3)
-        return try query.rows(Self.storedPDU)
+        return try storedPDUs(query)
     }
 
     func destination(_ name: String) throws(SQLiteError) -> DestinationRecord? {
@@ -162,12 +162,23 @@ extension OutboxStore {
         } ?? OutboxRowCounts(pdus: 0, destinationSets: 0, destinationSetMembers: 0, destinations: 0, ingestTransactions: 0)
     }
 
-    private static func storedPDU(_ row: SQLiteStatement) -> StoredPDU {
-        StoredPDU(
-            streamOrdering: row.int64(at: 0),
-            roomID: row.text(at: 1),
-            eventID: row.optionalText(at: 2),
-            canonicalJSON: row.blob(at: 3))
+    /// The PDUs of `query`'s rows (stream ordering, room, event, canonical JSON, log position, log length), with
+    /// the bodies kept in the log read from it.
+    private func storedPDUs(_ query: SQLiteStatement) throws(SQLiteError) -> [StoredPDU] {
+        let rows = try query.rows { row in
+            (pdu: StoredPDU(streamOrdering: row.int64(at: 0), roomID: row.text(at: 1), eventID: row.optionalText(at: 2),
+                            canonicalJSON: row.blob(at: 3)),
+             logPosition: row.optionalInt64(at: 4), logLength: row.optionalInt64(at: 5))
+        }
+        var pdus: [StoredPDU] = []
+        pdus.reserveCapacity(rows.count)
+        for var row in rows {
+            if let position = row.logPosition, let length = row.logLength {
+                row.pdu.canonicalJSON = try logBody(at: position, length: length)
+            }
+            pdus.append(row.pdu)
+        }
+        return pdus
     }
 
     private static func destinationRecord(_ row: SQLiteStatement) -> DestinationRecord {

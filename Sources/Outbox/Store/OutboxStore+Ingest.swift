@@ -15,40 +15,44 @@ extension OutboxStore {
             return AcceptedBatch(receipt: earlier, eduStreamOrderings: [], createdDestinations: [])
         }
         let receivedTS = currentTimestamp
-        let insertPDU = try database.statement("""
-            INSERT INTO pdus (stream_ordering, room_id, event_id, destination_set, canonical_json, received_ts)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-            """)
+        let setsBefore = uncommittedDestinationSets.count
         var insertDestination = try DestinationInsert(database)
-        var perPDU: [Int64] = []
-        perPDU.reserveCapacity(batch.pdus.count)
+        var logged = IngestLogRecord.Batch(txnID: batch.txnID, receivedTS: receivedTS, pdus: [])
+        logged.pdus.reserveCapacity(batch.pdus.count)
         for pdu in batch.pdus {
             let setID = try destinationSet(of: pdu.destinations, insertDestination: &insertDestination)
-            let streamOrdering = allocateStreamOrdering()
-            try insertPDU.bind(streamOrdering, at: 1)
-            try insertPDU.bind(pdu.roomID, at: 2)
-            try insertPDU.bind(pdu.eventID, at: 3)
-            try insertPDU.bind(setID, at: 4)
-            try insertPDU.bind(pdu.canonicalJSON, at: 5)
-            try insertPDU.bind(receivedTS, at: 6)
-            try insertPDU.run()
-            perPDU.append(streamOrdering)
+            let stored = IngestLogRecord.PDU(streamOrdering: allocateStreamOrdering(), destinationSet: setID,
+                                             roomID: pdu.roomID, eventID: pdu.eventID, canonicalJSON: pdu.canonicalJSON)
+            // The body goes to the log with the round, or into the row if the round is too large for it.
+            try insertPDURow(stored, receivedTS: receivedTS, logPosition: nil, bodyInRow: false)
+            logged.pdus.append(stored)
         }
+        let perPDU = logged.pdus.map(\.streamOrdering)
         var perEDU: [Int64] = []
         if !batch.edus.isEmpty {
             perEDU = try insertEDUs(batch.edus, receivedTS: receivedTS, insertDestination: &insertDestination)
         }
         let receipt = IngestReceipt(
             streamOrdering: perPDU.last ?? allocatedStreamOrdering, isReplay: false, perPDU: perPDU)
+        try recordIngestTransaction(batch.txnID, lastStreamOrdering: receipt.streamOrdering, pduCount: perPDU.count,
+                                    receivedTS: receivedTS)
+        roundRecord.batches.append(logged)
+        // The log record carries PDUs and the sets they name, not new sets, destinations or EDUs.
+        if !batch.edus.isEmpty || !insertDestination.created.isEmpty || uncommittedDestinationSets.count > setsBefore {
+            roundRecord.needsIndexCommit = true
+        }
+        return AcceptedBatch(receipt: receipt, eduStreamOrderings: perEDU, createdDestinations: insertDestination.created)
+    }
+
+    func recordIngestTransaction(_ txnID: String, lastStreamOrdering: Int64, pduCount: Int, receivedTS: Int64) throws(SQLiteError) {
         let recordTxn = try database.statement("""
             INSERT INTO ingest_transactions (txn_id, stream_ordering, pdu_count, received_ts) VALUES (?1, ?2, ?3, ?4)
             """)
-        try recordTxn.bind(batch.txnID, at: 1)
-        try recordTxn.bind(receipt.streamOrdering, at: 2)
-        try recordTxn.bind(Int64(perPDU.count), at: 3)
+        try recordTxn.bind(txnID, at: 1)
+        try recordTxn.bind(lastStreamOrdering, at: 2)
+        try recordTxn.bind(Int64(pduCount), at: 3)
         try recordTxn.bind(receivedTS, at: 4)
         try recordTxn.run()
-        return AcceptedBatch(receipt: receipt, eduStreamOrderings: perEDU, createdDestinations: insertDestination.created)
     }
 
     /// The id of the set holding exactly `destinations` (repeats ignored), created the first time it is seen.

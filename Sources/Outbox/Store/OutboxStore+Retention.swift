@@ -5,7 +5,7 @@ extension OutboxStore {
         let pages = try database.statement("PRAGMA page_count").firstRow { $0.int64(at: 0) } ?? 0
         let free = try database.statement("PRAGMA freelist_count").firstRow { $0.int64(at: 0) } ?? 0
         let size = try database.statement("PRAGMA page_size").firstRow { $0.int64(at: 0) } ?? 0
-        return (pages - free) * size
+        return (pages - free) * size + (log?.bytesOnDisk ?? 0)
     }
 
     /// Per destination set, the lowest last successful stream ordering of its members backing off for no longer

@@ -20,6 +20,16 @@ final class OutboxStore {
     var destinationSetIDs: [[UInt8]: Int64] = [:]
     /// Sets created by the transaction in progress, in order: forgotten again if it is rolled back.
     var uncommittedDestinationSets: [[UInt8]] = []
+    /// Where accepted PDU bodies go (`SegmentLog`); set by `open`.
+    var log: SegmentLog!
+    /// The PDUs the group commit in progress accepted, written to the log as one record when its writes are done.
+    var roundRecord = IngestLogRecord()
+    /// Where the last round's record went, so that a round whose SQLite commit fails can give its place back.
+    var lastRoundLogPosition: UInt64?
+    /// Whether the last round's record (or its rows, when too large for the log) needed an SQLite commit.
+    var lastRoundNeededIndexCommit = false
+    /// PDUs `open` found in the log and indexed again.
+    var reindexedAtOpen = 0
 
     private init(path: String, database: SQLiteDatabase, now: @escaping @Sendable () -> Int64) {
         self.path = path
@@ -80,6 +90,8 @@ final class OutboxStore {
         }
         let store = OutboxStore(path: path, database: database, now: now)
         do throws(SQLiteError) {
+            try store.reloadAllocatedStreamOrdering()
+            try store.openLog(limits: limits)
             try store.reloadAllocatedStreamOrdering()
         } catch {
             database.close()
@@ -154,6 +166,7 @@ final class OutboxStore {
     func withSavepoint<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         let allocatedBefore = allocatedStreamOrdering
         let setsBefore = uncommittedDestinationSets.count
+        let recordBefore = roundRecord
         try database.statement("SAVEPOINT outbox_write").run()
         do throws(SQLiteError) {
             let result = try body()
@@ -164,12 +177,18 @@ final class OutboxStore {
             try? database.statement("RELEASE outbox_write").run()
             allocatedStreamOrdering = allocatedBefore
             forgetDestinationSets(createdAfter: setsBefore)
+            roundRecord = recordBefore
             throw error
         }
     }
 
     /// Current wall-clock or injected time in ms, for `received_ts`.
     var currentTimestamp: Int64 { now() }
+
+    /// Never hands out `value` or any stream ordering below it again.
+    func reserveStreamOrderings(through value: Int64) {
+        allocatedStreamOrdering = max(allocatedStreamOrdering, value)
+    }
 
     /// Hands out the next stream ordering.
     func allocateStreamOrdering() -> Int64 {

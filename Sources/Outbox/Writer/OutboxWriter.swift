@@ -35,9 +35,16 @@ final class OutboxWriter: @unchecked Sendable {
     /// The highest destination change id that is committed.
     let committedDestinationChangeID = Atomic<Int64>(0)
 
+    /// The highest stream ordering whose row is committed to SQLite; ingest rounds acknowledged through the PDU
+    /// log wait up to `limits.indexCommitIntervalMS` for it. Readers on other connections see only these.
+    let indexedStreamOrdering = Atomic<Int64>(0)
+
     // Written by the writer thread only.
     /// Writes failed for lack of space or an I/O error since the last commit that worked; nil while they work.
     private var failingWrites: Int?
+    /// When the open transaction holding rounds acknowledged through the log began (monotonic ns); nil when
+    /// none is open.
+    private var uncommittedSinceNS: UInt64?
 
     private let lock = ConditionLock()
     // Guarded by `lock`.
@@ -141,16 +148,31 @@ final class OutboxWriter: @unchecked Sendable {
             return
         }
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
+        indexedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         usedBytes.store((try? store.usedBytes()) ?? 0, ordering: .relaxed)
         committedDestinationChangeID.store((try? store.maxDestinationChangeID()) ?? 0, ordering: .releasing)
-        logger.info("outbox opened", metadata: ["stream_ordering": "\(store.allocatedStreamOrdering)"])
+        logger.info("outbox opened", metadata: [
+            "stream_ordering": "\(store.allocatedStreamOrdering)", "reindexed_pdus": "\(store.reindexedAtOpen)",
+            "direct_io": "\(store.log.usesDirectIO)",
+        ])
 
         lock.lock()
         state = .running
         lock.broadcast()
         while true {
             while queue.isEmpty && state == .running {
-                lock.wait()
+                guard let deadline = indexCommitDeadlineNS else {
+                    lock.wait()
+                    continue
+                }
+                if ConditionLock.monotonicNS() >= deadline { break }
+                lock.wait(untilMonotonicNS: deadline)
+            }
+            if queue.isEmpty && state == .running {
+                lock.unlock()
+                commitIndex(store: store)
+                lock.lock()
+                continue
             }
             if queue.isEmpty {
                 break
@@ -173,6 +195,7 @@ final class OutboxWriter: @unchecked Sendable {
         }
         lock.unlock()
 
+        if uncommittedSinceNS != nil { commitIndex(store: store) }
         store.close()
         logger.info("outbox closed", metadata: ["stream_ordering": "\(store.allocatedStreamOrdering)"])
         lock.lock()
@@ -181,18 +204,30 @@ final class OutboxWriter: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Runs `writes` in one transaction, each under its own savepoint, and answers them after COMMIT. A write that
-    /// fails is rolled back alone and answered with its error; if COMMIT fails, every write of the group is.
+    /// When the rows of rounds acknowledged through the log must be committed at the latest.
+    private var indexCommitDeadlineNS: UInt64? {
+        uncommittedSinceNS.map { $0 + UInt64(max(0, limits.indexCommitIntervalMS)) * 1_000_000 }
+    }
+
+    /// Runs `writes` in the open transaction (begun if none is), each under its own savepoint, then writes the PDUs
+    /// they accepted to the log as one record. A round of ingest batches that only add PDUs to known destination
+    /// sets is answered once that record is on the device, and its rows wait for the next SQLite commit (within
+    /// `limits.indexCommitIntervalMS`; after a crash an open indexes them again from the log). Any other round is
+    /// committed before it is answered. A write that fails is rolled back alone and answered with its error.
     private func commitGroup(_ writes: [WriterJob], store: OutboxStore) {
-        do throws(SQLiteError) {
-            try store.beginImmediate()
-        } catch {
-            let failure = noteFailure(error, writes: writes.count)
-            for job in writes {
-                job.fail(failure)
+        if !store.isInTransaction {
+            do throws(SQLiteError) {
+                try store.beginImmediate()
+            } catch {
+                let failure = noteFailure(error, writes: writes.count)
+                for job in writes {
+                    job.fail(failure)
+                }
+                return
             }
-            return
+            uncommittedSinceNS = ConditionLock.monotonicNS()
         }
+        let allocatedBefore = store.allocatedStreamOrdering
         var completions: [(job: WriterJob, completion: WriterJob.Completion)] = []
         completions.reserveCapacity(writes.count)
         for (index, job) in writes.enumerated() {
@@ -203,8 +238,9 @@ final class OutboxWriter: @unchecked Sendable {
                 let failure = noteFailure(error, writes: 1)
                 job.fail(failure)
                 if !store.isInTransaction {
-                    // SQLite gave up the whole transaction (I/O error, disk full): nothing of the group survives.
-                    store.rollback()
+                    // SQLite gave up the whole transaction (I/O error, disk full): nothing of the group survives,
+                    // and the rows of earlier rounds acknowledged through the log are indexed again.
+                    recoverAfterRollback(store: store, allocatedBefore: allocatedBefore)
                     for entry in completions {
                         entry.job.fail(failure)
                     }
@@ -215,15 +251,46 @@ final class OutboxWriter: @unchecked Sendable {
                 }
             }
         }
+        let needsIndexCommit: Bool
         do throws(SQLiteError) {
-            try store.commit()
+            let roundNeedsCommit = try store.writeRoundToLog()
+            needsIndexCommit = roundNeedsCommit || completions.contains { !$0.job.isIngest }
+                || (indexCommitDeadlineNS.map { ConditionLock.monotonicNS() >= $0 } ?? true)
         } catch {
-            let failure = noteFailure(error, writes: writes.count)
+            // The round's record could not be written (no space for a new segment, an I/O error): none of it
+            // is acknowledged, and what it wrote to SQLite goes with a rollback of the open transaction.
+            let failure = noteFailure(error, writes: completions.count)
             store.rollback()
+            recoverAfterRollback(store: store, allocatedBefore: allocatedBefore)
             for entry in completions {
                 entry.job.fail(failure)
             }
             return
+        }
+        if needsIndexCommit {
+            let roundRecordNeededCommit = store.lastRoundNeededIndexCommit
+            let allocatedAfterRound = store.allocatedStreamOrdering
+            do throws(SQLiteError) {
+                try store.commitIndex()
+                uncommittedSinceNS = nil
+                indexedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
+            } catch {
+                let failure = noteFailure(error, writes: writes.count)
+                store.rollback()
+                if roundRecordNeededCommit, let position = store.lastRoundLogPosition {
+                    try? store.log.rewind(to: position)
+                }
+                recoverAfterRollback(store: store, allocatedBefore: allocatedAfterRound)
+                // Ingest rounds whose record is in the log are acknowledged: their rows are indexed again.
+                for entry in completions {
+                    if entry.job.isIngest && !roundRecordNeededCommit {
+                        entry.completion()
+                    } else {
+                        entry.job.fail(failure)
+                    }
+                }
+                return
+            }
         }
         committedTransactions.add(1, ordering: .relaxed)
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
@@ -234,9 +301,46 @@ final class OutboxWriter: @unchecked Sendable {
         }
         logger.debug("outbox group committed", metadata: [
             "writes": "\(writes.count)", "stream_ordering": "\(store.allocatedStreamOrdering)",
+            "indexed": "\(needsIndexCommit)",
         ])
         for entry in completions {
             entry.completion()
+        }
+    }
+
+    /// Commits the rows of rounds acknowledged through the log, once they have waited their interval.
+    private func commitIndex(store: OutboxStore) {
+        guard store.isInTransaction else {
+            uncommittedSinceNS = nil
+            return
+        }
+        do throws(SQLiteError) {
+            try store.commitIndex()
+            uncommittedSinceNS = nil
+            indexedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
+            if let used = try? store.usedBytes() { usedBytes.store(used, ordering: .relaxed) }
+        } catch {
+            _ = noteFailure(error, writes: 0)
+            let allocated = store.allocatedStreamOrdering
+            store.rollback()
+            recoverAfterRollback(store: store, allocatedBefore: allocated)
+        }
+    }
+
+    /// After the open transaction was rolled back: indexes again, in a new transaction, the rounds the log holds
+    /// after the last commit, and never hands out again a stream ordering the log may hold.
+    private func recoverAfterRollback(store: OutboxStore, allocatedBefore: Int64) {
+        store.roundRecord = IngestLogRecord()
+        uncommittedSinceNS = nil
+        defer { store.reserveStreamOrderings(through: allocatedBefore) }
+        do throws(SQLiteError) {
+            try store.beginImmediate()
+            uncommittedSinceNS = ConditionLock.monotonicNS()
+            try store.reindexLog(from: try store.indexedLogPosition())
+        } catch {
+            store.rollback()
+            uncommittedSinceNS = nil
+            logger.error("outbox could not index the PDU log again; the next start will", metadata: ["error": "\(error)"])
         }
     }
 

@@ -16,4 +16,6 @@ struct WriterJob: Sendable {
     let kind: Kind
     let perform: @Sendable (OutboxStore) throws(SQLiteError) -> Completion
     let fail: @Sendable (OutboxError) -> Void
+    /// An ingest batch: durable once the round's log record is, so it need not wait for an SQLite commit.
+    var isIngest = false
 }

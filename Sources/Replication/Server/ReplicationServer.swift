@@ -55,6 +55,8 @@ public final class ReplicationServer: Sendable {
     private let hub: ReplicationHub
     private let counters: ReplicationCounters
     private let reader: OutboxReader
+    /// The Outbox the reader reads: asked to commit rows the reader cannot see yet before history reaches them.
+    private let outbox: Outbox
     private let readerThread: NIOThreadPool
     private let feed: (stream: AsyncStream<Feed>, continuation: AsyncStream<Feed>.Continuation)
     private let requests: (stream: AsyncStream<Request>, continuation: AsyncStream<Request>.Continuation)
@@ -62,7 +64,7 @@ public final class ReplicationServer: Sendable {
     private let logger: Logger
 
     private init(channel: any Channel, boundPort: Int?, settings: Settings, hub: ReplicationHub, counters: ReplicationCounters,
-                 reader: OutboxReader, readerThread: NIOThreadPool,
+                 reader: OutboxReader, outbox: Outbox, readerThread: NIOThreadPool,
                  feed: (stream: AsyncStream<Feed>, continuation: AsyncStream<Feed>.Continuation),
                  requests: (stream: AsyncStream<Request>, continuation: AsyncStream<Request>.Continuation),
                  wake: @escaping @Sendable (String) async -> Void, logger: Logger) {
@@ -72,6 +74,7 @@ public final class ReplicationServer: Sendable {
         self.hub = hub
         self.counters = counters
         self.reader = reader
+        self.outbox = outbox
         self.readerThread = readerThread
         self.feed = feed
         self.requests = requests
@@ -127,8 +130,8 @@ public final class ReplicationServer: Sendable {
         }
         return ReplicationServer(
             channel: channel, boundPort: unixPath == nil ? channel.localAddress?.port ?? port : nil, settings: settings,
-            hub: hub, counters: counters, reader: reader, readerThread: readerThread, feed: feed, requests: requests,
-            wake: wake, logger: logger)
+            hub: hub, counters: counters, reader: reader, outbox: outbox, readerThread: readerThread, feed: feed,
+            requests: requests, wake: wake, logger: logger)
     }
 
     public var metrics: ReplicationMetrics {
@@ -216,6 +219,11 @@ public final class ReplicationServer: Sendable {
     }
 
     private func readPage(_ stream: ReplicationStream, after: Int64, upTo: Int64) async throws -> [(token: Int64, row: [UInt8])] {
+        // Rows of ingest rounds acknowledged through the PDU log are committed to SQLite, where the reader sees
+        // them, within a second; history that reaches them has them committed now.
+        if stream == .federation, upTo > outbox.indexedStreamOrdering {
+            try await outbox.flush()
+        }
         let (reader, limit) = (self.reader, settings.historyPageRows)
         return try await readerThread.runIfActive {
             switch stream {

@@ -1,0 +1,185 @@
+import CSQLite
+
+extension OutboxStore {
+    /// The directory of the PDU log of the Outbox at `path`.
+    static func logDirectory(of path: String) -> String {
+        path + "-log"
+    }
+
+    /// Segments of a sixteenth of the byte budget, between 4 KiB and 1 MiB: small enough that retention gives
+    /// space back in steps, large enough that a new segment's zeros are written rarely.
+    static func logSegmentBytes(_ limits: OutboxLimits) -> Int {
+        let sixteenth = Int(clamping: limits.maxBytes / 16) / 4_096 * 4_096
+        return min(1 << 20, max(4_096, sixteenth))
+    }
+
+    /// Released segments kept for reuse: up to 8, and no more than an eighth of the byte budget. Pruning runs
+    /// once a minute, so a minute of ingest at 100 PDUs/s (about 6 MiB of log) finds its segments made already
+    /// instead of writing each one's zeros again.
+    static func maxSpareLogSegments(_ limits: OutboxLimits) -> Int {
+        min(8, max(1, Int(clamping: limits.maxBytes / 8) / logSegmentBytes(limits)))
+    }
+
+    /// A round's record larger than this goes to SQLite with its bodies instead: a record never takes more
+    /// than a quarter of a segment, so a segment's end wastes little.
+    var maxLogRecordBytes: Int {
+        log.segmentBytes / 4
+    }
+
+    /// Opens the log and indexes again what it holds after `indexed_log_position`: rounds acknowledged whose
+    /// rows the file lost with the transaction that held them. Commits what it indexed.
+    func openLog(limits: OutboxLimits) throws(SQLiteError) {
+        let indexed = try indexedLogPosition()
+        do throws(SegmentLogError) {
+            log = try SegmentLog(directory: Self.logDirectory(of: path), segmentBytes: Self.logSegmentBytes(limits),
+                                 maxSpareSegments: Self.maxSpareLogSegments(limits), scanFrom: indexed)
+        } catch {
+            throw error.sqliteError
+        }
+        try beginImmediate()
+        do throws(SQLiteError) {
+            let indexedAgain = try reindexLog(from: indexed)
+            try commitIndex()
+            reindexedAtOpen = indexedAgain
+        } catch {
+            rollback()
+            throw error
+        }
+    }
+
+    func indexedLogPosition() throws(SQLiteError) -> UInt64 {
+        let value = try database.statement("SELECT value FROM outbox_meta WHERE name = 'indexed_log_position'")
+            .firstRow { $0.int64(at: 0) } ?? 0
+        return UInt64(max(0, value))
+    }
+
+    /// Inserts the rows of every log record from `position` on that the file does not hold, inside the
+    /// transaction in progress; stops at a record whose round needed an SQLite commit (it never got one, or the
+    /// indexed position would be past it) and lets the next append overwrite it. Returns the PDUs indexed.
+    @discardableResult
+    func reindexLog(from position: UInt64) throws(SQLiteError) -> Int {
+        let records: [SegmentLog.Record]
+        do throws(SegmentLogError) {
+            records = try log.records(from: position)
+        } catch {
+            throw error.sqliteError
+        }
+        var indexed = 0
+        for stored in records {
+            guard let record = IngestLogRecord(decoding: stored.payload), !record.needsIndexCommit else {
+                do throws(SegmentLogError) {
+                    try log.rewind(to: stored.position)
+                } catch {
+                    throw error.sqliteError
+                }
+                break
+            }
+            let (_, offsets) = record.encoded()
+            var bodies = offsets.makeIterator()
+            for batch in record.batches {
+                let bodyPositions = batch.pdus.map { _ in
+                    stored.position + UInt64(SegmentLog.headerBytes) + UInt64(bodies.next() ?? 0)
+                }
+                guard try receipt(forTxnID: batch.txnID) == nil else { continue }
+                for (pdu, bodyPosition) in zip(batch.pdus, bodyPositions) {
+                    try insertPDURow(pdu, receivedTS: batch.receivedTS, logPosition: bodyPosition, bodyInRow: false)
+                    reserveStreamOrderings(through: pdu.streamOrdering)
+                    indexed += 1
+                }
+                try recordIngestTransaction(batch.txnID, lastStreamOrdering: batch.pdus.last?.streamOrdering ?? allocatedStreamOrdering,
+                                            pduCount: batch.pdus.count, receivedTS: batch.receivedTS)
+            }
+        }
+        return indexed
+    }
+
+    /// Inserts a PDU's row: its body in the log at `logPosition`, in the row, or (neither) to be placed by
+    /// `writeRoundToLog` before the round ends.
+    func insertPDURow(_ pdu: IngestLogRecord.PDU, receivedTS: Int64, logPosition: UInt64?, bodyInRow: Bool) throws(SQLiteError) {
+        let insert = try database.statement("""
+            INSERT INTO pdus (stream_ordering, room_id, event_id, destination_set, canonical_json, received_ts,
+                              log_position, log_length)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            """)
+        try insert.bind(pdu.streamOrdering, at: 1)
+        try insert.bind(pdu.roomID, at: 2)
+        try insert.bind(pdu.eventID, at: 3)
+        try insert.bind(pdu.destinationSet, at: 4)
+        try insert.bind(bodyInRow ? pdu.canonicalJSON : [], at: 5)
+        try insert.bind(logPosition.map { Int64($0) }, at: 7)
+        try insert.bind(logPosition.map { _ in Int64(pdu.canonicalJSON.count) }, at: 8)
+        try insert.bind(receivedTS, at: 6)
+        try insert.run()
+    }
+
+    /// Writes the round's record to the log and points its rows at their bodies there, or, when the record is
+    /// larger than `maxLogRecordBytes`, puts the bodies in the rows; returns whether the round must be committed to
+    /// SQLite before it is acknowledged. Empties `roundRecord`.
+    func writeRoundToLog() throws(SQLiteError) -> Bool {
+        defer { roundRecord = IngestLogRecord() }
+        lastRoundLogPosition = nil
+        lastRoundNeededIndexCommit = roundRecord.needsIndexCommit
+        guard !roundRecord.isEmpty else { return roundRecord.needsIndexCommit }
+        let (payload, offsets) = roundRecord.encoded()
+        let pdus = roundRecord.batches.flatMap(\.pdus)
+        guard SegmentLog.headerBytes + payload.count <= maxLogRecordBytes else {
+            let update = try database.statement("UPDATE pdus SET canonical_json = ?2 WHERE stream_ordering = ?1")
+            for pdu in pdus {
+                try update.bind(pdu.streamOrdering, at: 1)
+                try update.bind(pdu.canonicalJSON, at: 2)
+                try update.run()
+            }
+            lastRoundNeededIndexCommit = true
+            return true
+        }
+        let position: UInt64
+        do throws(SegmentLogError) {
+            position = try log.append(payload)
+        } catch {
+            throw error.sqliteError
+        }
+        lastRoundLogPosition = position
+        let update = try database.statement("UPDATE pdus SET log_position = ?2, log_length = ?3 WHERE stream_ordering = ?1")
+        for (pdu, offset) in zip(pdus, offsets) {
+            try update.bind(pdu.streamOrdering, at: 1)
+            try update.bind(Int64(position + UInt64(SegmentLog.headerBytes) + UInt64(offset)), at: 2)
+            try update.bind(Int64(pdu.canonicalJSON.count), at: 3)
+            try update.run()
+        }
+        return roundRecord.needsIndexCommit
+    }
+
+    /// Records the log's tail as indexed and commits the transaction in progress; then gives back the log's
+    /// segments below the oldest body a row still points to.
+    func commitIndex() throws(SQLiteError) {
+        let update = try database.statement("UPDATE outbox_meta SET value = ?1 WHERE name = 'indexed_log_position'")
+        try update.bind(Int64(log.tail), at: 1)
+        try update.run()
+        try commit()
+        let oldest = try database.statement("""
+            SELECT log_position FROM pdus WHERE log_position IS NOT NULL ORDER BY stream_ordering LIMIT 1
+            """).firstRow { $0.int64(at: 0) }
+        do throws(SegmentLogError) {
+            try log.release(below: oldest.map { UInt64($0) } ?? log.tail)
+        } catch {
+            throw error.sqliteError
+        }
+    }
+
+    /// The canonical JSON of a row that keeps its body in the log.
+    func logBody(at position: Int64, length: Int64) throws(SQLiteError) -> [UInt8] {
+        do throws(SegmentLogError) {
+            return try log.read(at: UInt64(position), length: Int(length))
+        } catch {
+            throw error.sqliteError
+        }
+    }
+}
+
+extension SegmentLogError {
+    /// The failure as the Outbox's storage layer reports it: a full disk as `SQLITE_FULL`, anything else as
+    /// `SQLITE_IOERR`.
+    var sqliteError: SQLiteError {
+        SQLiteError(code: isDiskFull ? SQLITE_FULL : SQLITE_IOERR, message: description, sql: "PDU log")
+    }
+}

@@ -1,0 +1,130 @@
+import Testing
+@testable import Outbox
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// PDU bodies in the log, their rows committed to SQLite later: what a crash in between leaves, and what
+/// retention gives back.
+@Suite struct OutboxLogTests {
+    /// Copies the Outbox's files as they are on disk now, as a crash would leave them, into `target`.
+    private func copyAsACrashLeavesThem(_ directory: String, to target: String) throws {
+        #expect(mkdir(target, 0o700) == 0)
+        #expect(mkdir(target + "/outbox.db-log", 0o700) == 0)
+        var names = ["outbox.db", "outbox.db-wal"]
+        if let stream = opendir(directory + "/outbox.db-log") {
+            while let entry = readdir(stream) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name.hasSuffix(".seg") { names.append("outbox.db-log/" + name) }
+            }
+            closedir(stream)
+        }
+        for name in names {
+            let source = open(directory + "/" + name, O_RDONLY)
+            guard source >= 0 else { continue }
+            defer { close(source) }
+            let copy = open(target + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            defer { close(copy) }
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                _ = buffer.withUnsafeBytes { write(copy, $0.baseAddress, count) }
+            }
+        }
+    }
+
+    @Test("PDUs acknowledged through the log only are indexed again by the next open, with their stream orderings")
+    func acknowledgedRoundsSurviveACrashBeforeTheirRowsAreCommitted() async throws {
+        try await withTemporaryDirectory { directory in
+            var limits = OutboxLimits()
+            limits.indexCommitIntervalMS = 3_600_000
+            let outbox = try openOutbox(in: directory, limits: limits)
+            let room = ["a.example", "b.example"]
+            // A new destination set is committed with its round; the rounds after it are in the log only.
+            let first = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: room)]))
+            let second = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: room)]))
+            let third = try await outbox.accept(IngestBatch(txnID: "t3", pdus: [
+                pdu(room: "!r:hs", serial: 3, destinations: room), pdu(room: "!s:hs", serial: 4, destinations: room),
+            ]))
+            #expect(outbox.indexedStreamOrdering == first.streamOrdering)
+            #expect(outbox.maxStreamOrdering == third.streamOrdering)
+
+            try copyAsACrashLeavesThem(directory, to: directory + "/crash")
+            outbox.close()
+            let recovered = try openOutbox(in: directory + "/crash", limits: limits)
+            defer { recovered.close() }
+            #expect(recovered.maxStreamOrdering == third.streamOrdering)
+            #expect(recovered.indexedStreamOrdering == third.streamOrdering)
+            let pending = try await recovered.pendingPDUs(for: "b.example", after: 0, limit: 10)
+            #expect(pending.map(\.streamOrdering) == first.perPDU + second.perPDU + third.perPDU)
+            #expect(pending.map(\.canonicalJSON) == (1...4).map { pdu(room: $0 == 4 ? "!s:hs" : "!r:hs", serial: $0, destinations: room).canonicalJSON })
+            let repeated = try await recovered.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: room)]))
+            #expect(repeated.isReplay && repeated.perPDU == second.perPDU)
+            let next = try await recovered.accept(IngestBatch(txnID: "t4", pdus: [pdu(room: "!r:hs", serial: 5, destinations: room)]))
+            #expect(next.perPDU == [third.streamOrdering + 1])
+        }
+    }
+
+    @Test("a round that needed an SQLite commit and never got one is not indexed, and its record is overwritten")
+    func aRoundCutOffBeforeItsCommitIsDropped() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/outbox.db"
+            let store = try OutboxStore.open(path: path, limits: OutboxLimits(), now: { 0 })
+            try store.beginImmediate()
+            _ = try store.withSavepoint { () throws(SQLiteError) in
+                try store.accept(IngestBatch(txnID: "new-set", pdus: [pdu(room: "!r:hs", serial: 1, destinations: ["a.example"])]))
+            }
+            // The record is on the device; the commit the round needs (a new destination set) never happens.
+            #expect(try store.writeRoundToLog())
+            #expect(store.log.tail > 0)
+            try copyAsACrashLeavesThem(directory, to: directory + "/crash")
+            store.rollback()
+            store.close()
+
+            let reopened = try OutboxStore.open(path: directory + "/crash/outbox.db", limits: OutboxLimits(), now: { 0 })
+            defer { reopened.close() }
+            #expect(try reopened.rowCounts().pdus == 0)
+            #expect(try reopened.receipt(forTxnID: "new-set") == nil)
+            #expect(reopened.log.tail == 0)
+            #expect(try reopened.log.records(from: 0).isEmpty)
+        }
+    }
+
+    @Test("segments every destination is past are given back once their rows are pruned")
+    func prunedBodiesFreeTheirSegments() async throws {
+        try await withTemporaryDirectory { directory in
+            // 1 MiB of budget: segments of 64 KiB.
+            let outbox = try openOutbox(in: directory, limits: OutboxLimits(maxBytes: 1 << 20))
+            defer { outbox.close() }
+            let filler = String(repeating: "x", count: 2_000)
+            for serial in 0..<100 {
+                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"!r:hs"}"#
+                _ = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [
+                    IncomingPDU(roomID: "!r:hs", eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8), destinations: ["a.example"]),
+                ]))
+            }
+            let segmentsBefore = try segmentFiles(directory)
+            #expect(segmentsBefore >= 4)
+            try await outbox.recordDelivered(destination: "a.example", upTo: outbox.maxStreamOrdering)
+            _ = try await outbox.prune()
+            // The segment being written stays, and two spares are kept for reuse.
+            #expect(try segmentFiles(directory) <= 3)
+            #expect(try await outbox.rowCounts().pdus == 0)
+        }
+    }
+
+    private func segmentFiles(_ directory: String) throws -> Int {
+        guard let stream = opendir(directory + "/outbox.db-log") else { return 0 }
+        defer { closedir(stream) }
+        var count = 0
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasSuffix(".seg") { count += 1 }
+        }
+        return count
+    }
+}
