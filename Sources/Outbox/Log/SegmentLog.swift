@@ -83,7 +83,8 @@ final class SegmentLog {
     /// The records from `position` on, in order, up to the tail.
     func records(from position: UInt64) throws(SegmentLogError) -> [Record] {
         var found: [Record] = []
-        try scan(from: position) { found.append($0) }
+        let end = tail
+        try scan(from: position) { if $0.position < end { found.append($0) } }
         return found
     }
 
@@ -105,7 +106,14 @@ final class SegmentLog {
             buffer = try Self.alignedBuffer(bytes: bufferBytes)
         }
         Self.encode(payload, at: position, into: buffer, recordBytes: recordBytes)
-        try writeFully(bytes: recordBytes, at: off_t(position % UInt64(segmentBytes)))
+        do throws(SegmentLogError) {
+            try writeFully(bytes: recordBytes, at: off_t(position % UInt64(segmentBytes)))
+        } catch {
+            // Some of it may be on the device: clear its first sector so that no scan takes it for a record.
+            tail = max(tail, position + UInt64(Self.sectorBytes))
+            try? rewind(to: position)
+            throw error
+        }
         tail = position + UInt64(recordBytes)
         return position
     }

@@ -139,10 +139,12 @@ enum OutboxSchema {
         // PDU bodies move to the log (`SegmentLog`): a row accepted from now on holds an empty `canonical_json`
         // and where its body is in the log; rows stored before keep their body and no position.
         // `indexed_log_position` is the end of the last log record whose rows this file holds: what an open
-        // finds after it in the log was acknowledged and is indexed again.
+        // finds after it in the log was acknowledged and is indexed again. The partial index finds the oldest
+        // body still needed, below which segments are given back, without reading rows stored before.
         Migration(version: 5, sql: """
             ALTER TABLE pdus ADD COLUMN log_position INTEGER;
             ALTER TABLE pdus ADD COLUMN log_length INTEGER;
+            CREATE INDEX pdus_log_position ON pdus (log_position) WHERE log_position IS NOT NULL;
             INSERT INTO outbox_meta (name, value) VALUES ('indexed_log_position', 0);
             """),
     ]

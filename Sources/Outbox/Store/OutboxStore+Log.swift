@@ -54,8 +54,9 @@ extension OutboxStore {
     }
 
     /// Inserts the rows of every log record from `position` on that the file does not hold, inside the
-    /// transaction in progress; stops at a record whose round needed an SQLite commit (it never got one, or the
-    /// indexed position would be past it) and lets the next append overwrite it. Returns the PDUs indexed.
+    /// transaction in progress. A record whose round needed an SQLite commit is skipped: it never got that
+    /// commit (the indexed position would be past it), so it was never acknowledged, and nothing after it
+    /// depends on it. Returns the PDUs indexed.
     @discardableResult
     func reindexLog(from position: UInt64) throws(SQLiteError) -> Int {
         let records: [SegmentLog.Record]
@@ -66,14 +67,7 @@ extension OutboxStore {
         }
         var indexed = 0
         for stored in records {
-            guard let record = IngestLogRecord(decoding: stored.payload), !record.needsIndexCommit else {
-                do throws(SegmentLogError) {
-                    try log.rewind(to: stored.position)
-                } catch {
-                    throw error.sqliteError
-                }
-                break
-            }
+            guard let record = IngestLogRecord(decoding: stored.payload), !record.needsIndexCommit else { continue }
             let (_, offsets) = record.encoded()
             var bodies = offsets.makeIterator()
             for batch in record.batches {
@@ -139,12 +133,18 @@ extension OutboxStore {
             throw error.sqliteError
         }
         lastRoundLogPosition = position
-        let update = try database.statement("UPDATE pdus SET log_position = ?2, log_length = ?3 WHERE stream_ordering = ?1")
-        for (pdu, offset) in zip(pdus, offsets) {
-            try update.bind(pdu.streamOrdering, at: 1)
-            try update.bind(Int64(position + UInt64(SegmentLog.headerBytes) + UInt64(offset)), at: 2)
-            try update.bind(Int64(pdu.canonicalJSON.count), at: 3)
-            try update.run()
+        do throws(SQLiteError) {
+            let update = try database.statement("UPDATE pdus SET log_position = ?2, log_length = ?3 WHERE stream_ordering = ?1")
+            for (pdu, offset) in zip(pdus, offsets) {
+                try update.bind(pdu.streamOrdering, at: 1)
+                try update.bind(Int64(position + UInt64(SegmentLog.headerBytes) + UInt64(offset)), at: 2)
+                try update.bind(Int64(pdu.canonicalJSON.count), at: 3)
+                try update.run()
+            }
+        } catch {
+            // The round fails: its record must not be indexed later as if it had been acknowledged.
+            try? log.rewind(to: position)
+            throw error
         }
         return roundRecord.needsIndexCommit
     }
@@ -156,9 +156,8 @@ extension OutboxStore {
         try update.bind(Int64(log.tail), at: 1)
         try update.run()
         try commit()
-        let oldest = try database.statement("""
-            SELECT log_position FROM pdus WHERE log_position IS NOT NULL ORDER BY stream_ordering LIMIT 1
-            """).firstRow { $0.int64(at: 0) }
+        let oldest = try database.statement("SELECT min(log_position) FROM pdus WHERE log_position IS NOT NULL")
+            .firstRow { $0.optionalInt64(at: 0) } ?? nil
         do throws(SegmentLogError) {
             try log.release(below: oldest.map { UInt64($0) } ?? log.tail)
         } catch {

@@ -45,6 +45,9 @@ final class OutboxWriter: @unchecked Sendable {
     /// When the open transaction holding rounds acknowledged through the log began (monotonic ns); nil when
     /// none is open.
     private var uncommittedSinceNS: UInt64?
+    /// The rows of rounds acknowledged through the log were rolled back and could not be indexed again yet.
+    private var reindexPending = false
+    private var reindexError: SQLiteError?
 
     private let lock = ConditionLock()
     // Guarded by `lock`.
@@ -215,6 +218,16 @@ final class OutboxWriter: @unchecked Sendable {
     /// `limits.indexCommitIntervalMS`; after a crash an open indexes them again from the log). Any other round is
     /// committed before it is answered. A write that fails is rolled back alone and answered with its error.
     private func commitGroup(_ writes: [WriterJob], store: OutboxStore) {
+        if reindexPending {
+            // Rows of acknowledged rounds are missing from SQLite: nothing may be committed until they are back.
+            recoverAfterRollback(store: store, allocatedBefore: store.allocatedStreamOrdering)
+            if reindexPending {
+                let failure = noteFailure(reindexError ?? SQLiteError(code: SQLITE_IOERR, message: "the PDU log could not be indexed", sql: "PDU log"),
+                                          writes: writes.count)
+                for job in writes { job.fail(failure) }
+                return
+            }
+        }
         if !store.isInTransaction {
             do throws(SQLiteError) {
                 try store.beginImmediate()
@@ -227,7 +240,6 @@ final class OutboxWriter: @unchecked Sendable {
             }
             uncommittedSinceNS = ConditionLock.monotonicNS()
         }
-        let allocatedBefore = store.allocatedStreamOrdering
         var completions: [(job: WriterJob, completion: WriterJob.Completion)] = []
         completions.reserveCapacity(writes.count)
         for (index, job) in writes.enumerated() {
@@ -240,7 +252,7 @@ final class OutboxWriter: @unchecked Sendable {
                 if !store.isInTransaction {
                     // SQLite gave up the whole transaction (I/O error, disk full): nothing of the group survives,
                     // and the rows of earlier rounds acknowledged through the log are indexed again.
-                    recoverAfterRollback(store: store, allocatedBefore: allocatedBefore)
+                    recoverAfterRollback(store: store, allocatedBefore: store.allocatedStreamOrdering)
                     for entry in completions {
                         entry.job.fail(failure)
                     }
@@ -252,6 +264,7 @@ final class OutboxWriter: @unchecked Sendable {
             }
         }
         let needsIndexCommit: Bool
+        let allocatedAfterJobs = store.allocatedStreamOrdering
         do throws(SQLiteError) {
             let roundNeedsCommit = try store.writeRoundToLog()
             needsIndexCommit = roundNeedsCommit || completions.contains { !$0.job.isIngest }
@@ -260,8 +273,7 @@ final class OutboxWriter: @unchecked Sendable {
             // The round's record could not be written (no space for a new segment, an I/O error): none of it
             // is acknowledged, and what it wrote to SQLite goes with a rollback of the open transaction.
             let failure = noteFailure(error, writes: completions.count)
-            store.rollback()
-            recoverAfterRollback(store: store, allocatedBefore: allocatedBefore)
+            recoverAfterRollback(store: store, allocatedBefore: allocatedAfterJobs)
             for entry in completions {
                 entry.job.fail(failure)
             }
@@ -276,11 +288,9 @@ final class OutboxWriter: @unchecked Sendable {
                 indexedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
             } catch {
                 let failure = noteFailure(error, writes: writes.count)
-                store.rollback()
-                if roundRecordNeededCommit, let position = store.lastRoundLogPosition {
-                    try? store.log.rewind(to: position)
-                }
+                // A flagged record is never indexed again; the others are, rows and all.
                 recoverAfterRollback(store: store, allocatedBefore: allocatedAfterRound)
+                committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
                 // Ingest rounds whose record is in the log are acknowledged: their rows are indexed again.
                 for entry in completions {
                     if entry.job.isIngest && !roundRecordNeededCommit {
@@ -321,15 +331,16 @@ final class OutboxWriter: @unchecked Sendable {
             if let used = try? store.usedBytes() { usedBytes.store(used, ordering: .relaxed) }
         } catch {
             _ = noteFailure(error, writes: 0)
-            let allocated = store.allocatedStreamOrdering
-            store.rollback()
-            recoverAfterRollback(store: store, allocatedBefore: allocated)
+            recoverAfterRollback(store: store, allocatedBefore: store.allocatedStreamOrdering)
         }
     }
 
-    /// After the open transaction was rolled back: indexes again, in a new transaction, the rounds the log holds
-    /// after the last commit, and never hands out again a stream ordering the log may hold.
+    /// Rolls back the open transaction (if SQLite has not already) and indexes again, in a new one, the rounds
+    /// the log holds after the last commit; never hands out again a stream ordering up to `allocatedBefore`, which
+    /// the log may hold. Until that works, `reindexPending` holds every write back: a commit now would record the
+    /// log's tail as indexed and lose those rounds.
     private func recoverAfterRollback(store: OutboxStore, allocatedBefore: Int64) {
+        store.rollback()
         store.roundRecord = IngestLogRecord()
         uncommittedSinceNS = nil
         defer { store.reserveStreamOrderings(through: allocatedBefore) }
@@ -337,10 +348,20 @@ final class OutboxWriter: @unchecked Sendable {
             try store.beginImmediate()
             uncommittedSinceNS = ConditionLock.monotonicNS()
             try store.reindexLog(from: try store.indexedLogPosition())
+            if reindexPending {
+                reindexPending = false
+                reindexError = nil
+                logger.notice("outbox indexed the PDU log again")
+            }
         } catch {
             store.rollback()
             uncommittedSinceNS = nil
-            logger.error("outbox could not index the PDU log again; the next start will", metadata: ["error": "\(error)"])
+            if !reindexPending {
+                logger.error("outbox could not index the PDU log again; writes are refused until it can, nothing acknowledged is lost",
+                             metadata: ["error": "\(error)"])
+            }
+            reindexPending = true
+            reindexError = error
         }
     }
 
