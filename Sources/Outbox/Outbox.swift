@@ -81,12 +81,12 @@ public final class Outbox: Sendable {
         writer.committedTransactions.load(ordering: .relaxed)
     }
 
-    /// Bytes of the file's pages in use after the last commit.
+    /// Bytes in use after the last commit: the file's pages and the PDU log's segments (spares included).
     public var usedBytes: Int64 {
         writer.usedBytes.load(ordering: .relaxed)
     }
 
-    /// Bytes of the database file and its write-ahead log on disk now: what the card holds,
+    /// Bytes of the database file, its write-ahead log and the PDU log's segments on disk now: what the card holds,
     /// free pages and a WAL not yet checkpointed included, which `usedBytes` leaves out.
     public var fileBytes: Int64 {
         let logDirectory = OutboxStore.logDirectory(of: path)
@@ -438,7 +438,7 @@ public final class Outbox: Sendable {
         return deleted
     }
 
-    /// Bytes of the file's pages in use now, read on the writer thread (and kept for `accept`'s check).
+    /// Bytes in use now (pages and log segments), read on the writer thread (and kept for `accept`'s check).
     private func usedBytesNow() async throws(OutboxError) -> Int64 {
         let writer = self.writer
         return try await submit(.read) { store throws(SQLiteError) in

@@ -25,7 +25,7 @@ public struct PruneReport: Sendable, Equatable {
     public var pdusDropped = 0
     /// Persistent EDUs given up for a backing-off destination, one per destination, for the same reasons.
     public var eduCopiesDropped = 0
-    /// Bytes of the file's pages in use afterwards.
+    /// Bytes in use afterwards: the file's pages and the PDU log's segments.
     public var usedBytes: Int64 = 0
 
     public init() {}

@@ -3,8 +3,9 @@ import Federation
 extension OutboxStore {
     /// Stores `batch` once: a `pdus` row per PDU referring to its destination set (created, with a `destinations`
     /// row for any new destination, the first time that set of servers is seen), an `edus` row per EDU with an
-    /// `edu_destinations` row per destination, and the txn id with its answer. A txn id seen before gets the first
-    /// answer back and nothing is written.
+    /// `edu_destinations` row per destination, and the txn id with its answer. The PDUs' bodies are not in their
+    /// rows: they join `roundRecord`, which the writer puts in the log (`writeRoundToLog`) before the round ends.
+    /// A txn id seen before gets the first answer back and nothing is written.
     func accept(_ batch: IngestBatch) throws(SQLiteError) -> IngestReceipt {
         try acceptBatch(batch).receipt
     }

@@ -1,6 +1,6 @@
 extension OutboxStore {
-    /// Bytes of the file's pages in use: its size less the pages SQLite keeps free for reuse (deleted rows free
-    /// pages the next writes fill again, so the file stops growing once pruning keeps up).
+    /// Bytes in use: the PDU log's segments, and the file's size less the pages SQLite keeps free for reuse
+    /// (deleted rows free pages the next writes fill again, so the file stops growing once pruning keeps up).
     func usedBytes() throws(SQLiteError) -> Int64 {
         let pages = try database.statement("PRAGMA page_count").firstRow { $0.int64(at: 0) } ?? 0
         let free = try database.statement("PRAGMA freelist_count").firstRow { $0.int64(at: 0) } ?? 0

@@ -30,7 +30,7 @@ final class OutboxWriter: @unchecked Sendable {
     let committedTransactions = Atomic<Int>(0)
     /// The highest stream ordering that is committed.
     let committedStreamOrdering = Atomic<Int64>(0)
-    /// Bytes of the file's pages in use after the last commit.
+    /// Bytes in use after the last commit: the file's pages and the PDU log's segments.
     let usedBytes = Atomic<Int64>(0)
     /// The highest destination change id that is committed.
     let committedDestinationChangeID = Atomic<Int64>(0)
