@@ -89,19 +89,18 @@ public final class Outbox: Sendable {
     /// Bytes of the database file, its write-ahead log and the PDU log's segments on disk now: what the card holds,
     /// free pages and a WAL not yet checkpointed included, which `usedBytes` leaves out.
     public var fileBytes: Int64 {
-        let logDirectory = OutboxStore.logDirectory(of: path)
-        var files = [path, path + "-wal"]
-        if let stream = opendir(logDirectory) {
-            while let entry = readdir(stream) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name.hasSuffix(".seg") { files.append(logDirectory + "/" + name) }
-            }
-            closedir(stream)
-        }
-        return files.reduce(0) { total, file in
+        Self.files(at: path).reduce(0) { total, file in
             var status = stat()
             return total + (stat(file, &status) == 0 ? Int64(status.st_size) : 0)
         }
+    }
+
+    /// The files of the Outbox at `path`: the database, its write-ahead log and shared-memory index, and the PDU
+    /// log's segments.
+    public static func files(at path: String) -> [String] {
+        let logDirectory = OutboxStore.logDirectory(of: path)
+        let segments = SegmentLog.segmentFileNames(in: logDirectory) ?? []
+        return [path, path + "-wal", path + "-shm"] + segments.map { logDirectory + "/" + $0 }
     }
 
     /// PDUs dropped by `prune` since open while a backing-off destination still needed them.

@@ -46,11 +46,7 @@ extension OutboxCheck {
 
     /// The size of the log's segment files (all are made the same size), or nil when there is none.
     private static func segmentFileBytes(in directory: String) -> Int? {
-        guard let stream = opendir(directory) else { return nil }
-        defer { closedir(stream) }
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasSuffix(".seg") else { continue }
+        for name in SegmentLog.segmentFileNames(in: directory) ?? [] {
             var info = stat()
             if stat(directory + "/" + name, &info) == 0 { return Int(info.st_size) }
         }

@@ -1,5 +1,6 @@
 import Federation
 import Glibc
+import Outbox
 import SouthbridgeDaemon
 import SouthbridgeSwarm
 import SouthbridgeTestSupport
@@ -209,15 +210,7 @@ struct StorageWritesBenchmark {
 
     /// The Outbox's files together: the database, its WAL and shared-memory index, and the PDU log's segments.
     static func outboxBytes(_ path: String) -> Int {
-        var files = ["", "-wal", "-shm"].map { path + $0 }
-        if let stream = opendir(path + "-log") {
-            while let entry = readdir(stream) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name.hasSuffix(".seg") { files.append(path + "-log/" + name) }
-            }
-            closedir(stream)
-        }
-        return files.reduce(0) { total, file in
+        Outbox.files(at: path).reduce(0) { total, file in
             var info = stat()
             return total + (stat(file, &info) == 0 ? Int(info.st_size) : 0)
         }

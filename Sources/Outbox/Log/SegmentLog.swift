@@ -320,19 +320,31 @@ final class SegmentLog {
 
     /// The numbers of the segment files, in order, and the names of the spare ones.
     private func directoryEntries() throws(SegmentLogError) -> (segments: [UInt64], spares: [String]) {
-        guard let stream = opendir(directory) else { throw .system(operation: "opendir", path: directory, errno: errno) }
-        defer { closedir(stream) }
+        guard let names = Self.segmentFileNames(in: directory) else {
+            throw .system(operation: "opendir", path: directory, errno: errno)
+        }
         var numbers: [UInt64] = []
         var spares: [String] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasPrefix("spare-"), name.hasSuffix(".seg") {
+        for name in names {
+            if name.hasPrefix("spare-") {
                 spares.append(name)
-            } else if name.count == 20, name.hasSuffix(".seg"), let number = UInt64(name.prefix(16), radix: 16) {
+            } else if name.count == 20, let number = UInt64(name.prefix(16), radix: 16) {
                 numbers.append(number)
             }
         }
         return (numbers.sorted(), spares.sorted())
+    }
+
+    /// The names of the segment files in `directory`, spares included; nil when it cannot be read.
+    static func segmentFileNames(in directory: String) -> [String]? {
+        guard let stream = opendir(directory) else { return nil }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasSuffix(".seg") { names.append(name) }
+        }
+        return names
     }
 
     static func paddedBytes(_ bytes: Int) -> Int {
