@@ -146,7 +146,6 @@ final class SegmentLog {
     func release(below position: UInt64) throws(SegmentLogError) {
         let firstKept = position / UInt64(segmentBytes)
         guard firstKept > lowestKept else { return }
-        lowestKept = firstKept
         var released = false
         for segment in try segmentNumbers() where segment < firstKept {
             released = true
@@ -168,6 +167,7 @@ final class SegmentLog {
             }
         }
         if released { try syncDirectory() }
+        lowestKept = firstKept
     }
 
     /// Bytes of segment files on disk, spares included.

@@ -150,19 +150,16 @@ extension OutboxStore {
     }
 
     /// Records the log's tail as indexed and commits the transaction in progress; then gives back the log's
-    /// segments below the oldest body a row still points to.
+    /// segments below the oldest body a row still points to. Throws only when the commit did not happen.
     func commitIndex() throws(SQLiteError) {
         let update = try database.statement("UPDATE outbox_meta SET value = ?1 WHERE name = 'indexed_log_position'")
         try update.bind(Int64(log.tail), at: 1)
         try update.run()
         try commit()
-        let oldest = try database.statement("SELECT min(log_position) FROM pdus WHERE log_position IS NOT NULL")
-            .firstRow { $0.optionalInt64(at: 0) } ?? nil
-        do throws(SegmentLogError) {
-            try log.release(below: oldest.map { UInt64($0) } ?? log.tail)
-        } catch {
-            throw error.sqliteError
-        }
+        // The commit stands either way; segments a failed release keeps are released by a later commit.
+        guard let oldest = try? database.statement("SELECT min(log_position) FROM pdus WHERE log_position IS NOT NULL")
+            .firstRow({ $0.optionalInt64(at: 0) }) else { return }
+        try? log.release(below: oldest.flatMap { $0 }.map { UInt64($0) } ?? log.tail)
     }
 
     /// The canonical JSON of a row that keeps its body in the log.
