@@ -24,7 +24,7 @@ extension ConfigurationKey {
                       summary: "How long a graceful stop waits for in-flight work, in milliseconds."),
 
         .absolutePath("storage", "path", \.storage.path,
-                      summary: "The outbox SQLite database, which keeps every accepted unit until it is delivered."),
+                      summary: "The outbox SQLite database, which keeps every accepted unit until it is delivered; PDU bodies go to the directory of the same name with -log added."),
         .integer("storage", "max_bytes", \.storage.maxBytes, 1_048_576...1_099_511_627_776,
                  summary: "The most bytes the outbox may hold; past nine tenths of it the oldest units owed only to backing-off destinations are dropped, at it ingest answers 507."),
         .milliseconds("storage", "max_age_ms", \.storage.maxAge, 60_000...31_536_000_000,
