@@ -25,7 +25,7 @@ extension OutboxCheck {
                 continue
             }
             let number = row.position / segmentBytes
-            let descriptor = descriptors[number] ?? open(segmentPath(directory, number), O_RDONLY | O_CLOEXEC)
+            let descriptor = descriptors[number] ?? open(SegmentLog.path(ofSegment: UInt64(number), in: directory), O_RDONLY | O_CLOEXEC)
             descriptors[number] = descriptor
             var firstByte: UInt8 = 0
             let offset = row.position % segmentBytes
@@ -37,11 +37,6 @@ extension OutboxCheck {
             bodies += 1
         }
         report.contents.append("pdu log: \(bodies) bodies, \(segmentBytes)-byte segments in \(directory)")
-    }
-
-    private static func segmentPath(_ directory: String, _ number: Int64) -> String {
-        let digits = String(number, radix: 16)
-        return directory + "/" + String(repeating: "0", count: max(0, 16 - digits.count)) + digits + ".seg"
     }
 
     /// The size of the log's segment files (all are made the same size), or nil when there is none.

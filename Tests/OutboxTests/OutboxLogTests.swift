@@ -69,6 +69,28 @@ import Musl
         }
     }
 
+    @Test("rows acknowledged through the log alone are committed once their interval passes, with no other write")
+    func theIndexIsCommittedWithinItsInterval() async throws {
+        try await withTemporaryDirectory { directory in
+            var limits = OutboxLimits()
+            limits.indexCommitIntervalMS = 50
+            let outbox = try openOutbox(in: directory, limits: limits)
+            defer { outbox.close() }
+            let room = ["a.example"]
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: room)]))
+            let second = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: room)]))
+            let reader = try OutboxReader(path: outbox.path)
+            defer { reader.close() }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while outbox.indexedStreamOrdering < second.streamOrdering, ContinuousClock.now < deadline {
+                await Task.yield()
+            }
+            #expect(outbox.indexedStreamOrdering == second.streamOrdering)
+            // Another connection sees the rows now.
+            #expect(try reader.federationRows(after: 0, upTo: second.streamOrdering, limit: 10).map(\.streamOrdering) == [1, 2])
+        }
+    }
+
     @Test("a round that needed an SQLite commit and never got one is not indexed; log-only rounds after it are")
     func aRoundCutOffBeforeItsCommitIsSkipped() async throws {
         try await withTemporaryDirectory { directory in

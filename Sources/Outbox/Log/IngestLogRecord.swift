@@ -56,13 +56,14 @@ struct IngestLogRecord: Equatable {
         return (bytes, offsets)
     }
 
-    /// The record in `bytes`, or nil when they are not one this version wrote.
-    init?(decoding bytes: [UInt8]) {
+    /// The record in `bytes` and where each PDU's canonical JSON starts in them, in order; nil when they are not
+    /// a record this version wrote.
+    static func decoded(from bytes: [UInt8]) -> (record: IngestLogRecord, bodyOffsets: [Int])? {
         var reader = Reader(bytes: bytes)
         guard let version = reader.byte(), version == Self.version, let flags = reader.byte(),
               let batchCount = reader.integer(UInt32.self) else { return nil }
-        needsIndexCommit = flags & 1 != 0
-        batches = []
+        var record = IngestLogRecord(needsIndexCommit: flags & 1 != 0)
+        var offsets: [Int] = []
         for _ in 0..<batchCount {
             guard let txnID = reader.text(), let receivedTS = reader.integer(UInt64.self),
                   let pduCount = reader.integer(UInt32.self) else { return nil }
@@ -70,13 +71,16 @@ struct IngestLogRecord: Equatable {
             for _ in 0..<pduCount {
                 guard let streamOrdering = reader.integer(UInt64.self), let destinationSet = reader.integer(UInt64.self),
                       let roomID = reader.text(), let eventID = reader.optionalText(),
-                      let length = reader.integer(UInt32.self), let json = reader.bytes(Int(length)) else { return nil }
+                      let length = reader.integer(UInt32.self) else { return nil }
+                offsets.append(reader.offset)
+                guard let json = reader.bytes(Int(length)) else { return nil }
                 pdus.append(PDU(streamOrdering: Int64(bitPattern: streamOrdering), destinationSet: Int64(bitPattern: destinationSet),
                                 roomID: roomID, eventID: eventID, canonicalJSON: json))
             }
-            batches.append(Batch(txnID: txnID, receivedTS: Int64(bitPattern: receivedTS), pdus: pdus))
+            record.batches.append(Batch(txnID: txnID, receivedTS: Int64(bitPattern: receivedTS), pdus: pdus))
         }
         guard reader.isAtEnd else { return nil }
+        return (record, offsets)
     }
 
     init(needsIndexCommit: Bool = false, batches: [Batch] = []) {

@@ -310,7 +310,12 @@ final class SegmentLog {
     // MARK: - Format
 
     private func segmentPath(_ segment: UInt64) -> String {
-        let digits = String(segment, radix: 16)
+        Self.path(ofSegment: segment, in: directory)
+    }
+
+    /// Where segment `number` of the log in `directory` is: its number in 16 hex digits.
+    static func path(ofSegment number: UInt64, in directory: String) -> String {
+        let digits = String(number, radix: 16)
         return directory + "/" + String(repeating: "0", count: max(0, 16 - digits.count)) + digits + ".seg"
     }
 

@@ -67,8 +67,9 @@ extension OutboxStore {
         }
         var indexed = 0
         for stored in records {
-            guard let record = IngestLogRecord(decoding: stored.payload), !record.needsIndexCommit else { continue }
-            let (_, offsets) = record.encoded()
+            guard let (record, offsets) = IngestLogRecord.decoded(from: stored.payload), !record.needsIndexCommit else {
+                continue
+            }
             var bodies = offsets.makeIterator()
             for batch in record.batches {
                 let bodyPositions = batch.pdus.map { _ in
