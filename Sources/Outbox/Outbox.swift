@@ -354,6 +354,7 @@ public final class Outbox: Sendable {
     /// Deletes what no destination needs any more: the PDUs every destination of their set is past or, for those
     /// catching up, has a newer PDU of the same room for (`policy.catchUpAfterMS`); the destination sets no PDU
     /// refers to; the EDUs no destination still needs; and the ingest txn ids older than the policy's cutoff.
+    /// Moves the few bodies still needed at the PDU log's start to its tail when that gives back whole segments.
     /// Then drops, oldest first, the units only backing-off destinations still need when they are older than
     /// `policy.maxAgeMS` or while the file is past nine tenths of `limits.maxBytes`, and counts them. Works in steps
     /// of `limits.pruneStepRows`, each its own short write, so ingest is never held up for long.
@@ -391,6 +392,7 @@ public final class Outbox: Sendable {
             try store.pruneUnusedDestinationSets(limit: step)
         }
         report.rowsDeleted += try await pruneUnneededEDUs(step: step)
+        report.logBodiesMoved += try await relocateSparseLogStart(step: step)
         // Past the byte budget: one step of the oldest PDUs (then EDU copies) only backing-off destinations need,
         // and look again; deleted rows free pages for the next writes, which is what brings the use down.
         while try await usedBytesNow() > pruneTargetBytes {
@@ -436,6 +438,24 @@ public final class Outbox: Sendable {
         }
         return deleted
     }
+
+    /// Moves the bodies still needed at the log's start to its tail while that gives back whole segments, a
+    /// bounded record at a time; returns how many moved.
+    private func relocateSparseLogStart(step: Int) async throws(OutboxError) -> Int {
+        var moved = 0
+        for _ in 0..<Self.maxLogRelocationsPerPrune {
+            let bodies = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                try store.relocateSparseLogStart(maxBytes: store.maxLogRecordBytes / 2, maxBodies: step)
+            }
+            guard bodies > 0 else { break }
+            moved += bodies
+        }
+        return moved
+    }
+
+    /// Records of moved bodies one prune writes at most: each frees at least four times its size, and what is
+    /// left waits for the next prune.
+    static let maxLogRelocationsPerPrune = 8
 
     /// Bytes in use now (pages and log segments), read on the writer thread (and kept for `accept`'s check).
     private func usedBytesNow() async throws(OutboxError) -> Int64 {

@@ -108,7 +108,11 @@ struct OutboxService: Service {
         policy.ingestTransactionsReceivedBefore = WallClock.nowMS() - Self.ingestTransactionRetentionMS
         do {
             let report = try await outbox.prune(policy)
-            if report.rowsDeleted > 0 { logger.debug("pruned the outbox", metadata: ["rows": "\(report.rowsDeleted)"]) }
+            if report.rowsDeleted > 0 || report.logBodiesMoved > 0 {
+                logger.debug("pruned the outbox", metadata: [
+                    "rows": "\(report.rowsDeleted)", "log_bodies_moved": "\(report.logBodiesMoved)",
+                ])
+            }
             if report.droppedUnits, !droppingBefore {
                 logger.warning("""
                     outbox past storage.max_bytes or storage.max_age_ms: dropped the oldest units owed only to \

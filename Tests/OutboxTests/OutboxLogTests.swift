@@ -149,6 +149,126 @@ import Musl
         }
     }
 
+    @Test("a quiet room's newest PDU, kept for a destination catching up, is moved so the segments after it go")
+    func aQuietRoomsBodyDoesNotKeepTheLogsSegments() async throws {
+        try await withTemporaryDirectory { directory in
+            // Segments of 64 KiB; about 40 KiB of PDUs of a busy room after the quiet room's one PDU.
+            let outbox = try openOutbox(in: directory, limits: OutboxLimits(maxBytes: 1 << 20))
+            let filler = String(repeating: "x", count: 2_000)
+            func message(_ room: String, _ serial: Int) -> IncomingPDU {
+                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"\#(room)"}"#
+                return IncomingPDU(roomID: room, eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8),
+                                   destinations: ["dead.example"])
+            }
+            _ = try await outbox.accept(IngestBatch(txnID: "quiet", pdus: [message("!quiet:hs", 0)]))
+            for serial in 1...200 {
+                _ = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [message("!busy:hs", serial)]))
+            }
+            #expect(try segmentsInUse(directory) >= 6)
+            try await outbox.recordFailure(destination: "dead.example", retryLastTS: 1_000, retryIntervalMS: 7_200_000)
+            let owed = try await outbox.catchUpPDUs(for: "dead.example", after: 0, limit: 50)
+            #expect(owed.map(\.eventID) == ["$0:hs", "$200:hs"])
+
+            let report = try await outbox.prune(RetentionPolicy(catchUpAfterMS: 3_600_000))
+            #expect(report.rowsDeleted == 199)
+            #expect(report.logBodiesMoved == 1, "the quiet room's body moves; the busy room's newest is in the last segment")
+            #expect(!report.droppedUnits)
+            // The segment being written, and the next one if the moved body did not fit in it.
+            #expect(try segmentsInUse(directory) <= 2)
+            #expect(try await outbox.catchUpPDUs(for: "dead.example", after: 0, limit: 50) == owed)
+            #expect(try await outbox.prune(RetentionPolicy(catchUpAfterMS: 3_600_000)).logBodiesMoved == 0,
+                    "nothing is moved again once the bodies are at the tail")
+            let path = outbox.path
+            outbox.close()
+
+            #expect(try OutboxCheck.run(path: path).problems == [])
+            let reopened = try openOutbox(in: directory, limits: OutboxLimits(maxBytes: 1 << 20))
+            defer { reopened.close() }
+            #expect(try await reopened.catchUpPDUs(for: "dead.example", after: 0, limit: 50) == owed)
+            #expect(try await reopened.rowCounts().pdus == 2, "the moved body's record is not indexed again")
+        }
+    }
+
+    @Test("moved bodies cut off before their commit are read where they were; after it, from their new record")
+    func aMoveCutOffBeforeItsCommitLosesNothing() async throws {
+        try await withTemporaryDirectory { directory in
+            let limits = OutboxLimits(maxBytes: 1 << 20)
+            let store = try OutboxStore.open(path: directory + "/outbox.db", limits: limits, now: { 0 })
+            let filler = String(repeating: "x", count: 2_000)
+            func round(_ room: String, _ serial: Int) throws {
+                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"\#(room)"}"#
+                try store.beginImmediate()
+                _ = try store.withSavepoint { () throws(SQLiteError) in
+                    try store.accept(IngestBatch(txnID: "t\(serial)", pdus: [
+                        IncomingPDU(roomID: room, eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8), destinations: ["a.example"]),
+                    ]))
+                }
+                _ = try store.writeRoundToLog()
+                try store.commitIndex()
+            }
+            try round("!quiet:hs", 0)
+            for serial in 1...100 { try round("!busy:hs", serial) }
+            // What a catch-up would prune: every busy PDU but the newest.
+            try store.beginImmediate()
+            try store.database.statement("DELETE FROM pdus WHERE room_id = '!busy:hs' AND event_id != '$100:hs'").run()
+            try store.commitIndex()
+            let owed = try store.pendingPDUs(for: "a.example", after: 0, limit: 10)
+            #expect(owed.map(\.eventID) == ["$0:hs", "$100:hs"])
+
+            try store.beginImmediate()
+            #expect(try store.withSavepoint { () throws(SQLiteError) in
+                try store.relocateSparseLogStart(maxBytes: 64 * 1_024, maxBodies: 100)
+            } == 1)
+            #expect(try store.writeRoundToLog(), "a record of moved bodies is committed before anything relies on it")
+            try copyAsACrashLeavesThem(directory, to: directory + "/crash")
+            try store.commitIndex()
+            #expect(try store.pendingPDUs(for: "a.example", after: 0, limit: 10) == owed)
+            store.close()
+
+            let crashed = try OutboxStore.open(path: directory + "/crash/outbox.db", limits: limits, now: { 0 })
+            #expect(crashed.reindexedAtOpen == 0)
+            #expect(try crashed.pendingPDUs(for: "a.example", after: 0, limit: 10) == owed)
+            crashed.close()
+            let reopened = try OutboxStore.open(path: directory + "/outbox.db", limits: limits, now: { 0 })
+            defer { reopened.close() }
+            #expect(reopened.reindexedAtOpen == 0)
+            #expect(try reopened.pendingPDUs(for: "a.example", after: 0, limit: 10) == owed)
+            #expect(try OutboxCheck.run(path: directory + "/outbox.db").problems == [])
+        }
+    }
+
+    @Test("bodies a live destination still needs are not moved: they are most of their segments")
+    func denseSegmentsStay() async throws {
+        try await withTemporaryDirectory { directory in
+            let outbox = try openOutbox(in: directory, limits: OutboxLimits(maxBytes: 1 << 20))
+            defer { outbox.close() }
+            let filler = String(repeating: "x", count: 2_000)
+            for serial in 0..<100 {
+                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"!r:hs"}"#
+                _ = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [
+                    IncomingPDU(roomID: "!r:hs", eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8),
+                                destinations: ["slow.example"]),
+                ]))
+            }
+            let segments = try segmentsInUse(directory)
+            let report = try await outbox.prune(RetentionPolicy(catchUpAfterMS: 3_600_000))
+            #expect(report.logBodiesMoved == 0)
+            #expect(try segmentsInUse(directory) == segments)
+        }
+    }
+
+    /// Segment files holding records of this log, spares left out.
+    private func segmentsInUse(_ directory: String) throws -> Int {
+        guard let stream = opendir(directory + "/outbox.db-log") else { return 0 }
+        defer { closedir(stream) }
+        var count = 0
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasSuffix(".seg") && !name.hasPrefix("spare-") { count += 1 }
+        }
+        return count
+    }
+
     private func segmentFiles(_ directory: String) throws -> Int {
         guard let stream = opendir(directory + "/outbox.db-log") else { return 0 }
         defer { closedir(stream) }

@@ -5,6 +5,9 @@
 /// length, bytes), received time (Int64) and PDU count (UInt32); per PDU its stream ordering and destination set
 /// (Int64 each), room id (UInt16 length, bytes), event id (UInt16 length, bytes, or 0xFFFF for none) and canonical
 /// JSON (UInt32 length, bytes).
+///
+/// A batch with an empty txn id holds bodies moved from the log's start (`relocateSparseLogStart`), not an ingest
+/// request; its record is always flagged `needsIndexCommit`, so no open indexes it.
 struct IngestLogRecord: Equatable {
     struct PDU: Equatable {
         var streamOrdering: Int64

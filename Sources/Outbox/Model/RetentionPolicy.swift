@@ -25,6 +25,8 @@ public struct PruneReport: Sendable, Equatable {
     public var pdusDropped = 0
     /// Persistent EDUs given up for a backing-off destination, one per destination, for the same reasons.
     public var eduCopiesDropped = 0
+    /// PDU bodies copied from the log's start to its tail so that the segments they alone kept could go.
+    public var logBodiesMoved = 0
     /// Bytes in use afterwards: the file's pages and the PDU log's segments.
     public var usedBytes: Int64 = 0
 

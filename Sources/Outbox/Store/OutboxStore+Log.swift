@@ -118,7 +118,9 @@ extension OutboxStore {
         let (payload, offsets) = roundRecord.encoded()
         let pdus = roundRecord.batches.flatMap(\.pdus)
         guard SegmentLog.headerBytes + payload.count <= maxLogRecordBytes else {
-            let update = try database.statement("UPDATE pdus SET canonical_json = ?2 WHERE stream_ordering = ?1")
+            let update = try database.statement("""
+                UPDATE pdus SET canonical_json = ?2, log_position = NULL, log_length = NULL WHERE stream_ordering = ?1
+                """)
             for pdu in pdus {
                 try update.bind(pdu.streamOrdering, at: 1)
                 try update.bind(pdu.canonicalJSON, at: 2)
@@ -148,6 +150,51 @@ extension OutboxStore {
             throw error
         }
         return roundRecord.needsIndexCommit
+    }
+
+    /// Moves to the log's tail the few bodies still needed at its start when that gives back whole segments: a
+    /// quiet room's newest PDU, kept for a destination that will catch up, would otherwise keep every segment
+    /// written after it. At most `maxBytes` of bodies move, only while they are no more than a quarter of the
+    /// segments they free, and none from the segment being written. The bodies join `roundRecord`, flagged so that
+    /// an open never indexes them again, and `writeRoundToLog` points their rows at the new copies; the segments
+    /// go at the commit. Returns the bodies moved.
+    func relocateSparseLogStart(maxBytes: Int, maxBodies: Int) throws(SQLiteError) -> Int {
+        let segmentBytes = UInt64(log.segmentBytes)
+        let tailSegment = log.tail / segmentBytes
+        let oldest = try database.statement("""
+            SELECT stream_ordering, destination_set, room_id, event_id, log_position, log_length
+            FROM pdus WHERE log_position IS NOT NULL ORDER BY log_position LIMIT ?1
+            """)
+        try oldest.bind(Int64(maxBodies), at: 1)
+        let rows = try oldest.rows { row in
+            (pdu: IngestLogRecord.PDU(streamOrdering: row.int64(at: 0), destinationSet: row.int64(at: 1),
+                                      roomID: row.text(at: 2), eventID: row.optionalText(at: 3), canonicalJSON: []),
+             segment: UInt64(row.int64(at: 4)) / segmentBytes, position: row.int64(at: 4), length: row.int64(at: 5))
+        }
+        guard let first = rows.first?.segment, first < tailSegment else { return 0 }
+        // Moving the first `count` bodies frees the segments from the first one up to the next body's (or the
+        // tail's, when every body was read); past the rows read, where the next body is is not known.
+        var best = (count: 0, freed: UInt64(0))
+        var moved = 0
+        for count in 1...rows.count {
+            moved += Int(rows[count - 1].length) + rows[count - 1].pdu.roomID.utf8.count + 64
+            guard moved <= maxBytes else { break }
+            let next = count < rows.count ? rows[count].segment : (rows.count < maxBodies ? tailSegment : nil)
+            guard let next else { break }
+            let freed = min(next, tailSegment) - first
+            if freed > best.freed && UInt64(moved) * 4 <= freed * segmentBytes { best = (count, freed) }
+            if next >= tailSegment { break }
+        }
+        guard best.count > 0 else { return 0 }
+        var relocated = IngestLogRecord.Batch(txnID: "", receivedTS: 0, pdus: [])
+        for row in rows.prefix(best.count) {
+            var pdu = row.pdu
+            pdu.canonicalJSON = try logBody(at: row.position, length: row.length)
+            relocated.pdus.append(pdu)
+        }
+        roundRecord.batches.append(relocated)
+        roundRecord.needsIndexCommit = true
+        return relocated.pdus.count
     }
 
     /// Records the log's tail as indexed and commits the transaction in progress; then gives back the log's
