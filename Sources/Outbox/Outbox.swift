@@ -392,7 +392,7 @@ public final class Outbox: Sendable {
             try store.pruneUnusedDestinationSets(limit: step)
         }
         report.rowsDeleted += try await pruneUnneededEDUs(step: step)
-        report.logBodiesMoved += try await relocateSparseLogStart(step: step)
+        report.logBodiesMoved += await relocateSparseLogStart(step: step)
         // Past the byte budget: one step of the oldest PDUs (then EDU copies) only backing-off destinations need,
         // and look again; deleted rows free pages for the next writes, which is what brings the use down.
         while try await usedBytesNow() > pruneTargetBytes {
@@ -440,21 +440,21 @@ public final class Outbox: Sendable {
     }
 
     /// Moves the bodies still needed at the log's start to its tail while that gives back whole segments, a
-    /// bounded record at a time; returns how many moved.
-    private func relocateSparseLogStart(step: Int) async throws(OutboxError) -> Int {
+    /// bounded record at a time; returns how many moved. A failure (the disk full when the record needs a new
+    /// segment, say) ends the moving, which the writer logs, and not the rest of the prune.
+    private func relocateSparseLogStart(step: Int) async -> Int {
         var moved = 0
         for _ in 0..<Self.maxLogRelocationsPerPrune {
-            let bodies = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+            guard let bodies = try? await submit(.write(bytes: 0), { store throws(SQLiteError) in
                 try store.relocateSparseLogStart(maxBytes: store.maxLogRecordBytes / 2, maxBodies: step)
-            }
-            guard bodies > 0 else { break }
+            }), bodies > 0 else { break }
             moved += bodies
         }
         return moved
     }
 
-    /// Records of moved bodies one prune writes at most: each frees at least four times its size, and what is
-    /// left waits for the next prune.
+    /// Records of moved bodies one prune writes at most, each at most an eighth of a segment: a run of up to a
+    /// segment moves within one prune, and whatever is left waits for the next.
     static let maxLogRelocationsPerPrune = 8
 
     /// Bytes in use now (pages and log segments), read on the writer thread (and kept for `accept`'s check).

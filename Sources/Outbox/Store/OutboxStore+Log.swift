@@ -154,44 +154,60 @@ extension OutboxStore {
 
     /// Moves to the log's tail the few bodies still needed at its start when that gives back whole segments: a
     /// quiet room's newest PDU, kept for a destination that will catch up, would otherwise keep every segment
-    /// written after it. At most `maxBytes` of bodies move, only while they are no more than a quarter of the
-    /// segments they free, and none from the segment being written. The bodies join `roundRecord`, flagged so that
-    /// an open never indexes them again, and `writeRoundToLog` points their rows at the new copies; the segments
-    /// go at the commit. Returns the bodies moved.
+    /// written after it. Bodies move only as a run from the log's start whose bytes are at most a quarter of the
+    /// segments moving it frees (and at most a segment), never from the segment being written, and at most
+    /// `maxBytes` of them at a time: a longer run moves over several calls, each of which sees the same run less
+    /// what already moved. The bodies join `roundRecord`, flagged so that an open never indexes them again, and
+    /// `writeRoundToLog` points their rows at the new copies; the segments go at the commit. A body that cannot
+    /// be read stays where it is (the sender reports it when it needs it; `check-storage` names it). Returns the
+    /// bodies moved.
     func relocateSparseLogStart(maxBytes: Int, maxBodies: Int) throws(SQLiteError) -> Int {
         let segmentBytes = UInt64(log.segmentBytes)
         let tailSegment = log.tail / segmentBytes
+        // One row more than may move, to know where the next body is.
         let oldest = try database.statement("""
             SELECT stream_ordering, destination_set, room_id, event_id, log_position, log_length
             FROM pdus WHERE log_position IS NOT NULL ORDER BY log_position LIMIT ?1
             """)
-        try oldest.bind(Int64(maxBodies), at: 1)
+        try oldest.bind(Int64(maxBodies) + 1, at: 1)
         let rows = try oldest.rows { row in
             (pdu: IngestLogRecord.PDU(streamOrdering: row.int64(at: 0), destinationSet: row.int64(at: 1),
                                       roomID: row.text(at: 2), eventID: row.optionalText(at: 3), canonicalJSON: []),
              segment: UInt64(row.int64(at: 4)) / segmentBytes, position: row.int64(at: 4), length: row.int64(at: 5))
         }
         guard let first = rows.first?.segment, first < tailSegment else { return 0 }
-        // Moving the first `count` bodies frees the segments from the first one up to the next body's (or the
-        // tail's, when every body was read); past the rows read, where the next body is is not known.
-        var best = (count: 0, freed: UInt64(0))
-        var moved = 0
-        for count in 1...rows.count {
-            moved += Int(rows[count - 1].length) + rows[count - 1].pdu.roomID.utf8.count + 64
-            guard moved <= maxBytes else { break }
-            let next = count < rows.count ? rows[count].segment : (rows.count < maxBodies ? tailSegment : nil)
-            guard let next else { break }
-            let freed = min(next, tailSegment) - first
-            if freed > best.freed && UInt64(moved) * 4 <= freed * segmentBytes { best = (count, freed) }
-            if next >= tailSegment { break }
+        func recordBytes(_ index: Int) -> Int {
+            let pdu = rows[index].pdu
+            return Int(rows[index].length) + 24 + pdu.roomID.utf8.count + (pdu.eventID?.utf8.count ?? 0)
         }
-        guard best.count > 0 else { return 0 }
+        // The longest run worth moving: moving the first `count` bodies frees the segments from the first one up
+        // to the next body's, or the tail's when no body is left.
+        var run = 0
+        var freedByRun: UInt64 = 0
+        var runBytes = 0
+        for count in 1...min(rows.count, maxBodies) {
+            runBytes += recordBytes(count - 1)
+            guard runBytes <= log.segmentBytes else { break }
+            let next = count < rows.count ? min(rows[count].segment, tailSegment) : tailSegment
+            let freed = next - first
+            if freed > freedByRun && UInt64(runBytes) * 4 <= freed * segmentBytes {
+                run = count
+                freedByRun = freed
+            }
+            if next == tailSegment { break }
+        }
+        guard run > 0 else { return 0 }
         var relocated = IngestLogRecord.Batch(txnID: "", receivedTS: 0, pdus: [])
-        for row in rows.prefix(best.count) {
-            var pdu = row.pdu
-            pdu.canonicalJSON = try logBody(at: row.position, length: row.length)
+        var bytes = 0
+        for index in 0..<run {
+            bytes += recordBytes(index)
+            if index > 0 && bytes > maxBytes { break }
+            var pdu = rows[index].pdu
+            guard let body = try? logBody(at: rows[index].position, length: rows[index].length) else { break }
+            pdu.canonicalJSON = body
             relocated.pdus.append(pdu)
         }
+        guard !relocated.pdus.isEmpty else { return 0 }
         roundRecord.batches.append(relocated)
         roundRecord.needsIndexCommit = true
         return relocated.pdus.count
