@@ -14,12 +14,17 @@ import SouthbridgeTestSupport
 /// are those of accepting, not of delivering. Bytes written are the daemon's `write_bytes`
 /// from `/proc/PID/io` (what reached the block device: WAL appends, checkpoints and
 /// fsyncs included) over the run, divided by the PDUs accepted.
+///
+/// With `--live` the destinations are fake homeservers on loopback that take every transaction:
+/// what a server whose room is reachable writes, delivery progress and pruning included, with
+/// the log's segments given back and reused once a minute.
 struct StorageWritesBenchmark {
     var destinationCounts: [Int]
     var rates: [Int]
     var seconds: Int
     var commitWindowMS: Int
     var clients = 10
+    var live = false
 
     static func fromCommandLine() -> StorageWritesBenchmark {
         func list(_ name: String, _ value: String) -> [Int] {
@@ -29,7 +34,8 @@ struct StorageWritesBenchmark {
             destinationCounts: list("--destinations", "1,10,500,5000"),
             rates: list("--rates", "1,100,1000"),
             seconds: option("--seconds", default: 10),
-            commitWindowMS: option("--commit-window-ms", default: 0))
+            commitWindowMS: option("--commit-window-ms", default: 0),
+            live: CommandLine.arguments.contains("--live"))
     }
 
     struct Row {
@@ -46,30 +52,39 @@ struct StorageWritesBenchmark {
     func run() async throws {
         var rows: [Row] = []
         print("""
-            ### storage-writes: \(seconds) s per rate; PDUs of \(Self.pduBytes) bytes of canonical JSON; storage.commit_window_ms = \(commitWindowMS)
+            ### storage-writes: \(seconds) s per rate; PDUs of \(Self.pduBytes) bytes of canonical JSON; storage.commit_window_ms = \(commitWindowMS); destinations \(live ? "live, taking every transaction" : "unreachable, backing off")
 
             | destinations per PDU | offered rate | PDUs accepted | sustained rate | bytes written per PDU | × PDU size | ack p50 / p99 | outbox file after |
             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
             """)
         for count in destinationCounts {
-            let destinations = (0..<count).map { "127.0.\(1 + $0 / 250).\(1 + $0 % 250):9" }
-            let fixture = try await DaemonProcess(destinations: 1) { configuration in
+            let live = self.live
+            let fixture = try await DaemonProcess(destinations: live ? count : 1) { configuration in
                 configuration.log.level = "warning"
-                configuration.sender.retryInitialInterval = .milliseconds(600_000)
-                configuration.sender.retryMaxInterval = .milliseconds(604_800_000)
-                // Every destination refuses at once: let them all fail in the first second.
+                if !live {
+                    configuration.sender.retryInitialInterval = .milliseconds(600_000)
+                    configuration.sender.retryMaxInterval = .milliseconds(604_800_000)
+                }
+                // Every destination refuses, or is met, at once: no pacing in the first second.
                 configuration.limits.maxNewConnectionsPerSecond = 10_000
                 configuration.limits.maxTLSHandshakes = 64
                 configuration.storage.commitWindow = .milliseconds(commitWindowMS)
             }
+            let destinations = live ? fixture.swarm.serverNames : (0..<count).map { "127.0.\(1 + $0 / 250).\(1 + $0 % 250):9" }
             do {
                 try await fixture.start()
                 guard let process = fixture.process else { throw BenchmarkError("storage-writes: the daemon did not start") }
                 let warmUp = try await fixture.client()
                 _ = try await send(warmUp, txnID: "warm-up", Self.request(numbers: [0], destinations: destinations))
                 await warmUp.close()
-                guard try await waitForBackoff(fixture, count: count) else {
-                    throw BenchmarkError("storage-writes: \(count) destinations did not all enter backoff within 120 s")
+                if live {
+                    guard try await waitForDelivery(fixture.swarm, pdus: count) else {
+                        throw BenchmarkError("storage-writes: \(count) destinations did not all get the first PDU within 120 s")
+                    }
+                } else {
+                    guard try await waitForBackoff(fixture, count: count) else {
+                        throw BenchmarkError("storage-writes: \(count) destinations did not all enter backoff within 120 s")
+                    }
                 }
                 // Recording that many backoffs is written once, after they began; it is not a PDU's cost.
                 guard try await waitForQuietDisk(pid: process.pid) else {
@@ -81,6 +96,9 @@ struct StorageWritesBenchmark {
                     let started = ContinuousClock.now
                     let (accepted, acks) = try await offer(rate: rate, from: next, destinations: destinations, fixture: fixture)
                     let elapsed = ContinuousClock.now - started
+                    if live, !(try await waitForDelivery(fixture.swarm, pdus: count * (next + accepted))) {
+                        throw BenchmarkError("storage-writes: the live destinations did not get every PDU within 120 s")
+                    }
                     let written = Self.writeBytes(pid: process.pid) - before
                     next += accepted
                     let sorted = acks.sorted()
@@ -155,6 +173,16 @@ struct StorageWritesBenchmark {
             }
         }
         return false
+    }
+
+    /// Waits until the swarm has received `pdus` PDU copies (at most 120 s).
+    private func waitForDelivery(_ swarm: Swarm, pdus: Int) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while swarm.receivedPDUCount < pdus {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return true
     }
 
     private func waitForBackoff(_ fixture: DaemonProcess, count: Int) async throws -> Bool {

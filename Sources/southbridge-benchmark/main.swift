@@ -21,7 +21,7 @@ import Transport
 ///     .build/release/southbridge-benchmark resolve --names 2000 --rounds 20
 ///     .build/release/southbridge-benchmark tls --seconds 3 --rounds 5
 ///     .build/release/southbridge-benchmark idle-connections --connections 1000 [--tls 1.2|1.3]
-///     .build/release/southbridge-benchmark storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds 10]
+///     .build/release/southbridge-benchmark storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds 10] [--live]
 ///         [--commit-window-ms 0]
 ///     .build/release/southbridge-benchmark storage-pragmas [--pdus 2000]
 ///     .build/release/southbridge-benchmark replication [--pdus 20000] [--followers 10]
@@ -174,7 +174,7 @@ func resolve(names: Int, rounds: Int) async throws {
     try await group.shutdownGracefully()
 }
 
-let usage = "usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N] | soak [--minutes N | --seconds N] [--servers N] [--rate N] [--clients N] [--seed N] [--fault-interval-seconds N] [--faulty-percent N] [--restarts N] [--warm-up-seconds N] [--drain-seconds N] | scale fanout [--destinations N] [--lifted-pacing] | scale meltdown [--servers N] [--faulty-percent N] [--seconds N] [--lifted-pacing] | scale restart [--destinations N] [--pdus N] [--lifted-pacing] | scale burst [--servers N] [--pdus N] [--interval-ms N] [--cold] [--lifted-pacing] (every scale scenario: [--bound-seconds N] [--no-header])"
+let usage = "usage: southbridge-benchmark delivery [--destinations N] [--pdus N] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] | room [--servers N] [--blackholed-percent N] [--silent-percent N] [--refusing-percent N] [--messages N] [--lifted] [--max-connections N] [--max-tls-handshakes N] [--new-connections-per-second N] [--bound-seconds N] | resolve [--names N] [--rounds N] | tls [--seconds N] [--rounds N] | idle-connections [--connections N] [--tls 1.2|1.3] | storage-writes [--destinations 1,10,500,5000] [--rates 1,100,1000] [--seconds N] [--commit-window-ms N] [--live] | storage-pragmas [--pdus N] | replication [--pdus N] [--followers N] | soak [--minutes N | --seconds N] [--servers N] [--rate N] [--clients N] [--seed N] [--fault-interval-seconds N] [--faulty-percent N] [--restarts N] [--warm-up-seconds N] [--drain-seconds N] | scale fanout [--destinations N] [--lifted-pacing] | scale meltdown [--servers N] [--faulty-percent N] [--seconds N] [--lifted-pacing] | scale restart [--destinations N] [--pdus N] [--lifted-pacing] | scale burst [--servers N] [--pdus N] [--interval-ms N] [--cold] [--lifted-pacing] (every scale scenario: [--bound-seconds N] [--no-header])"
 
 let arguments = CommandLine.arguments.dropFirst()
 if arguments.contains("--help") || arguments.contains("-h") {
