@@ -308,7 +308,10 @@ public final class Outbox: Sendable {
     }
 
     /// Records the progress of many destinations in one write (see `recordDelivered` and
-    /// `recordEDUsDelivered`), so deliveries that finish one after the other share a commit.
+    /// `recordEDUsDelivered`), so deliveries that finish one after the other share a commit. It returns once
+    /// later reads see the progress; the commit follows within `limits.indexCommitIntervalMS`, with the rows of
+    /// ingest acknowledged through the PDU log, so a steady flow of deliveries adds no commits of its own. A crash
+    /// before it loses the progress, and those units are sent again, never skipped.
     public func recordDeliveries(_ deliveries: [Delivery]) async throws(OutboxError) {
         let maximum = maxStreamOrdering
         for delivery in deliveries {
@@ -316,7 +319,7 @@ public final class Outbox: Sendable {
                 throw .streamOrderingBeyondMaximum(destination: delivery.destination, streamOrdering: upTo, maximum: maximum)
             }
         }
-        try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+        try await submit(.write(bytes: 0), commitMayWait: true) { store throws(SQLiteError) in
             for delivery in deliveries {
                 if let upTo = delivery.upTo { try store.recordDelivered(destination: delivery.destination, upTo: upTo) }
                 if !delivery.eduIDs.isEmpty {
@@ -490,6 +493,7 @@ public final class Outbox: Sendable {
     private func submit<T: Sendable>(
         _ kind: WriterJob.Kind,
         isIngest: Bool = false,
+        commitMayWait: Bool = false,
         afterCommit: (@Sendable (T) -> Void)? = nil,
         _ body: @escaping @Sendable (OutboxStore) throws(SQLiteError) -> T
     ) async throws(OutboxError) -> T {
@@ -505,7 +509,7 @@ public final class Outbox: Sendable {
                     }
                 },
                 fail: { error in continuation.resume(returning: .failure(error)) },
-                isIngest: isIngest))
+                isIngest: isIngest, commitMayWait: commitMayWait))
         }
         return try result.get()
     }

@@ -91,6 +91,32 @@ import Musl
         }
     }
 
+    @Test("delivery progress is seen by reads at once and committed within the interval, without a commit of its own")
+    func progressJoinsTheNextCommit() async throws {
+        try await withTemporaryDirectory { directory in
+            var limits = OutboxLimits()
+            limits.indexCommitIntervalMS = 3_000
+            let outbox = try openOutbox(in: directory, limits: limits)
+            defer { outbox.close() }
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: ["a.example"])]))
+            let reader = try OutboxReader(path: outbox.path)
+            defer { reader.close() }
+            func committedMark() throws -> Int64? {
+                try reader.destinations(after: "", limit: 10).first { $0.name == "a.example" }?.lastSuccessfulStreamOrdering
+            }
+            #expect(try committedMark() == 0)
+
+            try await outbox.recordDeliveries([Outbox.Delivery(destination: "a.example", upTo: 1, eduIDs: [])])
+            #expect(try await outbox.pendingPDUCount(for: "a.example") == 0, "the writer's own reads see the progress at once")
+            #expect(try committedMark() == 0, "not committed yet: a crash now would send the PDU again")
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try committedMark() != 1, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(try committedMark() == 1)
+        }
+    }
+
     @Test("a round that needed an SQLite commit and never got one is not indexed; log-only rounds after it are")
     func aRoundCutOffBeforeItsCommitIsSkipped() async throws {
         try await withTemporaryDirectory { directory in

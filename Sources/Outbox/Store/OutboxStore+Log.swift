@@ -216,7 +216,10 @@ extension OutboxStore {
     /// Records the log's tail as indexed and commits the transaction in progress; then gives back the log's
     /// segments below the oldest body a row still points to. Throws only when the commit did not happen.
     func commitIndex() throws(SQLiteError) {
-        let update = try database.statement("UPDATE outbox_meta SET value = ?1 WHERE name = 'indexed_log_position'")
+        // Unchanged, the row is not written: a commit of nothing else (an empty prune step) then writes nothing.
+        let update = try database.statement("""
+            UPDATE outbox_meta SET value = ?1 WHERE name = 'indexed_log_position' AND value <> ?1
+            """)
         try update.bind(Int64(log.tail), at: 1)
         try update.run()
         try commit()

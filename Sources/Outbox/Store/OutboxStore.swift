@@ -65,6 +65,9 @@ final class OutboxStore {
             try database.execute("PRAGMA synchronous = \(limits.synchronous.rawValue)")
             try database.execute("PRAGMA wal_autocheckpoint = \(limits.walAutocheckpointPages)")
             try database.execute("PRAGMA foreign_keys = ON")
+            // Savepoints' journals and sorts stay in memory (bounded by a prune step's rows) instead of spilling
+            // to temporary files past 64 KiB, which are written like any other file.
+            try database.execute("PRAGMA temp_store = MEMORY")
             // Keep the WAL from staying large on the SD card after a burst.
             try database.execute("PRAGMA journal_size_limit = 67108864")
         } catch {
@@ -125,7 +128,7 @@ final class OutboxStore {
     /// deleted, so a restart never hands out a stream ordering again.
     func persistAllocatedStreamOrdering() throws(SQLiteError) {
         let update = try database.statement("""
-            UPDATE outbox_meta SET value = max(value, ?1) WHERE name = 'allocated_stream_ordering'
+            UPDATE outbox_meta SET value = ?1 WHERE name = 'allocated_stream_ordering' AND value < ?1
             """)
         try update.bind(allocatedStreamOrdering, at: 1)
         try update.run()

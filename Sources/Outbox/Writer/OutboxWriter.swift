@@ -267,7 +267,7 @@ final class OutboxWriter: @unchecked Sendable {
         let allocatedAfterJobs = store.allocatedStreamOrdering
         do throws(SQLiteError) {
             let roundNeedsCommit = try store.writeRoundToLog()
-            needsIndexCommit = roundNeedsCommit || completions.contains { !$0.job.isIngest }
+            needsIndexCommit = roundNeedsCommit || completions.contains { !$0.job.isIngest && !$0.job.commitMayWait }
                 || (indexCommitDeadlineNS.map { ConditionLock.monotonicNS() >= $0 } ?? true)
         } catch {
             // The round's record could not be written (no space for a new segment, an I/O error): none of it

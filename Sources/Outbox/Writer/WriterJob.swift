@@ -18,4 +18,8 @@ struct WriterJob: Sendable {
     let fail: @Sendable (OutboxError) -> Void
     /// An ingest batch: durable once the round's log record is, so it need not wait for an SQLite commit.
     var isIngest = false
+    /// A write a crash may lose as long as it is only ever re-done (delivery progress: the units are sent again):
+    /// answered once it is in the open transaction, whose commit it joins within `limits.indexCommitIntervalMS`.
+    /// Reads see it at once, since they go through the same connection.
+    var commitMayWait = false
 }
