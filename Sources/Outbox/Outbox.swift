@@ -33,6 +33,7 @@ public final class Outbox: Sendable {
     private let commitObservers = Mutex<[@Sendable (OutboxCommit) -> Void]>([])
     private let destinationChangeObservers = Mutex<[@Sendable (DestinationChange) -> Void]>([])
     private let storagePressureObserver = Mutex<(@Sendable () -> Void)?>(nil)
+    private let logGrowthObserver = Mutex<(@Sendable () -> Void)?>(nil)
     private let droppedPDUs = Atomic<Int>(0)
     private let droppedEDUCopies = Atomic<Int>(0)
     /// Whether `accept` is refusing batches at `limits.maxBytes`, so that an episode is logged once.
@@ -132,6 +133,7 @@ public final class Outbox: Sendable {
         }
         return try await submit(.write(bytes: batch.canonicalJSONBytes), isIngest: true, afterCommit: { accepted in
             if self.usedBytes >= self.pruneTargetBytes { self.storagePressureObserver.withLock { $0 }?() }
+            if self.writer.logNeedsSpare.load(ordering: .relaxed) { self.logGrowthObserver.withLock { $0 }?() }
             let observers = self.commitObservers.withLock { $0 }
             guard !accepted.receipt.isReplay, !observers.isEmpty else { return }
             let commit = OutboxCommit(batch: batch, receipt: accepted.receipt, eduStreamOrderings: accepted.eduStreamOrderings,
@@ -147,6 +149,14 @@ public final class Outbox: Sendable {
     /// writer thread or the caller's and must only hand the call on; one observer at a time.
     public func observeStoragePressure(_ observer: @escaping @Sendable () -> Void) {
         storagePressureObserver.withLock { $0 = observer }
+    }
+
+    /// Calls `observer` after an ingest round whenever the PDU log has no spare segment left, so that its next
+    /// segment would be made by writing its zeros: the moment to `prune`, which may give one back, rather than
+    /// wait for the next interval. It runs on the writer thread and must only hand the call on; one observer at
+    /// a time.
+    public func observeLogGrowth(_ observer: @escaping @Sendable () -> Void) {
+        logGrowthObserver.withLock { $0 = observer }
     }
 
     /// The bytes in use `prune` brings the file back under once it is past them.

@@ -72,8 +72,11 @@ struct OutboxService: Service {
     static let pruneInterval: Duration = .seconds(60)
 
     private enum Pass {
-        case interval, pressure
+        case interval, pressure, logGrowth
     }
+    /// The least time between two passes for the PDU log's growth: at 100 PDUs a second a
+    /// segment lasts about ten seconds.
+    static let logGrowthPassGap: Duration = .seconds(5)
     /// How long a repeated ingest txnId is still recognised: a homeserver retries within
     /// minutes, never a day later.
     static let ingestTransactionRetentionMS: Int64 = 24 * 3600 * 1000
@@ -81,6 +84,9 @@ struct OutboxService: Service {
     func run() async throws {
         let (passes, requestPass) = AsyncStream.makeStream(of: Pass.self, bufferingPolicy: .bufferingNewest(2))
         outbox.observeStoragePressure { requestPass.yield(.pressure) }
+        // Delivered units free log segments only once pruned: pruning when the log has no spare
+        // left gives one back before the next segment's zeros must be written.
+        outbox.observeLogGrowth { requestPass.yield(.logGrowth) }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 while (try? await Task.sleep(for: Self.pruneInterval)) != nil {
@@ -91,11 +97,14 @@ struct OutboxService: Service {
             // A pass for pressure that could drop nothing (all is owed to reachable servers) would
             // only repeat itself on every commit: the next one waits for the interval.
             var pressureHelps = true
+            var lastPassEnded = ContinuousClock.now
             for await pass in passes.cancelOnGracefulShutdown() {
                 if pass == .pressure, !pressureHelps { continue }
+                if pass == .logGrowth, ContinuousClock.now - lastPassEnded < Self.logGrowthPassGap { continue }
                 let dropped = await prune(droppingBefore: dropping)
                 dropping = dropped
                 pressureHelps = pass == .interval || dropped
+                lastPassEnded = ContinuousClock.now
             }
             group.cancelAll()
         }

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 @testable import Outbox
 
@@ -88,6 +89,33 @@ import Musl
             #expect(outbox.indexedStreamOrdering == second.streamOrdering)
             // Another connection sees the rows now.
             #expect(try reader.federationRows(after: 0, upTo: second.streamOrdering, limit: 10).map(\.streamOrdering) == [1, 2])
+        }
+    }
+
+    @Test("the log says when it has no spare segment left, and pruning then keeps a delivered log at a few segments")
+    func pruningWhenTheLogNeedsASpareKeepsItSmall() async throws {
+        try await withTemporaryDirectory { directory in
+            // Segments of 64 KiB; 600 PDUs of 2 KiB are about 23 segments' worth.
+            let outbox = try openOutbox(in: directory, limits: OutboxLimits(maxBytes: 1 << 20))
+            defer { outbox.close() }
+            let signals = Mutex(0)
+            outbox.observeLogGrowth { signals.withLock { $0 += 1 } }
+            let filler = String(repeating: "x", count: 2_000)
+            var prunes = 0
+            for serial in 0..<600 {
+                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"!r:hs"}"#
+                let receipt = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [
+                    IncomingPDU(roomID: "!r:hs", eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8), destinations: ["a.example"]),
+                ]))
+                try await outbox.recordDeliveries([Outbox.Delivery(destination: "a.example", upTo: receipt.streamOrdering, eduIDs: [])])
+                if signals.withLock({ $0 }) > prunes {
+                    prunes = signals.withLock { $0 }
+                    _ = try await outbox.prune()
+                }
+            }
+            #expect(prunes >= 10, "each segment taken from the last spare asks for a prune")
+            // The segment being written, the one before it, and the spare the last prune kept.
+            #expect(try segmentFiles(directory) <= 4)
         }
     }
 

@@ -39,6 +39,9 @@ final class SegmentLog {
     private var spareSegments: [String] = []
     /// Segment files in use (not spares).
     private var segmentCount = 0
+    /// Whether the next segment would be made by writing its zeros: the last spare went, or there was none.
+    /// A release that keeps a spare clears it.
+    private(set) var needsSpare = false
     /// Segments below this one were released already: a release below it has nothing to do.
     private var lowestKept: UInt64 = 0
     /// How many spare segments to keep; the others are deleted.
@@ -162,6 +165,7 @@ final class SegmentLog {
                 let spare = directory + "/spare-\(segment).seg"
                 guard rename(path, spare) == 0 else { throw .system(operation: "rename", path: path, errno: errno) }
                 spareSegments.append(spare)
+                needsSpare = false
             } else if unlink(path) != 0 {
                 throw .system(operation: "unlink", path: path, errno: errno)
             }
@@ -204,10 +208,12 @@ final class SegmentLog {
         if let spare = spareSegments.last {
             guard rename(spare, path) == 0 else { throw .system(operation: "rename", path: spare, errno: errno) }
             spareSegments.removeLast()
+            needsSpare = spareSegments.isEmpty
             segmentCount += 1
             try syncDirectory()
             return
         }
+        needsSpare = true
         let temporary = path + ".new"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .system(operation: "open", path: temporary, errno: errno) }

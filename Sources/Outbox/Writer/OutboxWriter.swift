@@ -32,6 +32,8 @@ final class OutboxWriter: @unchecked Sendable {
     let committedStreamOrdering = Atomic<Int64>(0)
     /// Bytes in use after the last commit: the file's pages and the PDU log's segments.
     let usedBytes = Atomic<Int64>(0)
+    /// Whether the PDU log has no spare segment left after the last commit (`SegmentLog.needsSpare`).
+    let logNeedsSpare = Atomic<Bool>(false)
     /// The highest destination change id that is committed.
     let committedDestinationChangeID = Atomic<Int64>(0)
 
@@ -305,6 +307,7 @@ final class OutboxWriter: @unchecked Sendable {
         committedTransactions.add(1, ordering: .relaxed)
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         if let used = try? store.usedBytes() { usedBytes.store(used, ordering: .relaxed) }
+        logNeedsSpare.store(store.log.needsSpare, ordering: .relaxed)
         if let failed = failingWrites {
             failingWrites = nil
             logger.notice("outbox writes succeed again", metadata: ["failed_writes": "\(failed)"])
