@@ -151,6 +151,12 @@ public final class Outbox: Sendable {
         storagePressureObserver.withLock { $0 = observer }
     }
 
+    /// Whether the PDU log has no spare segment left after the last commit: its next segment would be made by
+    /// writing its zeros.
+    public var logNeedsSpare: Bool {
+        writer.logNeedsSpare.load(ordering: .relaxed)
+    }
+
     /// Calls `observer` after an ingest round whenever the PDU log has no spare segment left, so that its next
     /// segment would be made by writing its zeros: the moment to `prune`, which may give one back, rather than
     /// wait for the next interval. It runs on the writer thread and must only hand the call on; one observer at

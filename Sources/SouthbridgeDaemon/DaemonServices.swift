@@ -6,6 +6,7 @@ import Outbox
 import Replication
 import Sender
 import ServiceLifecycle
+import Synchronization
 import Systemd
 import Transport
 
@@ -82,28 +83,45 @@ struct OutboxService: Service {
     static let ingestTransactionRetentionMS: Int64 = 24 * 3600 * 1000
 
     func run() async throws {
-        let (passes, requestPass) = AsyncStream.makeStream(of: Pass.self, bufferingPolicy: .bufferingNewest(2))
-        outbox.observeStoragePressure { requestPass.yield(.pressure) }
+        // Requests are kept as a set of kinds, so that many of one kind (one per commit) never
+        // push out another.
+        let requested = Mutex<Set<Pass>>([])
+        let (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let request: @Sendable (Pass) -> Void = { pass in
+            requested.withLock { _ = $0.insert(pass) }
+            wakeUp.yield()
+        }
+        outbox.observeStoragePressure { request(.pressure) }
         // Delivered units free log segments only once pruned: pruning when the log has no spare
         // left gives one back before the next segment's zeros must be written.
-        outbox.observeLogGrowth { requestPass.yield(.logGrowth) }
+        outbox.observeLogGrowth { request(.logGrowth) }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 while (try? await Task.sleep(for: Self.pruneInterval)) != nil {
-                    requestPass.yield(.interval)
+                    request(.interval)
                 }
             }
             var dropping = false
-            // A pass for pressure that could drop nothing (all is owed to reachable servers) would
+            // A pass for pressure that could drop nothing (all is owed to reachable servers), or
+            // for the log's growth that freed no segment (bodies still owed keep them), would
             // only repeat itself on every commit: the next one waits for the interval.
             var pressureHelps = true
+            var logGrowthHelps = true
             var lastPassEnded = ContinuousClock.now
-            for await pass in passes.cancelOnGracefulShutdown() {
-                if pass == .pressure, !pressureHelps { continue }
-                if pass == .logGrowth, ContinuousClock.now - lastPassEnded < Self.logGrowthPassGap { continue }
+            for await _ in wakeUps.cancelOnGracefulShutdown() {
+                let passes = requested.withLock { kinds in
+                    defer { kinds.removeAll() }
+                    return kinds
+                }
+                let interval = passes.contains(.interval)
+                let forPressure = passes.contains(.pressure) && pressureHelps
+                let forLogGrowth = passes.contains(.logGrowth) && logGrowthHelps
+                    && ContinuousClock.now - lastPassEnded >= Self.logGrowthPassGap
+                guard interval || forPressure || forLogGrowth else { continue }
                 let dropped = await prune(droppingBefore: dropping)
                 dropping = dropped
-                pressureHelps = pass == .interval || dropped
+                if interval || forPressure { pressureHelps = interval || dropped }
+                logGrowthHelps = !outbox.logNeedsSpare
                 lastPassEnded = ContinuousClock.now
             }
             group.cancelAll()

@@ -75,6 +75,7 @@ final class SegmentLog {
         let (segments, spares) = try directoryEntries()
         segmentCount = segments.count
         spareSegments = spares.map { directory + "/" + $0 }
+        needsSpare = spareSegments.isEmpty
     }
 
     deinit {

@@ -155,6 +155,7 @@ final class OutboxWriter: @unchecked Sendable {
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         indexedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         usedBytes.store((try? store.usedBytes()) ?? 0, ordering: .relaxed)
+        logNeedsSpare.store(store.log.needsSpare, ordering: .relaxed)
         committedDestinationChangeID.store((try? store.maxDestinationChangeID()) ?? 0, ordering: .releasing)
         logger.info("outbox opened", metadata: [
             "stream_ordering": "\(store.allocatedStreamOrdering)", "reindexed_pdus": "\(store.reindexedAtOpen)",
@@ -308,7 +309,8 @@ final class OutboxWriter: @unchecked Sendable {
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         if let used = try? store.usedBytes() { usedBytes.store(used, ordering: .relaxed) }
         logNeedsSpare.store(store.log.needsSpare, ordering: .relaxed)
-        if let failed = failingWrites {
+        // Only a round that wrote something shows that writes work again (progress alone waits for a commit).
+        if let failed = failingWrites, needsIndexCommit || store.lastRoundLogPosition != nil {
             failingWrites = nil
             logger.notice("outbox writes succeed again", metadata: ["failed_writes": "\(failed)"])
         }
