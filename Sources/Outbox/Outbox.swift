@@ -151,15 +151,14 @@ public final class Outbox: Sendable {
         storagePressureObserver.withLock { $0 = observer }
     }
 
-    /// Whether the PDU log has no spare segment left after the last commit: its next segment would be made by
-    /// writing its zeros.
+    /// Whether the PDU log has no spare segment left after the last commit (its next segment would be made by
+    /// writing its zeros) and holds a segment before the one being written, which pruning might give back.
     public var logNeedsSpare: Bool {
         writer.logNeedsSpare.load(ordering: .relaxed)
     }
 
-    /// Calls `observer` after an ingest round whenever the PDU log has no spare segment left, so that its next
-    /// segment would be made by writing its zeros: the moment to `prune`, which may give one back, rather than
-    /// wait for the next interval. It runs on the writer thread and must only hand the call on; one observer at
+    /// Calls `observer` after an ingest round whenever `logNeedsSpare`: the moment to `prune`, which may give a
+    /// segment back before the next one's zeros are written, rather than wait for the next interval. It runs on the writer thread and must only hand the call on; one observer at
     /// a time.
     public func observeLogGrowth(_ observer: @escaping @Sendable () -> Void) {
         logGrowthObserver.withLock { $0 = observer }

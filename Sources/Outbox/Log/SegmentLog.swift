@@ -175,6 +175,12 @@ final class SegmentLog {
         lowestKept = firstKept
     }
 
+    /// No spare is left, so the next segment would be made by writing its zeros, and there is a segment before
+    /// the one being written that giving back would spare that.
+    var wantsSpare: Bool {
+        needsSpare && segmentCount >= 2
+    }
+
     /// Bytes of segment files on disk, spares included.
     var bytesOnDisk: Int64 {
         Int64(segmentCount + spareSegments.count) * Int64(segmentBytes)

@@ -32,7 +32,8 @@ final class OutboxWriter: @unchecked Sendable {
     let committedStreamOrdering = Atomic<Int64>(0)
     /// Bytes in use after the last commit: the file's pages and the PDU log's segments.
     let usedBytes = Atomic<Int64>(0)
-    /// Whether the PDU log has no spare segment left after the last commit (`SegmentLog.needsSpare`).
+    /// Whether the PDU log has no spare segment left after the last commit and a segment pruning could give back
+    /// (`SegmentLog.wantsSpare`).
     let logNeedsSpare = Atomic<Bool>(false)
     /// The highest destination change id that is committed.
     let committedDestinationChangeID = Atomic<Int64>(0)
@@ -155,7 +156,7 @@ final class OutboxWriter: @unchecked Sendable {
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         indexedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         usedBytes.store((try? store.usedBytes()) ?? 0, ordering: .relaxed)
-        logNeedsSpare.store(store.log.needsSpare, ordering: .relaxed)
+        logNeedsSpare.store(store.log.wantsSpare, ordering: .relaxed)
         committedDestinationChangeID.store((try? store.maxDestinationChangeID()) ?? 0, ordering: .releasing)
         logger.info("outbox opened", metadata: [
             "stream_ordering": "\(store.allocatedStreamOrdering)", "reindexed_pdus": "\(store.reindexedAtOpen)",
@@ -308,7 +309,7 @@ final class OutboxWriter: @unchecked Sendable {
         committedTransactions.add(1, ordering: .relaxed)
         committedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
         if let used = try? store.usedBytes() { usedBytes.store(used, ordering: .relaxed) }
-        logNeedsSpare.store(store.log.needsSpare, ordering: .relaxed)
+        logNeedsSpare.store(store.log.wantsSpare, ordering: .relaxed)
         // Only a round that wrote something shows that writes work again (progress alone waits for a commit).
         if let failed = failingWrites, needsIndexCommit || store.lastRoundLogPosition != nil {
             failingWrites = nil
