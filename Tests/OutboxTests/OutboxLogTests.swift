@@ -100,12 +100,10 @@ import Musl
             defer { outbox.close() }
             let signals = Mutex(0)
             outbox.observeLogGrowth { signals.withLock { $0 += 1 } }
-            let filler = String(repeating: "x", count: 2_000)
             var prunes = 0
             for serial in 0..<600 {
-                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"!r:hs"}"#
                 let receipt = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [
-                    IncomingPDU(roomID: "!r:hs", eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8), destinations: ["a.example"]),
+                    largePDU(room: "!r:hs", serial: serial, destination: "a.example"),
                 ]))
                 try await outbox.recordDeliveries([Outbox.Delivery(destination: "a.example", upTo: receipt.streamOrdering, eduIDs: [])])
                 if signals.withLock({ $0 }) > prunes {
@@ -186,11 +184,9 @@ import Musl
             // 1 MiB of budget: segments of 64 KiB.
             let outbox = try openOutbox(in: directory, limits: OutboxLimits(maxBytes: 1 << 20))
             defer { outbox.close() }
-            let filler = String(repeating: "x", count: 2_000)
             for serial in 0..<100 {
-                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"!r:hs"}"#
                 _ = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [
-                    IncomingPDU(roomID: "!r:hs", eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8), destinations: ["a.example"]),
+                    largePDU(room: "!r:hs", serial: serial, destination: "a.example"),
                 ]))
             }
             let segmentsBefore = try segmentFiles(directory)
@@ -209,11 +205,8 @@ import Musl
             // Segments of 64 KiB, records of moved bodies of at most 8 KiB: ten quiet rooms' PDUs of 2 KiB each
             // take several records, then about 500 KiB of a busy room's PDUs follow them.
             let outbox = try openOutbox(in: directory, limits: OutboxLimits(maxBytes: 1 << 20))
-            let filler = String(repeating: "x", count: 2_000)
             func message(_ room: String, _ serial: Int) -> IncomingPDU {
-                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"\#(room)"}"#
-                return IncomingPDU(roomID: room, eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8),
-                                   destinations: ["dead.example"])
+                largePDU(room: room, serial: serial, destination: "dead.example")
             }
             for quiet in 0..<10 {
                 _ = try await outbox.accept(IngestBatch(txnID: "quiet\(quiet)", pdus: [message("!quiet\(quiet):hs", 1_000 + quiet)]))
@@ -253,13 +246,11 @@ import Musl
         try await withTemporaryDirectory { directory in
             let limits = OutboxLimits(maxBytes: 1 << 20)
             let store = try OutboxStore.open(path: directory + "/outbox.db", limits: limits, now: { 0 })
-            let filler = String(repeating: "x", count: 2_000)
             func round(_ room: String, _ serial: Int) throws {
-                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"\#(room)"}"#
                 try store.beginImmediate()
                 _ = try store.withSavepoint { () throws(SQLiteError) in
                     try store.accept(IngestBatch(txnID: "t\(serial)", pdus: [
-                        IncomingPDU(roomID: room, eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8), destinations: ["a.example"]),
+                        largePDU(room: room, serial: serial, destination: "a.example"),
                     ]))
                 }
                 _ = try store.writeRoundToLog()
@@ -301,12 +292,9 @@ import Musl
         try await withTemporaryDirectory { directory in
             let outbox = try openOutbox(in: directory, limits: OutboxLimits(maxBytes: 1 << 20))
             defer { outbox.close() }
-            let filler = String(repeating: "x", count: 2_000)
             for serial in 0..<100 {
-                let json = #"{"content":{"body":"\#(filler)"},"event_id":"$\#(serial):hs","room_id":"!r:hs"}"#
                 _ = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [
-                    IncomingPDU(roomID: "!r:hs", eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8),
-                                destinations: ["slow.example"]),
+                    largePDU(room: "!r:hs", serial: serial, destination: "slow.example"),
                 ]))
             }
             let segments = try segmentsInUse(directory)
@@ -316,25 +304,26 @@ import Musl
         }
     }
 
-    /// Segment files holding records of this log, spares left out.
-    private func segmentsInUse(_ directory: String) throws -> Int {
-        guard let stream = opendir(directory + "/outbox.db-log") else { return 0 }
-        defer { closedir(stream) }
-        var count = 0
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".seg") && !name.hasPrefix("spare-") { count += 1 }
-        }
-        return count
+    /// A PDU of about 2 KiB: a few dozen fill a 64 KiB segment.
+    private func largePDU(room: String, serial: Int, destination: String) -> IncomingPDU {
+        let body = String(repeating: "x", count: 2_000)
+        let json = #"{"content":{"body":"\#(body)"},"event_id":"$\#(serial):hs","room_id":"\#(room)"}"#
+        return IncomingPDU(roomID: room, eventID: "$\(serial):hs", canonicalJSON: Array(json.utf8), destinations: [destination])
     }
 
-    private func segmentFiles(_ directory: String) throws -> Int {
+    /// Segment files holding records of this log, spares left out.
+    private func segmentsInUse(_ directory: String) throws -> Int {
+        try segmentFiles(directory, countingSpares: false)
+    }
+
+    /// The log's segment files, spares included unless told.
+    private func segmentFiles(_ directory: String, countingSpares: Bool = true) throws -> Int {
         guard let stream = opendir(directory + "/outbox.db-log") else { return 0 }
         defer { closedir(stream) }
         var count = 0
         while let entry = readdir(stream) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".seg") { count += 1 }
+            if name.hasSuffix(".seg") && (countingSpares || !name.hasPrefix("spare-")) { count += 1 }
         }
         return count
     }
