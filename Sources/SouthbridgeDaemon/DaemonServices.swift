@@ -77,7 +77,7 @@ struct OutboxService: Service {
     }
     /// The least time between two passes for the PDU log's growth: at 100 PDUs a second a
     /// segment lasts about ten seconds.
-    static let logGrowthPassGap: Duration = .seconds(5)
+    var logGrowthPassGap: Duration = .seconds(5)
     /// How long a repeated ingest txnId is still recognised: a homeserver retries within
     /// minutes, never a day later.
     static let ingestTransactionRetentionMS: Int64 = 24 * 3600 * 1000
@@ -116,7 +116,7 @@ struct OutboxService: Service {
                 let interval = passes.contains(.interval)
                 let forPressure = passes.contains(.pressure) && pressureHelps
                 let forLogGrowth = passes.contains(.logGrowth) && logGrowthHelps
-                    && ContinuousClock.now - lastPassEnded >= Self.logGrowthPassGap
+                    && ContinuousClock.now - lastPassEnded >= logGrowthPassGap
                 guard interval || forPressure || forLogGrowth else { continue }
                 let dropped = await prune(droppingBefore: dropping)
                 dropping = dropped
