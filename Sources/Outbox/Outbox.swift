@@ -133,7 +133,7 @@ public final class Outbox: Sendable {
         }
         return try await submit(.write(bytes: batch.canonicalJSONBytes), isIngest: true, afterCommit: { accepted in
             if self.usedBytes >= self.pruneTargetBytes { self.storagePressureObserver.withLock { $0 }?() }
-            if self.writer.logNeedsSpare.load(ordering: .relaxed) { self.logGrowthObserver.withLock { $0 }?() }
+            if self.logNeedsSpare { self.logGrowthObserver.withLock { $0 }?() }
             let observers = self.commitObservers.withLock { $0 }
             guard !accepted.receipt.isReplay, !observers.isEmpty else { return }
             let commit = OutboxCommit(batch: batch, receipt: accepted.receipt, eduStreamOrderings: accepted.eduStreamOrderings,
@@ -158,8 +158,8 @@ public final class Outbox: Sendable {
     }
 
     /// Calls `observer` after an ingest round whenever `logNeedsSpare`: the moment to `prune`, which may give a
-    /// segment back before the next one's zeros are written, rather than wait for the next interval. It runs on the writer thread and must only hand the call on; one observer at
-    /// a time.
+    /// segment back before the next one's zeros are written, rather than wait for the next interval. It runs on
+    /// the writer thread and must only hand the call on; one observer at a time.
     public func observeLogGrowth(_ observer: @escaping @Sendable () -> Void) {
         logGrowthObserver.withLock { $0 = observer }
     }

@@ -318,13 +318,8 @@ import Musl
 
     /// The log's segment files, spares included unless told.
     private func segmentFiles(_ directory: String, countingSpares: Bool = true) throws -> Int {
-        guard let stream = opendir(directory + "/outbox.db-log") else { return 0 }
-        defer { closedir(stream) }
-        var count = 0
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".seg") && (countingSpares || !name.hasPrefix("spare-")) { count += 1 }
-        }
-        return count
+        Outbox.files(at: directory + "/outbox.db").filter {
+            $0.hasSuffix(".seg") && (countingSpares || !$0.contains("/spare-"))
+        }.count
     }
 }

@@ -1,4 +1,3 @@
-import Glibc
 import Logging
 import Outbox
 @testable import SouthbridgeDaemon
@@ -35,13 +34,6 @@ import Testing
     }
 
     private func segmentsInUse(_ directory: String) -> Int {
-        guard let stream = opendir(directory + "/outbox.db-log") else { return 0 }
-        defer { closedir(stream) }
-        var count = 0
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".seg") && !name.hasPrefix("spare-") { count += 1 }
-        }
-        return count
+        Outbox.files(at: directory + "/outbox.db").filter { $0.hasSuffix(".seg") && !$0.contains("/spare-") }.count
     }
 }

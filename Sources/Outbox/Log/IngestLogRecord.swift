@@ -24,6 +24,9 @@ struct IngestLogRecord: Equatable {
     }
 
     static let version: UInt8 = 1
+    /// What a PDU takes in a record besides its room id, event id and canonical JSON: stream ordering and set
+    /// (8 bytes each), the two ids' lengths (2 each) and the JSON's length (4).
+    static let pduFieldBytes = 24
 
     /// The round also stored what the record does not carry (persistent EDUs, new destination sets or
     /// destinations), so it was acknowledged only after an SQLite commit. An open that finds such a record after

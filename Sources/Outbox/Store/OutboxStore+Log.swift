@@ -178,7 +178,8 @@ extension OutboxStore {
         guard let first = rows.first?.segment, first < tailSegment else { return 0 }
         func recordBytes(_ index: Int) -> Int {
             let pdu = rows[index].pdu
-            return Int(rows[index].length) + 24 + pdu.roomID.utf8.count + (pdu.eventID?.utf8.count ?? 0)
+            return Int(rows[index].length) + IngestLogRecord.pduFieldBytes + pdu.roomID.utf8.count
+                + (pdu.eventID?.utf8.count ?? 0)
         }
         // The longest run worth moving: moving the first `count` bodies frees the segments from the first one up
         // to the next body's, or the tail's when no body is left.
