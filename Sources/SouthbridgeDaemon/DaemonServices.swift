@@ -78,8 +78,8 @@ struct OutboxService: Service {
     /// The least time between two passes for the PDU log's growth: at 100 PDUs a second a
     /// segment lasts about ten seconds.
     var logGrowthPassGap: Duration = .seconds(5)
-    /// How long a repeated ingest txnId is still recognised: a homeserver retries within
-    /// minutes, never a day later.
+    /// How long a repeated ingest txnId is at least still recognised (they are forgotten by whole
+    /// days, so for up to a day longer): a homeserver retries within minutes, never a day later.
     static let ingestTransactionRetentionMS: Int64 = 24 * 3600 * 1000
 
     func run() async throws {

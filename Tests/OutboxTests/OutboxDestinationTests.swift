@@ -141,13 +141,15 @@ import Testing
 
     @Test func pruneDeletesWhatEveryDestinationIsPast() async throws {
         try await withTemporaryDirectory { directory in
-            let clock = TestClock(10_000)
+            // Txn ids are forgotten by whole days: t1 arrives on day 1, t2 on day 2.
+            let day: Int64 = 86_400_000
+            let clock = TestClock(day + 10_000)
             let outbox = try openOutbox(in: directory, limits: OutboxLimits(pruneStepRows: 2), clock: clock)
             defer { outbox.close() }
             _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: (1...5).map {
                 pdu(room: "!r:hs.example", serial: $0, destinations: ["a.example", "b.example"])
             }))
-            clock.set(20_000)
+            clock.set(2 * day + 20_000)
             _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [
                 pdu(room: "!r:hs.example", serial: 6, destinations: ["a.example"]),
             ]))
@@ -167,7 +169,7 @@ import Testing
             ])
 
             try await outbox.recordDelivered(destination: "b.example", upTo: 5)
-            #expect(try await outbox.prune(RetentionPolicy(ingestTransactionsReceivedBefore: 15_000)).rowsDeleted == 2 + 1 + 1)
+            #expect(try await outbox.prune(RetentionPolicy(ingestTransactionsReceivedBefore: 2 * day + 15_000)).rowsDeleted == 2 + 1 + 1)
             #expect(try await outbox.rowCounts() == OutboxRowCounts(
                 pdus: 0, destinationSets: 0, destinationSetMembers: 0, destinations: 2, ingestTransactions: 1))
             let next = try await outbox.accept(IngestBatch(txnID: "t3", pdus: [

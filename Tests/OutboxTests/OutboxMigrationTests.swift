@@ -83,6 +83,49 @@ import Testing
         }
     }
 
+    @Test func aVersionFiveFileFilesItsTxnIDsByDayAndForgetsWholeDays() async throws {
+        try await withTemporaryDirectory { directory in
+            let day: Int64 = 86_400_000
+            try writeVersionFiveFile(at: "\(directory)/outbox.db", txnIDs: [
+                ("day-one", 2, day + 5), ("day-three", 3, 3 * day + 5),
+            ])
+            let outbox = try openOutbox(in: directory, clock: TestClock(3 * day + 10))
+            defer { outbox.close() }
+            #expect(outbox.maxStreamOrdering == 3)
+            #expect(try await outbox.rowCounts().ingestTransactions == 2)
+            #expect(try await outbox.accept(IngestBatch(txnID: "day-one", pdus: [])) == IngestReceipt(
+                streamOrdering: 2, isReplay: true, perPDU: [2]))
+            #expect(try await outbox.accept(IngestBatch(txnID: "day-three", pdus: [])).perPDU == [3])
+
+            // A cutoff late on day three forgets day one only, whole; a new txn id goes under day three.
+            _ = try await outbox.prune(RetentionPolicy(ingestTransactionsReceivedBefore: 3 * day + 9))
+            #expect(try await outbox.rowCounts().ingestTransactions == 1)
+            #expect(try await outbox.accept(IngestBatch(txnID: "day-three", pdus: [])).isReplay)
+            #expect(try await outbox.accept(IngestBatch(txnID: "day-one", pdus: [
+                pdu(room: "!r:hs.example", serial: 4, destinations: ["a.example"]),
+            ])) == IngestReceipt(streamOrdering: 4, isReplay: false, perPDU: [4]))
+        }
+    }
+
+    /// A database as version 5 (the release before txn ids by day) left it, with one PDU per txn id.
+    private func writeVersionFiveFile(at path: String, txnIDs: [(id: String, streamOrdering: Int64, receivedTS: Int64)]) throws {
+        let database = try SQLiteDatabase(path: path)
+        defer { database.close() }
+        try database.execute("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version (version) VALUES (5);")
+        for migration in OutboxSchema.migrations where migration.version <= 5 {
+            try database.execute(migration.sql)
+        }
+        let insert = try database.statement("""
+            INSERT INTO ingest_transactions (txn_id, stream_ordering, pdu_count, received_ts) VALUES (?1, ?2, 1, ?3)
+            """)
+        for txn in txnIDs {
+            try insert.bind(txn.id, at: 1)
+            try insert.bind(txn.streamOrdering, at: 2)
+            try insert.bind(txn.receivedTS, at: 3)
+            try insert.run()
+        }
+    }
+
     /// A database as version 2 (the release before destination sets) left it: PDUs 1 and 5 pruned, PDU 2
     /// delivered to b.example, PDUs 3 and 4 still owed, one EDU owed to a.example.
     private func writeVersionTwoFile(at path: String) throws {

@@ -6,7 +6,8 @@ public struct RetentionPolicy: Sendable, Equatable {
     /// `storage.max_age_ms`: units received longer ago than this (ms) that only backing-off destinations still
     /// need are dropped and counted; nil keeps them.
     public var maxAgeMS: Int64?
-    /// Ingest txn ids received before this time (ms since the epoch) are forgotten; nil keeps them.
+    /// Ingest txn ids received on days (since the epoch) that ended before this time (ms since the epoch) are
+    /// forgotten; nil keeps them.
     public var ingestTransactionsReceivedBefore: Int64?
 
     public init(catchUpAfterMS: Int64? = nil, maxAgeMS: Int64? = nil, ingestTransactionsReceivedBefore: Int64? = nil) {

@@ -47,12 +47,12 @@ extension OutboxStore {
 
     func recordIngestTransaction(_ txnID: String, lastStreamOrdering: Int64, pduCount: Int, receivedTS: Int64) throws(SQLiteError) {
         let recordTxn = try database.statement("""
-            INSERT INTO ingest_transactions (txn_id, stream_ordering, pdu_count, received_ts) VALUES (?1, ?2, ?3, ?4)
+            INSERT INTO ingest_transactions (txn_id, stream_ordering, pdu_count, received_day) VALUES (?1, ?2, ?3, ?4)
             """)
         try recordTxn.bind(txnID, at: 1)
         try recordTxn.bind(lastStreamOrdering, at: 2)
         try recordTxn.bind(Int64(pduCount), at: 3)
-        try recordTxn.bind(receivedTS, at: 4)
+        try recordTxn.bind(Self.ingestDay(ofMS: receivedTS), at: 4)
         try recordTxn.run()
     }
 
@@ -181,14 +181,32 @@ extension OutboxStore {
     /// The answer given when `txnID` was first accepted, rebuilt from its last stream ordering and PDU count
     /// (a batch's PDUs always get consecutive stream orderings).
     func receipt(forTxnID txnID: String) throws(SQLiteError) -> IngestReceipt? {
-        let lookup = try database.statement(
-            "SELECT stream_ordering, pdu_count FROM ingest_transactions WHERE txn_id = ?1")
-        try lookup.bind(txnID, at: 1)
-        return try lookup.firstRow { row in
-            let last = row.int64(at: 0)
-            let count = row.int64(at: 1)
-            let perPDU = count > 0 ? Array((last - count + 1)...last) : []
-            return IngestReceipt(streamOrdering: last, isReplay: true, perPDU: perPDU)
+        // One probe per day present, newest first: each is one search of the primary key.
+        let nextDay = try database.statement(
+            "SELECT max(received_day) FROM ingest_transactions WHERE received_day < ?1")
+        let lookup = try database.statement("""
+            SELECT stream_ordering, pdu_count FROM ingest_transactions WHERE received_day = ?1 AND txn_id = ?2
+            """)
+        try lookup.bind(txnID, at: 2)
+        var before = Int64.max
+        while true {
+            try nextDay.bind(before, at: 1)
+            guard let day = try nextDay.firstRow({ $0.optionalInt64(at: 0) }) ?? nil else { return nil }
+            try lookup.bind(day, at: 1)
+            if let receipt = try lookup.firstRow({ row in
+                let last = row.int64(at: 0)
+                let count = row.int64(at: 1)
+                let perPDU = count > 0 ? Array((last - count + 1)...last) : []
+                return IngestReceipt(streamOrdering: last, isReplay: true, perPDU: perPDU)
+            }) {
+                return receipt
+            }
+            before = day
         }
+    }
+
+    /// The day an ingest txn id is filed under: whole days since the epoch.
+    static func ingestDay(ofMS milliseconds: Int64) -> Int64 {
+        max(0, milliseconds) / 86_400_000
     }
 }

@@ -77,14 +77,15 @@ extension OutboxStore {
         return (database.changes, end)
     }
 
-    /// Forgets up to `limit` ingest txn ids received before `cutoff` (ms); a repeat of one after that is stored again.
+    /// Forgets up to `limit` ingest txn ids of the days that ended before `cutoff` (ms); a repeat of one after that
+    /// is stored again.
     func pruneIngestTransactions(receivedBefore cutoff: Int64, limit: Int) throws(SQLiteError) -> Int {
         try persistAllocatedStreamOrdering()
         let delete = try database.statement("""
-            DELETE FROM ingest_transactions WHERE txn_id IN (
-                SELECT txn_id FROM ingest_transactions WHERE received_ts < ?1 LIMIT ?2)
+            DELETE FROM ingest_transactions WHERE (received_day, txn_id) IN (
+                SELECT received_day, txn_id FROM ingest_transactions WHERE received_day < ?1 LIMIT ?2)
             """)
-        try delete.bind(cutoff, at: 1)
+        try delete.bind(Self.ingestDay(ofMS: cutoff), at: 1)
         try delete.bind(Int64(limit), at: 2)
         try delete.run()
         return database.changes
