@@ -72,9 +72,12 @@ public final class Outbox: Sendable {
         writer.indexedStreamOrdering.load(ordering: .acquiring)
     }
 
-    /// Commits to SQLite what ingest rounds acknowledged through the PDU log only, so that other connections see it.
+    /// Commits to SQLite what ingest rounds acknowledged through the PDU log only, so that other connections see it,
+    /// rows already delivered everywhere included: a follower's history reads them until pruning takes them.
     public func flush() async throws(OutboxError) {
-        try await submit(.write(bytes: 0)) { _ throws(SQLiteError) in }
+        try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+            store.keepsDeliveredRowsAtNextCommit = true
+        }
     }
 
     /// Group commits since open (a log record, an SQLite commit, or both); far fewer than writes under concurrency.

@@ -143,6 +143,57 @@ import Musl
         }
     }
 
+    @Test("rows every destination has before their commit are deleted before it; the rest are committed")
+    func rowsDeliveredBeforeTheirCommitNeverReachTheFile() async throws {
+        try await withTemporaryDirectory { directory in
+            var limits = OutboxLimits()
+            limits.indexCommitIntervalMS = 60_000
+            let outbox = try openOutbox(in: directory, limits: limits)
+            let both = ["a.example", "b.example"]
+            // The set {a, b} is new, so this round is committed at once, before anything is delivered.
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: both)]))
+            // Two rounds acknowledged through the log alone; both destinations get PDU 2, only a gets PDU 3.
+            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: both)]))
+            _ = try await outbox.accept(IngestBatch(txnID: "t3", pdus: [pdu(room: "!r:hs", serial: 3, destinations: both)]))
+            try await outbox.recordDeliveries([
+                Outbox.Delivery(destination: "a.example", upTo: 3, eduIDs: []),
+                Outbox.Delivery(destination: "b.example", upTo: 2, eduIDs: []),
+            ])
+            // A write that is not ingest commits the open transaction.
+            try await outbox.recordFailure(destination: "c.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
+            // PDU 1 was committed before its delivery and waits for a prune; PDU 2 never reached the file.
+            #expect(try await outbox.rowCounts().pdus == 2)
+            #expect(try await outbox.accept(IngestBatch(txnID: "t2", pdus: [])).perPDU == [2])
+            outbox.close()
+
+            let reopened = try openOutbox(in: directory, limits: limits)
+            defer { reopened.close() }
+            #expect(reopened.maxStreamOrdering == 3)
+            #expect(try await reopened.pendingPDUs(for: "b.example", after: 2, limit: 10).map(\.streamOrdering) == [3])
+            #expect(try await reopened.pendingPDUs(for: "a.example", after: 3, limit: 10).isEmpty)
+            #expect(try await reopened.accept(IngestBatch(txnID: "t4", pdus: [
+                pdu(room: "!r:hs", serial: 4, destinations: both),
+            ])).perPDU == [4])
+        }
+    }
+
+    @Test("a flush keeps the delivered rows it commits, for the replication history to read")
+    func aFlushKeepsDeliveredRows() async throws {
+        try await withTemporaryDirectory { directory in
+            var limits = OutboxLimits()
+            limits.indexCommitIntervalMS = 60_000
+            let outbox = try openOutbox(in: directory, limits: limits)
+            defer { outbox.close() }
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: ["a.example"])]))
+            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: ["a.example"])]))
+            try await outbox.recordDeliveries([Outbox.Delivery(destination: "a.example", upTo: 2, eduIDs: [])])
+            try await outbox.flush()
+            let reader = try OutboxReader(path: outbox.path)
+            defer { reader.close() }
+            #expect(try reader.federationRows(after: 0, upTo: 2, limit: 10).map(\.streamOrdering) == [1, 2])
+        }
+    }
+
     @Test("a round that needed an SQLite commit and never got one is not indexed; log-only rounds after it are")
     func aRoundCutOffBeforeItsCommitIsSkipped() async throws {
         try await withTemporaryDirectory { directory in

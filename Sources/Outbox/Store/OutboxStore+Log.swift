@@ -214,9 +214,15 @@ extension OutboxStore {
         return relocated.pdus.count
     }
 
-    /// Records the log's tail as indexed and commits the transaction in progress; then gives back the log's
+    /// Deletes the transaction's rows already delivered everywhere (unless `Outbox.flush` asked for this commit),
+    /// records the log's tail as indexed and commits the transaction in progress; then gives back the log's
     /// segments below the oldest body a row still points to. Throws only when the commit did not happen.
     func commitIndex() throws(SQLiteError) {
+        if keepsDeliveredRowsAtNextCommit {
+            keepsDeliveredRowsAtNextCommit = false
+        } else {
+            try deleteDeliveredUncommittedPDUs()
+        }
         // Unchanged, the row is not written: a commit of nothing else (an empty prune step) then writes nothing.
         let update = try database.statement("""
             UPDATE outbox_meta SET value = ?1 WHERE name = 'indexed_log_position' AND value <> ?1
@@ -224,10 +230,47 @@ extension OutboxStore {
         try update.bind(Int64(log.tail), at: 1)
         try update.run()
         try commit()
+        committedStreamOrdering = allocatedStreamOrdering
         // The commit stands either way; segments a failed release keeps are released by a later commit.
         guard let oldest = try? database.statement("SELECT min(log_position) FROM pdus WHERE log_position IS NOT NULL")
             .firstRow({ $0.optionalInt64(at: 0) }) else { return }
         try? log.release(below: oldest.flatMap { $0 }.map { UInt64($0) } ?? log.tail)
+    }
+
+    /// Deletes the rows the open transaction added whose PDUs every destination of their set already has. While
+    /// the destinations keep up, a PDU is delivered well within the second its row waits for a commit, so its
+    /// row never reaches the file, and the log's segments go back as soon as they are behind. The delivery
+    /// progress that makes a row deletable commits with its deletion; delivered rows committed earlier wait for
+    /// `pruneDeliveredPDUs`.
+    private func deleteDeliveredUncommittedPDUs() throws(SQLiteError) {
+        // Step by step rather than in one statement, whose plan scanned every set's members.
+        let sets = try database.statement(
+            "SELECT DISTINCT destination_set FROM pdus NOT INDEXED WHERE stream_ordering > ?1 AND destination_set IS NOT NULL")
+        try sets.bind(committedStreamOrdering, at: 1)
+        let setIDs = try sets.rows { $0.int64(at: 0) }
+        guard !setIDs.isEmpty else { return }
+        let deliveredThrough = try database.statement("""
+            SELECT min(d.last_successful_stream_ordering)
+            FROM destination_set_members AS m JOIN destinations AS d ON d.destination = m.destination
+            WHERE m.set_id = ?1
+            """)
+        let delete = try database.statement("""
+            DELETE FROM pdus WHERE destination_set = ?1 AND stream_ordering > ?2 AND stream_ordering <= ?3
+            """)
+        var deleted = 0
+        for setID in setIDs {
+            try deliveredThrough.bind(setID, at: 1)
+            guard let through = try deliveredThrough.firstRow({ $0.optionalInt64(at: 0) }) ?? nil,
+                  through > committedStreamOrdering else { continue }
+            try delete.bind(setID, at: 1)
+            try delete.bind(committedStreamOrdering, at: 2)
+            try delete.bind(through, at: 3)
+            try delete.run()
+            deleted += database.changes
+        }
+        if deleted > 0 {
+            try persistAllocatedStreamOrdering()
+        }
     }
 
     /// The canonical JSON of a row that keeps its body in the log.

@@ -30,6 +30,11 @@ final class OutboxStore {
     var lastRoundNeededIndexCommit = false
     /// PDUs `open` found in the log and indexed again.
     var reindexedAtOpen = 0
+    /// The highest stream ordering handed out when SQLite last committed: rows above it are the open
+    /// transaction's, and those already delivered everywhere are deleted before it commits.
+    var committedStreamOrdering: Int64 = 0
+    /// Set by `Outbox.flush` for the commit it asks for, which keeps those rows for the replication history.
+    var keepsDeliveredRowsAtNextCommit = false
 
     private init(path: String, database: SQLiteDatabase, now: @escaping @Sendable () -> Int64) {
         self.path = path
@@ -94,6 +99,7 @@ final class OutboxStore {
         let store = OutboxStore(path: path, database: database, now: now)
         do throws(SQLiteError) {
             try store.reloadAllocatedStreamOrdering()
+            store.committedStreamOrdering = store.allocatedStreamOrdering
             try store.openLog(limits: limits)
             try store.reloadAllocatedStreamOrdering()
         } catch {
