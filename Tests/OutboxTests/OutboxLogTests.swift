@@ -117,11 +117,12 @@ import Musl
         }
     }
 
-    @Test("delivery progress is seen by reads at once and committed within the interval, without a commit of its own")
+    @Test("delivery progress is seen by reads at once and committed within its interval, without a commit of its own")
     func progressJoinsTheNextCommit() async throws {
         try await withTemporaryDirectory { directory in
             var limits = OutboxLimits()
             limits.indexCommitIntervalMS = 3_000
+            limits.progressSaveIntervalMS = 3_000
             let outbox = try openOutbox(in: directory, limits: limits)
             defer { outbox.close() }
             _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: ["a.example"])]))
@@ -191,6 +192,65 @@ import Musl
             let reader = try OutboxReader(path: outbox.path)
             defer { reader.close() }
             #expect(try reader.federationRows(after: 0, upTo: 2, limit: 10).map(\.streamOrdering) == [1, 2])
+        }
+    }
+
+    @Test("delivered marks are written once per interval; a delivery that ends a backoff at once")
+    func deliveredMarksWaitForTheirInterval() async throws {
+        try await withTemporaryDirectory { directory in
+            var limits = OutboxLimits()
+            limits.progressSaveIntervalMS = 60_000
+            let outbox = try openOutbox(in: directory, limits: limits)
+            let both = ["a.example", "b.example"]
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: both)]))
+            try await outbox.recordFailure(destination: "b.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
+            try await outbox.recordDeliveries([
+                Outbox.Delivery(destination: "a.example", upTo: 1, eduIDs: []),
+                Outbox.Delivery(destination: "b.example", upTo: 1, eduIDs: []),
+            ])
+            // A write that is not ingest commits at once.
+            try await outbox.recordFailure(destination: "c.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
+            let reader = try OutboxReader(path: outbox.path)
+            defer { reader.close() }
+            func written(_ name: String) throws -> DestinationRecord? {
+                try reader.destinations(after: "", limit: 10).first { $0.name == name }
+            }
+            #expect(try written("a.example")?.lastSuccessfulStreamOrdering == 0, "a's mark waits for its interval")
+            #expect(try written("b.example") == DestinationRecord(name: "b.example", lastSuccessfulStreamOrdering: 1),
+                    "the end of b's backoff is written with its mark")
+            #expect(try await outbox.destination("a.example")?.lastSuccessfulStreamOrdering == 1, "reads see it at once")
+            #expect(try await outbox.pendingPDUCount(for: "a.example") == 0)
+            #expect(try await outbox.destinationsWithPendingWork().isEmpty)
+            // Closing writes what waits.
+            outbox.close()
+            #expect(try written("a.example")?.lastSuccessfulStreamOrdering == 1)
+        }
+    }
+
+    @Test("a crash before the marks are written sends those PDUs again, never skips one")
+    func aCrashBeforeTheMarksAreWrittenResends() async throws {
+        try await withTemporaryDirectory { directory in
+            var limits = OutboxLimits()
+            limits.progressSaveIntervalMS = 60_000
+            let outbox = try openOutbox(in: directory, limits: limits)
+            let both = ["a.example", "b.example"]
+            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: both)]))
+            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: both)]))
+            // a has both, b only the first; PDU 1 is committed already, PDU 2 is not.
+            try await outbox.recordDeliveries([
+                Outbox.Delivery(destination: "a.example", upTo: 2, eduIDs: []),
+                Outbox.Delivery(destination: "b.example", upTo: 1, eduIDs: []),
+            ])
+            try await outbox.recordFailure(destination: "c.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
+            try copyAsACrashLeavesThem(directory, to: directory + "/crash")
+            outbox.close()
+
+            let reopened = try openOutbox(in: directory + "/crash", limits: limits)
+            defer { reopened.close() }
+            // PDU 1 was delivered everywhere only in memory: its row stayed, and both get it again.
+            #expect(try await reopened.destination("a.example")?.lastSuccessfulStreamOrdering == 0)
+            #expect(try await reopened.pendingPDUs(for: "a.example", after: 0, limit: 10).map(\.streamOrdering) == [1, 2])
+            #expect(try await reopened.pendingPDUs(for: "b.example", after: 0, limit: 10).map(\.streamOrdering) == [1, 2])
         }
     }
 

@@ -45,13 +45,46 @@ extension OutboxStore {
             FROM destinations WHERE destination = ?1
             """)
         try query.bind(name, at: 1)
-        return try query.firstRow(Self.destinationRecord)
+        guard var record = try query.firstRow(Self.destinationRecord) else {
+            return unsavedProgress[name].map { DestinationRecord(name: name, lastSuccessfulStreamOrdering: $0) }
+        }
+        withUnsavedProgress(&record)
+        return record
     }
 
     /// Destinations with PDUs beyond their last successful stream ordering or with `edu_destinations` rows, by
     /// name, after `after` (exclusive). Every such destination has a `destinations` row: ingest creates it
-    /// (foreign key).
+    /// (foreign key). The query knows the written marks only; one whose mark waiting to be written is past all
+    /// its PDUs is looked at again and left out.
     func destinationsWithPendingWork(after: String, limit: Int) throws(SQLiteError) -> [DestinationRecord] {
+        let stillOwed = try database.statement("""
+            SELECT EXISTS (
+                    SELECT 1 FROM destination_set_members AS m CROSS JOIN pdus AS p
+                        ON p.destination_set = m.set_id AND p.stream_ordering > ?2
+                    WHERE m.destination = ?1)
+                OR EXISTS (SELECT 1 FROM edu_destinations AS ed WHERE ed.destination = ?1)
+            """)
+        var found: [DestinationRecord] = []
+        var cursor = after
+        while found.count < limit {
+            let wanted = limit - found.count
+            let page = try destinationsWithPendingWorkAsWritten(after: cursor, limit: wanted)
+            for var record in page {
+                if let unsaved = unsavedProgress[record.name], unsaved > record.lastSuccessfulStreamOrdering {
+                    record.lastSuccessfulStreamOrdering = unsaved
+                    try stillOwed.bind(record.name, at: 1)
+                    try stillOwed.bind(unsaved, at: 2)
+                    guard try stillOwed.firstRow({ $0.int64(at: 0) }) == 1 else { continue }
+                }
+                found.append(record)
+            }
+            guard page.count == wanted, let last = page.last else { break }
+            cursor = last.name
+        }
+        return found
+    }
+
+    private func destinationsWithPendingWorkAsWritten(after: String, limit: Int) throws(SQLiteError) -> [DestinationRecord] {
         let query = try database.statement("""
             SELECT d.destination, d.last_successful_stream_ordering, d.retry_last_ts, d.retry_interval_ms,
                    d.failure_count
@@ -82,7 +115,9 @@ extension OutboxStore {
         try query.bind(after, at: 1)
         try query.bind(Int64(limit), at: 2)
         try query.bind(backingOffOnly ? 1 : 0, at: 3)
-        return try query.rows(Self.destinationRecord)
+        var records = try query.rows(Self.destinationRecord)
+        for index in records.indices { withUnsavedProgress(&records[index]) }
+        return records
     }
 
     /// How many PDUs are still owed to `destination`.
@@ -90,27 +125,66 @@ extension OutboxStore {
         let query = try database.statement("""
             SELECT count(*)
             FROM destinations AS d CROSS JOIN destination_set_members AS m ON m.destination = d.destination
-                CROSS JOIN pdus AS p ON p.destination_set = m.set_id AND p.stream_ordering > d.last_successful_stream_ordering
+                CROSS JOIN pdus AS p ON p.destination_set = m.set_id
+                    AND p.stream_ordering > max(d.last_successful_stream_ordering, ?2)
             WHERE d.destination = ?1
             """)
         try query.bind(destination, at: 1)
+        try query.bind(unsavedProgress[destination] ?? 0, at: 2)
         return try query.firstRow { Int($0.int64(at: 0)) } ?? 0
     }
 
-    /// Moves the destination's delivered mark forward (never back) and clears its backoff.
+    /// Moves the destination's delivered mark forward (never back) and clears its backoff. A backoff to clear
+    /// is written at once, the mark with it; a mark alone waits in `unsavedProgress` for `saveProgress`.
     func recordDelivered(destination: String, upTo streamOrdering: Int64) throws(SQLiteError) {
+        let clearBackoff = try database.statement("""
+            UPDATE destinations SET
+                last_successful_stream_ordering = max(last_successful_stream_ordering, ?2),
+                retry_last_ts = NULL, retry_interval_ms = 0, failure_count = 0
+            WHERE destination = ?1 AND (retry_last_ts IS NOT NULL OR retry_interval_ms <> 0 OR failure_count <> 0)
+            """)
+        try clearBackoff.bind(destination, at: 1)
+        try clearBackoff.bind(streamOrdering, at: 2)
+        try clearBackoff.run()
+        if database.changes == 0 {
+            if unsavedProgress.isEmpty { oldestUnsavedProgressNS = ConditionLock.monotonicNS() }
+            unsavedProgress[destination] = max(unsavedProgress[destination] ?? 0, streamOrdering)
+        }
+    }
+
+    /// Writes the delivered marks recorded since the last time, in the transaction in progress: one write of the
+    /// `destinations` rows per `OutboxLimits.progressSaveIntervalMS` however many deliveries there were. If that
+    /// transaction is rolled back they are lost, and those units are sent again, never skipped.
+    func saveProgress() throws(SQLiteError) {
+        guard !unsavedProgress.isEmpty else { return }
         let upsert = try database.statement("""
             INSERT INTO destinations (destination, last_successful_stream_ordering) VALUES (?1, ?2)
-            ON CONFLICT (destination) DO UPDATE SET
-                last_successful_stream_ordering =
-                    max(last_successful_stream_ordering, excluded.last_successful_stream_ordering),
-                retry_last_ts = NULL,
-                retry_interval_ms = 0,
-                failure_count = 0
+            ON CONFLICT (destination) DO UPDATE SET last_successful_stream_ordering = excluded.last_successful_stream_ordering
+                WHERE excluded.last_successful_stream_ordering > last_successful_stream_ordering
             """)
-        try upsert.bind(destination, at: 1)
-        try upsert.bind(streamOrdering, at: 2)
-        try upsert.run()
+        for (destination, streamOrdering) in unsavedProgress.sorted(by: { $0.key < $1.key }) {
+            try upsert.bind(destination, at: 1)
+            try upsert.bind(streamOrdering, at: 2)
+            try upsert.run()
+        }
+        unsavedProgress = [:]
+    }
+
+    /// Whether marks wait to be written and their interval has passed.
+    var progressSaveIsDue: Bool {
+        !unsavedProgress.isEmpty && ConditionLock.monotonicNS() >= progressSaveDeadlineNS
+    }
+
+    /// When the marks waiting now must be written.
+    var progressSaveDeadlineNS: UInt64 {
+        oldestUnsavedProgressNS + progressSaveIntervalNS
+    }
+
+    /// `record` with a delivered mark recorded and not yet written.
+    func withUnsavedProgress(_ record: inout DestinationRecord) {
+        if let unsaved = unsavedProgress[record.name], unsaved > record.lastSuccessfulStreamOrdering {
+            record.lastSuccessfulStreamOrdering = unsaved
+        }
     }
 
     func recordFailure(destination: String, retryLastTS: Int64, retryIntervalMS: Int64) throws(SQLiteError) {

@@ -217,7 +217,10 @@ extension OutboxStore {
     /// Deletes the transaction's rows already delivered everywhere (unless `Outbox.flush` asked for this commit),
     /// records the log's tail as indexed and commits the transaction in progress; then gives back the log's
     /// segments below the oldest body a row still points to. Throws only when the commit did not happen.
-    func commitIndex() throws(SQLiteError) {
+    func commitIndex(savingAllProgress: Bool = false) throws(SQLiteError) {
+        if savingAllProgress || progressSaveIsDue {
+            try saveProgress()
+        }
         if keepsDeliveredRowsAtNextCommit {
             keepsDeliveredRowsAtNextCommit = false
         } else {
@@ -249,8 +252,8 @@ extension OutboxStore {
         try sets.bind(committedStreamOrdering, at: 1)
         let setIDs = try sets.rows { $0.int64(at: 0) }
         guard !setIDs.isEmpty else { return }
-        let deliveredThrough = try database.statement("""
-            SELECT min(d.last_successful_stream_ordering)
+        let members = try database.statement("""
+            SELECT m.destination, d.last_successful_stream_ordering
             FROM destination_set_members AS m JOIN destinations AS d ON d.destination = m.destination
             WHERE m.set_id = ?1
             """)
@@ -259,9 +262,10 @@ extension OutboxStore {
             """)
         var deleted = 0
         for setID in setIDs {
-            try deliveredThrough.bind(setID, at: 1)
-            guard let through = try deliveredThrough.firstRow({ $0.optionalInt64(at: 0) }) ?? nil,
-                  through > committedStreamOrdering else { continue }
+            try members.bind(setID, at: 1)
+            // Each member's mark as delivered, written or not.
+            let marks = try members.rows { max($0.int64(at: 1), unsavedProgress[$0.text(at: 0)] ?? 0) }
+            guard let through = marks.min(), through > committedStreamOrdering else { continue }
             try delete.bind(setID, at: 1)
             try delete.bind(committedStreamOrdering, at: 2)
             try delete.bind(through, at: 3)

@@ -4,6 +4,8 @@ extension OutboxStore {
     /// first, so that deleting the newest PDUs never lets a restart hand out a stream ordering again.
     func pruneDeliveredPDUs(limit: Int) throws(SQLiteError) -> Int {
         try persistAllocatedStreamOrdering()
+        // What is deleted follows the delivered marks, which must be the ones a restart reads.
+        try saveProgress()
         let delete = try database.statement("""
             DELETE FROM pdus WHERE stream_ordering IN (
                 SELECT p.stream_ordering

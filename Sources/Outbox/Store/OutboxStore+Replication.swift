@@ -17,7 +17,7 @@ extension OutboxStore {
         try insert.bind(state, at: 2)
         try insert.bind(retryIntervalMS, at: 3)
         try insert.bind(failureCount, at: 4)
-        try insert.bind(lastSuccessfulStreamOrdering, at: 5)
+        try insert.bind(max(lastSuccessfulStreamOrdering, unsavedProgress[destination] ?? 0), at: 5)
         try insert.bind(currentTimestamp, at: 6)
         let change = try insert.firstRow { row in
             DestinationChange(changeID: row.int64(at: 0), destination: destination, state: state,

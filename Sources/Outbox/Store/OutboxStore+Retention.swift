@@ -26,6 +26,8 @@ extension OutboxStore {
     /// sends a PDU with a newer one of its room owed to the same destination.
     func pruneSupersededPDUs(catchUpAfterMS: Int64, limit: Int) throws(SQLiteError) -> Int {
         try persistAllocatedStreamOrdering()
+        // What is deleted follows the delivered marks, which must be the ones a restart reads.
+        try saveProgress()
         let delete = try database.statement("""
             DELETE FROM pdus WHERE stream_ordering IN (
                 SELECT p.stream_ordering
@@ -48,6 +50,8 @@ extension OutboxStore {
     /// what is left.
     func dropPDUsOwedOnlyToBackingOff(receivedBefore: Int64?, limit: Int) throws(SQLiteError) -> Int {
         try persistAllocatedStreamOrdering()
+        // What is deleted follows the delivered marks, which must be the ones a restart reads.
+        try saveProgress()
         let delete = try database.statement("""
             DELETE FROM pdus WHERE stream_ordering IN (
                 SELECT p.stream_ordering

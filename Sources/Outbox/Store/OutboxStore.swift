@@ -35,6 +35,11 @@ final class OutboxStore {
     var committedStreamOrdering: Int64 = 0
     /// Set by `Outbox.flush` for the commit it asks for, which keeps those rows for the replication history.
     var keepsDeliveredRowsAtNextCommit = false
+    /// Delivered marks not written yet (`recordDelivered`, `saveProgress`); reads on this connection see them.
+    var unsavedProgress: [String: Int64] = [:]
+    /// When the oldest of them was recorded (monotonic ns), and how long it may wait.
+    var oldestUnsavedProgressNS: UInt64 = 0
+    var progressSaveIntervalNS: UInt64 = 0
 
     private init(path: String, database: SQLiteDatabase, now: @escaping @Sendable () -> Int64) {
         self.path = path
@@ -97,6 +102,7 @@ final class OutboxStore {
             }
         }
         let store = OutboxStore(path: path, database: database, now: now)
+        store.progressSaveIntervalNS = UInt64(max(0, limits.progressSaveIntervalMS)) * 1_000_000
         do throws(SQLiteError) {
             try store.reloadAllocatedStreamOrdering()
             store.committedStreamOrdering = store.allocatedStreamOrdering

@@ -168,7 +168,8 @@ final class OutboxWriter: @unchecked Sendable {
         lock.broadcast()
         while true {
             while queue.isEmpty && state == .running {
-                guard let deadline = indexCommitDeadlineNS else {
+                let progressDeadline = store.unsavedProgress.isEmpty ? nil : store.progressSaveDeadlineNS
+                guard let deadline = [indexCommitDeadlineNS, progressDeadline].compactMap({ $0 }).min() else {
                     lock.wait()
                     continue
                 }
@@ -202,7 +203,7 @@ final class OutboxWriter: @unchecked Sendable {
         }
         lock.unlock()
 
-        if uncommittedSinceNS != nil { commitIndex(store: store) }
+        commitIndex(store: store, savingAllProgress: true)
         store.close()
         logger.info("outbox closed", metadata: ["stream_ordering": "\(store.allocatedStreamOrdering)"])
         lock.lock()
@@ -324,14 +325,17 @@ final class OutboxWriter: @unchecked Sendable {
         }
     }
 
-    /// Commits the rows of rounds acknowledged through the log, once they have waited their interval.
-    private func commitIndex(store: OutboxStore) {
-        guard store.isInTransaction else {
+    /// Commits the rows of rounds acknowledged through the log, once they have waited their interval, and the
+    /// delivered marks once theirs has passed (all of them when closing).
+    private func commitIndex(store: OutboxStore, savingAllProgress: Bool = false) {
+        let savesProgress = !store.unsavedProgress.isEmpty && (savingAllProgress || store.progressSaveIsDue)
+        guard store.isInTransaction || savesProgress else {
             uncommittedSinceNS = nil
             return
         }
         do throws(SQLiteError) {
-            try store.commitIndex()
+            if !store.isInTransaction { try store.beginImmediate() }
+            try store.commitIndex(savingAllProgress: savingAllProgress)
             uncommittedSinceNS = nil
             indexedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
             if let used = try? store.usedBytes() { usedBytes.store(used, ordering: .relaxed) }
