@@ -1,3 +1,4 @@
+import CSQLite
 import Synchronization
 import Testing
 @testable import Outbox
@@ -251,6 +252,40 @@ import Musl
             #expect(try await reopened.destination("a.example")?.lastSuccessfulStreamOrdering == 0)
             #expect(try await reopened.pendingPDUs(for: "a.example", after: 0, limit: 10).map(\.streamOrdering) == [1, 2])
             #expect(try await reopened.pendingPDUs(for: "b.example", after: 0, limit: 10).map(\.streamOrdering) == [1, 2])
+        }
+    }
+
+    @Test("marks written in a transaction or savepoint that is rolled back wait to be written again")
+    func marksOfARolledBackWriteWaitAgain() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try OutboxStore.open(path: directory + "/outbox.db", limits: OutboxLimits(), now: { 0 })
+            defer { store.close() }
+            try store.recordDelivered(destination: "a.example", upTo: 3)
+            try store.beginImmediate()
+            try store.saveProgress()
+            #expect(store.unsavedProgress.isEmpty)
+            store.rollback()
+            #expect(store.unsavedProgress == ["a.example": 3])
+
+            try store.beginImmediate()
+            try store.recordDelivered(destination: "b.example", upTo: 2)
+            try store.saveProgress()
+            try store.recordDelivered(destination: "a.example", upTo: 4)
+            #expect(throws: SQLiteError.self) {
+                try store.withSavepoint { () throws(SQLiteError) in
+                    try store.saveProgress()
+                    throw SQLiteError(code: SQLITE_IOERR, message: "a failing write", sql: "test")
+                }
+            }
+            // b's mark, written before the savepoint, stays written; a's, written inside it, waits again.
+            #expect(store.unsavedProgress == ["a.example": 4])
+            try store.commitIndex()
+            #expect(try store.destination("b.example")?.lastSuccessfulStreamOrdering == 2)
+            #expect(store.unsavedProgress == ["a.example": 4])
+            try store.beginImmediate()
+            try store.commitIndex(savingAllProgress: true)
+            #expect(store.unsavedProgress.isEmpty)
+            #expect(try store.destination("a.example")?.lastSuccessfulStreamOrdering == 4)
         }
     }
 

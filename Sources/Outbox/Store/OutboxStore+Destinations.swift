@@ -154,7 +154,8 @@ extension OutboxStore {
 
     /// Writes the delivered marks recorded since the last time, in the transaction in progress: one write of the
     /// `destinations` rows per `OutboxLimits.progressSaveIntervalMS` however many deliveries there were. If that
-    /// transaction is rolled back they are lost, and those units are sent again, never skipped.
+    /// transaction is rolled back they wait again (`progressInTransaction`); a crash before its commit loses them,
+    /// and those units are sent again, never skipped.
     func saveProgress() throws(SQLiteError) {
         guard !unsavedProgress.isEmpty else { return }
         let upsert = try database.statement("""
@@ -167,6 +168,7 @@ extension OutboxStore {
             try upsert.bind(streamOrdering, at: 2)
             try upsert.run()
         }
+        progressInTransaction.merge(unsavedProgress, uniquingKeysWith: max)
         unsavedProgress = [:]
     }
 

@@ -37,6 +37,9 @@ final class OutboxStore {
     var keepsDeliveredRowsAtNextCommit = false
     /// Delivered marks not written yet (`recordDelivered`, `saveProgress`); reads on this connection see them.
     var unsavedProgress: [String: Int64] = [:]
+    /// Marks `saveProgress` wrote in the transaction in progress: given back to `unsavedProgress` if it is
+    /// rolled back, forgotten once it commits.
+    var progressInTransaction: [String: Int64] = [:]
     /// When the oldest of them was recorded (monotonic ns), and how long it may wait.
     var oldestUnsavedProgressNS: UInt64 = 0
     var progressSaveIntervalNS: UInt64 = 0
@@ -159,15 +162,26 @@ final class OutboxStore {
     func commit() throws(SQLiteError) {
         try database.statement("COMMIT").run()
         uncommittedDestinationSets.removeAll()
+        progressInTransaction = [:]
     }
 
-    /// Abandons the transaction in progress and forgets the stream orderings and destination sets it allocated.
+    /// Abandons the transaction in progress and forgets the stream orderings and destination sets it allocated;
+    /// the delivered marks it wrote wait to be written again.
     func rollback() {
         if isInTransaction {
             try? database.statement("ROLLBACK").run()
         }
         forgetDestinationSets(createdAfter: 0)
         try? reloadAllocatedStreamOrdering()
+        keepUnsaved(progressInTransaction)
+        progressInTransaction = [:]
+    }
+
+    /// Puts `marks`, which a rollback took out of the file, back among those waiting to be written.
+    func keepUnsaved(_ marks: [String: Int64]) {
+        guard !marks.isEmpty else { return }
+        if unsavedProgress.isEmpty { oldestUnsavedProgressNS = ConditionLock.monotonicNS() }
+        unsavedProgress.merge(marks, uniquingKeysWith: max)
     }
 
     /// Drops from the cache the sets the transaction created after the first `count`, which are rolled back.
@@ -182,6 +196,7 @@ final class OutboxStore {
         let allocatedBefore = allocatedStreamOrdering
         let setsBefore = uncommittedDestinationSets.count
         let recordBefore = roundRecord
+        let progressBefore = progressInTransaction
         try database.statement("SAVEPOINT outbox_write").run()
         do throws(SQLiteError) {
             let result = try body()
@@ -193,6 +208,8 @@ final class OutboxStore {
             allocatedStreamOrdering = allocatedBefore
             forgetDestinationSets(createdAfter: setsBefore)
             roundRecord = recordBefore
+            keepUnsaved(progressInTransaction.filter { progressBefore[$0.key] != $0.value })
+            progressInTransaction = progressBefore
             throw error
         }
     }

@@ -168,7 +168,8 @@ final class OutboxWriter: @unchecked Sendable {
         lock.broadcast()
         while true {
             while queue.isEmpty && state == .running {
-                let progressDeadline = store.unsavedProgress.isEmpty ? nil : store.progressSaveDeadlineNS
+                // While a re-index is pending nothing may be committed, so the marks do not wake it.
+                let progressDeadline = store.unsavedProgress.isEmpty || reindexPending ? nil : store.progressSaveDeadlineNS
                 guard let deadline = [indexCommitDeadlineNS, progressDeadline].compactMap({ $0 }).min() else {
                     lock.wait()
                     continue
@@ -329,7 +330,8 @@ final class OutboxWriter: @unchecked Sendable {
     /// delivered marks once theirs has passed (all of them when closing).
     private func commitIndex(store: OutboxStore, savingAllProgress: Bool = false) {
         let savesProgress = !store.unsavedProgress.isEmpty && (savingAllProgress || store.progressSaveIsDue)
-        guard store.isInTransaction || savesProgress else {
+        // A commit while rounds acknowledged through the log are missing from SQLite would record them as indexed.
+        guard !reindexPending, store.isInTransaction || savesProgress else {
             uncommittedSinceNS = nil
             return
         }
@@ -342,6 +344,8 @@ final class OutboxWriter: @unchecked Sendable {
         } catch {
             _ = noteFailure(error, writes: 0)
             recoverAfterRollback(store: store, allocatedBefore: store.allocatedStreamOrdering)
+            // The marks are kept; they are tried again after a whole interval, not at once in a loop.
+            store.oldestUnsavedProgressNS = ConditionLock.monotonicNS()
         }
     }
 
