@@ -298,8 +298,8 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// Records that every PDU for `destination` up to `streamOrdering` was delivered. The mark only moves forward;
-    /// the destination's backoff and failure count are cleared.
+    /// Records that every PDU for `destination` up to `streamOrdering` was delivered. The mark only moves forward
+    /// (written within `limits.progressSaveIntervalMS`); the destination's backoff and failure count are cleared.
     public func recordDelivered(destination: String, upTo streamOrdering: Int64) async throws(OutboxError) {
         let maximum = maxStreamOrdering
         guard streamOrdering <= maximum else {
@@ -327,9 +327,10 @@ public final class Outbox: Sendable {
 
     /// Records the progress of many destinations in one write (see `recordDelivered` and
     /// `recordEDUsDelivered`), so deliveries that finish one after the other share a commit. It returns once
-    /// later reads see the progress; the commit follows within `limits.indexCommitIntervalMS`, with the rows of
-    /// ingest acknowledged through the PDU log, so a steady flow of deliveries adds no commits of its own. A crash
-    /// before it loses the progress, and those units are sent again, never skipped.
+    /// later reads see the progress. Delivered EDUs are committed within `limits.indexCommitIntervalMS`, with the
+    /// rows of ingest acknowledged through the PDU log, so a steady flow of deliveries adds no commits of its own;
+    /// the marks are written within `limits.progressSaveIntervalMS`, all destinations' together. A crash before
+    /// either loses that progress, and those units are sent again, never skipped.
     public func recordDeliveries(_ deliveries: [Delivery]) async throws(OutboxError) {
         let maximum = maxStreamOrdering
         for delivery in deliveries {

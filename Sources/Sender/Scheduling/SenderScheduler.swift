@@ -169,9 +169,9 @@ public struct SenderScheduler: Sendable {
     private var ephemeral: EphemeralEDUBuffer
     private var receiptPacer = ReadReceiptPacer(recentEventCapacity: ReadReceiptPacer.recentEventCapacity)
     /// Delivery progress not written to the Outbox yet, by destination: deliveries that finish
-    /// one after the other share one write, which the Outbox commits with its next commit; a
-    /// crash loses at most `progressWriteDelayMS` and the Outbox's commit interval of it, which
-    /// only means re-sending.
+    /// one after the other share one write, which the Outbox commits with its next commit (the
+    /// marks within its `progressSaveIntervalMS`); a crash loses at most `progressWriteDelayMS`
+    /// and that interval of it, which only means re-sending.
     private var unwrittenProgress: [String: Outbox.Delivery] = [:]
     private var unwrittenOrder: [String] = []
     /// Persistent EDUs delivered whose removal is being written (`recordProgress` asked for,
