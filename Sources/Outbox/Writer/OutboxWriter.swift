@@ -224,6 +224,7 @@ final class OutboxWriter: @unchecked Sendable {
     /// `limits.indexCommitIntervalMS`; after a crash an open indexes them again from the log). Any other round is
     /// committed before it is answered. A write that fails is rolled back alone and answered with its error.
     private func commitGroup(_ writes: [WriterJob], store: OutboxStore) {
+        recoverIfTransactionWasLost(store: store)
         if reindexPending {
             // Rows of acknowledged rounds are missing from SQLite: nothing may be committed until they are back.
             recoverAfterRollback(store: store, allocatedBefore: store.allocatedStreamOrdering)
@@ -329,6 +330,7 @@ final class OutboxWriter: @unchecked Sendable {
     /// Commits the rows of rounds acknowledged through the log, once they have waited their interval, and the
     /// delivered marks once theirs has passed (all of them when closing).
     private func commitIndex(store: OutboxStore, savingAllProgress: Bool = false) {
+        recoverIfTransactionWasLost(store: store)
         let savesProgress = !store.unsavedProgress.isEmpty && (savingAllProgress || store.progressSaveIsDue)
         // A commit while rounds acknowledged through the log are missing from SQLite would record them as indexed.
         guard !reindexPending, store.isInTransaction || savesProgress else {
@@ -344,8 +346,8 @@ final class OutboxWriter: @unchecked Sendable {
         } catch {
             _ = noteFailure(error, writes: 0)
             recoverAfterRollback(store: store, allocatedBefore: store.allocatedStreamOrdering)
-            // The marks are kept; they are tried again after a whole interval, not at once in a loop.
-            store.oldestUnsavedProgressNS = ConditionLock.monotonicNS()
+            // The marks are kept; they are tried again after their interval (at least a second), not in a loop.
+            store.oldestUnsavedProgressNS = ConditionLock.monotonicNS() + 1_000_000_000
         }
     }
 
@@ -403,6 +405,16 @@ final class OutboxWriter: @unchecked Sendable {
             completion()
         } catch {
             job.fail(.storage(path: path, error))
+            recoverIfTransactionWasLost(store: store)
+        }
+    }
+
+    /// SQLite rolls the whole transaction back on some errors (an I/O error, a full disk, no memory), a read's
+    /// included. The rows of rounds acknowledged through the log went with it: they are indexed again before
+    /// anything is committed, since a commit would record the log's tail as indexed without them.
+    private func recoverIfTransactionWasLost(store: OutboxStore) {
+        if uncommittedSinceNS != nil && !store.isInTransaction {
+            recoverAfterRollback(store: store, allocatedBefore: store.allocatedStreamOrdering)
         }
     }
 }
