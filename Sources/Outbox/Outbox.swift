@@ -410,9 +410,7 @@ public final class Outbox: Sendable {
                 try store.dropEDUsOwedToBackingOff(receivedBefore: cutoff, limit: step)
             }
         }
-        report.rowsDeleted += try await repeatSteps { store throws(SQLiteError) in
-            try store.pruneUnusedDestinationSets(limit: step)
-        }
+        report.rowsDeleted += try await pruneUnusedDestinationSets(step: step)
         report.rowsDeleted += try await pruneUnneededEDUs(step: step)
         report.logBodiesMoved += await relocateSparseLogStart(step: step)
         // Past the byte budget: one step of the oldest PDUs (then EDU copies) only backing-off destinations need,
@@ -423,9 +421,7 @@ public final class Outbox: Sendable {
             }
             report.pdusDropped += pdus
             if pdus > 0 {
-                report.rowsDeleted += try await repeatSteps { store throws(SQLiteError) in
-                    try store.pruneUnusedDestinationSets(limit: step)
-                }
+                report.rowsDeleted += try await pruneUnusedDestinationSets(step: step)
                 continue
             }
             let copies = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
@@ -448,6 +444,22 @@ public final class Outbox: Sendable {
     }
 
     /// Deletes the EDUs no destination needs any more, all of them, a step at a time; returns how many went.
+    /// Deletes the destination sets no PDU refers to and none used within `limits.unusedDestinationSetGraceMS`,
+    /// a step at a time; returns how many went.
+    private func pruneUnusedDestinationSets(step: Int) async throws(OutboxError) -> Int {
+        var deleted = 0
+        var setCursor: Int64? = 0
+        while let after = setCursor {
+            let (sets, next) = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
+                if after == 0 { store.forgetOldDestinationSetUses() }
+                return try store.pruneUnusedDestinationSets(after: after, limit: step)
+            }
+            deleted += sets
+            setCursor = next
+        }
+        return deleted
+    }
+
     private func pruneUnneededEDUs(step: Int) async throws(OutboxError) -> Int {
         var deleted = 0
         var eduCursor: Int64? = 0

@@ -53,7 +53,7 @@ import Testing
 
     @Test func pruningKeepsEveryPDUCatchUpStillOwesAndDropsTheRest() async throws {
         try await withTemporaryDirectory { directory in
-            let outbox = try openOutbox(in: directory, limits: OutboxLimits(pruneStepRows: 2))
+            let outbox = try openOutbox(in: directory, limits: .setsGoWhenUnused(pruneStepRows: 2))
             defer { outbox.close() }
             _ = try await outbox.accept(IngestBatch(txnID: "t", pdus: Self.pdus))
             // y.example has everything; x.example is behind from stream ordering 3 on.

@@ -125,9 +125,37 @@ import Testing
         }
     }
 
+    @Test func aQuietRoomsSetOutlivesItsPDUsForTheGrace() async throws {
+        try await withTemporaryDirectory { directory in
+            let hour: Int64 = 3_600_000
+            let clock = TestClock(hour)
+            let outbox = try openOutbox(in: directory, clock: clock)
+            defer { outbox.close() }
+            let room = (0..<50).map { "s\($0).example" }
+            let first = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: room)]))
+            for name in room { try await outbox.recordDelivered(destination: name, upTo: first.streamOrdering) }
+            // Delivered everywhere, the PDU goes; its set, used a moment ago, stays.
+            #expect(try await outbox.prune().rowsDeleted == 1)
+            #expect(try await outbox.rowCounts().destinationSetMembers == 50)
+            // The room's next message within the hour finds it, with no row per server written again.
+            clock.set(hour + hour / 2)
+            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: room)]))
+            #expect(try await outbox.rowCounts().destinationSets == 1)
+            for name in room { try await outbox.recordDelivered(destination: name, upTo: 2) }
+            #expect(try await outbox.prune().rowsDeleted == 1)
+            // An hour after its last use, unused, it goes, and a PDU for the same servers makes it anew.
+            clock.set(3 * hour)
+            #expect(try await outbox.prune().rowsDeleted == 1)
+            #expect(try await outbox.rowCounts().destinationSetMembers == 0)
+            let third = try await outbox.accept(IngestBatch(txnID: "t3", pdus: [pdu(room: "!r:hs", serial: 3, destinations: room)]))
+            #expect(try await outbox.pendingPDUs(for: "s7.example", after: 2, limit: 10).map(\.streamOrdering) == third.perPDU)
+            #expect(try await outbox.rowCounts().destinationSetMembers == 50)
+        }
+    }
+
     @Test func aPDUForNoDestinationIsPruned() async throws {
         try await withTemporaryDirectory { directory in
-            let outbox = try openOutbox(in: directory)
+            let outbox = try openOutbox(in: directory, limits: .setsGoWhenUnused())
             defer { outbox.close() }
             _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [
                 pdu(room: "!r:hs.example", serial: 1, destinations: []),
@@ -144,7 +172,7 @@ import Testing
             // Txn ids are forgotten by whole days: t1 arrives on day 1, t2 on day 2.
             let day: Int64 = 86_400_000
             let clock = TestClock(day + 10_000)
-            let outbox = try openOutbox(in: directory, limits: OutboxLimits(pruneStepRows: 2), clock: clock)
+            let outbox = try openOutbox(in: directory, limits: .setsGoWhenUnused(pruneStepRows: 2), clock: clock)
             defer { outbox.close() }
             _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: (1...5).map {
                 pdu(room: "!r:hs.example", serial: $0, destinations: ["a.example", "b.example"])

@@ -44,7 +44,7 @@ import Testing
             let path = "\(directory)/outbox.db"
             try writeVersionTwoFile(at: path)
 
-            let outbox = try openOutbox(in: directory)
+            let outbox = try openOutbox(in: directory, limits: .setsGoWhenUnused())
             // PDU 5 was the newest ever handed out and is pruned already: the next one is 6, not 5.
             #expect(outbox.maxStreamOrdering == 5)
             #expect(try await outbox.rowCounts() == OutboxRowCounts(

@@ -58,6 +58,16 @@ final class TestClock: Sendable {
     }
 }
 
+extension OutboxLimits {
+    /// Limits under which a destination set no PDU refers to goes at the next prune, for tests of what pruning
+    /// deletes; the default keeps it for an hour after its last use.
+    static func setsGoWhenUnused(pruneStepRows: Int = 1_000) -> OutboxLimits {
+        var limits = OutboxLimits(pruneStepRows: pruneStepRows)
+        limits.unusedDestinationSetGraceMS = 0
+        return limits
+    }
+}
+
 func openOutbox(in directory: String, limits: OutboxLimits = OutboxLimits(), clock: TestClock = TestClock(1_000))
     throws -> Outbox
 {

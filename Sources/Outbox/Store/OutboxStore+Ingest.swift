@@ -22,6 +22,7 @@ extension OutboxStore {
         logged.pdus.reserveCapacity(batch.pdus.count)
         for pdu in batch.pdus {
             let setID = try destinationSet(of: pdu.destinations, insertDestination: &insertDestination)
+            destinationSetLastUsedMS[setID] = receivedTS
             let stored = IngestLogRecord.PDU(streamOrdering: allocateStreamOrdering(), destinationSet: setID,
                                              roomID: pdu.roomID, eventID: pdu.eventID, canonicalJSON: pdu.canonicalJSON)
             // The body goes to the log with the round, or into the row if the round is too large for it.

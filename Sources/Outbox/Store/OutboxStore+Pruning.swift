@@ -32,27 +32,42 @@ extension OutboxStore {
         return deleted
     }
 
-    /// Deletes up to `limit` destination sets no PDU refers to any more, with their members; returns how many went.
-    /// The cache of sets starts again, so a set deleted here is never handed to a PDU.
-    func pruneUnusedDestinationSets(limit: Int) throws(SQLiteError) -> Int {
-        let unused = try database.statement("""
-            SELECT set_id FROM destination_sets AS s
-            WHERE NOT EXISTS (SELECT 1 FROM pdus AS p WHERE p.destination_set = s.set_id)
-            LIMIT ?1
+    /// Looks at up to `limit` destination sets after `cursor` and deletes, with their members, those no PDU refers
+    /// to any more that were not used within `unusedDestinationSetGraceMS`. Returns the sets deleted and where
+    /// the next step starts, nil once every set has been looked at. Deleted sets leave the cache, so none is
+    /// handed to a PDU again.
+    func pruneUnusedDestinationSets(after cursor: Int64, limit: Int) throws(SQLiteError) -> (deleted: Int, next: Int64?) {
+        let candidates = try database.statement("""
+            SELECT set_id, NOT EXISTS (SELECT 1 FROM pdus AS p WHERE p.destination_set = s.set_id)
+            FROM destination_sets AS s WHERE set_id > ?1 ORDER BY set_id LIMIT ?2
             """)
-        try unused.bind(Int64(limit), at: 1)
-        let setIDs = try unused.rows { $0.int64(at: 0) }
-        guard !setIDs.isEmpty else { return 0 }
+        try candidates.bind(cursor, at: 1)
+        try candidates.bind(Int64(limit), at: 2)
+        let looked = try candidates.rows { (setID: $0.int64(at: 0), unused: $0.int64(at: 1) == 1) }
+        guard let last = looked.last else { return (0, nil) }
+        let keptSince = currentTimestamp - unusedDestinationSetGraceMS
+        let unused = looked.filter { $0.unused && (destinationSetLastUsedMS[$0.setID] ?? .min) <= keptSince }.map(\.setID)
         let deleteMembers = try database.statement("DELETE FROM destination_set_members WHERE set_id = ?1")
         let deleteSet = try database.statement("DELETE FROM destination_sets WHERE set_id = ?1")
-        for setID in setIDs {
+        for setID in unused {
             try deleteMembers.bind(setID, at: 1)
             try deleteMembers.run()
             try deleteSet.bind(setID, at: 1)
             try deleteSet.run()
         }
-        destinationSetIDs.removeAll()
-        return setIDs.count
+        if !unused.isEmpty {
+            let deleted = Set(unused)
+            destinationSetIDs = destinationSetIDs.filter { !deleted.contains($0.value) }
+            for setID in unused { destinationSetLastUsedMS[setID] = nil }
+        }
+        return (unused.count, looked.count < limit ? nil : last.setID)
+    }
+
+    /// Forgets when sets were last used once that no longer keeps them, so the record stays as small as the sets
+    /// used within the grace.
+    func forgetOldDestinationSetUses() {
+        let keptSince = currentTimestamp - unusedDestinationSetGraceMS
+        destinationSetLastUsedMS = destinationSetLastUsedMS.filter { $0.value > keptSince }
     }
 
     /// Looks at up to `limit` EDUs after `cursor` and deletes those no destination still needs (delivery already

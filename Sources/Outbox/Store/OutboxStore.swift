@@ -18,6 +18,11 @@ final class OutboxStore {
     private(set) var allocatedStreamOrdering: Int64 = 0
     /// Destination sets by the SHA-256 of their sorted members, so a PDU for a room already seen needs no read.
     var destinationSetIDs: [[UInt8]: Int64] = [:]
+    /// When each set was last handed to a PDU (ms, `now`): a set no PDU refers to any more is kept for
+    /// `OutboxLimits.unusedDestinationSetGraceMS` after, so a quiet room's next PDU finds its set instead of
+    /// writing a row per server again.
+    var destinationSetLastUsedMS: [Int64: Int64] = [:]
+    var unusedDestinationSetGraceMS: Int64 = 0
     /// Sets created by the transaction in progress, in order: forgotten again if it is rolled back.
     var uncommittedDestinationSets: [[UInt8]] = []
     /// Where accepted PDU bodies go (`SegmentLog`); set by `open`.
@@ -106,6 +111,7 @@ final class OutboxStore {
         }
         let store = OutboxStore(path: path, database: database, now: now)
         store.progressSaveIntervalNS = UInt64(max(0, limits.progressSaveIntervalMS)) * 1_000_000
+        store.unusedDestinationSetGraceMS = Int64(max(0, limits.unusedDestinationSetGraceMS))
         do throws(SQLiteError) {
             try store.reloadAllocatedStreamOrdering()
             store.committedStreamOrdering = store.allocatedStreamOrdering
