@@ -421,7 +421,7 @@ public final class Outbox: Sendable {
             }
             report.pdusDropped += pdus
             if pdus > 0 {
-                report.rowsDeleted += try await pruneUnusedDestinationSets(step: step)
+                report.rowsDeleted += try await pruneUnusedDestinationSets(step: step, waivingGrace: true)
                 continue
             }
             let copies = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
@@ -443,16 +443,15 @@ public final class Outbox: Sendable {
         return report
     }
 
-    /// Deletes the EDUs no destination needs any more, all of them, a step at a time; returns how many went.
-    /// Deletes the destination sets no PDU refers to and none used within `limits.unusedDestinationSetGraceMS`,
-    /// a step at a time; returns how many went.
-    private func pruneUnusedDestinationSets(step: Int) async throws(OutboxError) -> Int {
+    /// Deletes the destination sets no PDU refers to and, unless `waivingGrace` (past the byte budget), none used
+    /// within `limits.unusedDestinationSetGraceMS`, a step at a time; returns how many went.
+    private func pruneUnusedDestinationSets(step: Int, waivingGrace: Bool = false) async throws(OutboxError) -> Int {
         var deleted = 0
         var setCursor: Int64? = 0
         while let after = setCursor {
             let (sets, next) = try await submit(.write(bytes: 0)) { store throws(SQLiteError) in
                 if after == 0 { store.forgetOldDestinationSetUses() }
-                return try store.pruneUnusedDestinationSets(after: after, limit: step)
+                return try store.pruneUnusedDestinationSets(after: after, limit: step, waivingGrace: waivingGrace)
             }
             deleted += sets
             setCursor = next
@@ -460,6 +459,7 @@ public final class Outbox: Sendable {
         return deleted
     }
 
+    /// Deletes the EDUs no destination needs any more, all of them, a step at a time; returns how many went.
     private func pruneUnneededEDUs(step: Int) async throws(OutboxError) -> Int {
         var deleted = 0
         var eduCursor: Int64? = 0

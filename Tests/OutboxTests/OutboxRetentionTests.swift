@@ -133,6 +133,34 @@ import Testing
 
     /// 100,000 PDUs through a room of 30 servers, 10 of them dead all along: they are caught up with the newest PDU
     /// of each room only, so once pruning runs the file stops growing.
+    @Test func pastItsByteLimitASetWhosePDUsWereDroppedGoesAtOnce() async throws {
+        try await withTemporaryDirectory { directory in
+            let limits = OutboxLimits(pruneStepRows: 50, maxBytes: 256 << 10)
+            let outbox = try openOutbox(in: directory, limits: limits)
+            defer { outbox.close() }
+            for name in ["old.example", "dead.example"] {
+                try await outbox.recordFailure(destination: name, retryLastTS: 1_000, retryIntervalMS: 600_000)
+            }
+            // A few PDUs for {old}, the oldest, then {dead}'s until the budget is used.
+            _ = try await outbox.accept(IngestBatch(txnID: "old", pdus: (1...20).map {
+                pdu(room: "!old:hs.example", serial: $0, destinations: ["old.example"])
+            }))
+            var serial = 20
+            while outbox.usedBytes < limits.maxBytes {
+                let batch = (0..<20).map { _ in
+                    serial += 1
+                    return pdu(room: "!r:hs.example", serial: serial, destinations: ["dead.example"])
+                }
+                _ = try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: batch))
+            }
+            let report = try await outbox.prune()
+            #expect(report.pdusDropped >= 20)
+            // {old} was used a moment ago, but with its PDUs dropped for the budget its rows go too.
+            #expect(try await outbox.pendingPDUs(for: "old.example", after: 0, limit: 10).isEmpty)
+            #expect(try await outbox.rowCounts().destinationSets == 1)
+        }
+    }
+
     @Test func theFileLevelsOffWhileAThirdOfTheRoomIsDead() async throws {
         try await withTemporaryDirectory { directory in
             let outbox = try openOutbox(in: directory, limits: OutboxLimits(pruneStepRows: 2_000))

@@ -33,10 +33,12 @@ extension OutboxStore {
     }
 
     /// Looks at up to `limit` destination sets after `cursor` and deletes, with their members, those no PDU refers
-    /// to any more that were not used within `unusedDestinationSetGraceMS`. Returns the sets deleted and where
-    /// the next step starts, nil once every set has been looked at. Deleted sets leave the cache, so none is
-    /// handed to a PDU again.
-    func pruneUnusedDestinationSets(after cursor: Int64, limit: Int) throws(SQLiteError) -> (deleted: Int, next: Int64?) {
+    /// to any more that were not used within `unusedDestinationSetGraceMS` (whenever used, when `waivingGrace`).
+    /// Returns the sets deleted and where the next step starts, nil once every set has been looked at. Deleted
+    /// sets leave the cache, so none is handed to a PDU again.
+    func pruneUnusedDestinationSets(after cursor: Int64, limit: Int, waivingGrace: Bool = false) throws(SQLiteError)
+        -> (deleted: Int, next: Int64?)
+    {
         let candidates = try database.statement("""
             SELECT set_id, NOT EXISTS (SELECT 1 FROM pdus AS p WHERE p.destination_set = s.set_id)
             FROM destination_sets AS s WHERE set_id > ?1 ORDER BY set_id LIMIT ?2
@@ -45,7 +47,7 @@ extension OutboxStore {
         try candidates.bind(Int64(limit), at: 2)
         let looked = try candidates.rows { (setID: $0.int64(at: 0), unused: $0.int64(at: 1) == 1) }
         guard let last = looked.last else { return (0, nil) }
-        let keptSince = currentTimestamp - unusedDestinationSetGraceMS
+        let keptSince = waivingGrace ? Int64.max : currentTimestamp - unusedDestinationSetGraceMS
         let unused = looked.filter { $0.unused && (destinationSetLastUsedMS[$0.setID] ?? .min) <= keptSince }.map(\.setID)
         let deleteMembers = try database.statement("DELETE FROM destination_set_members WHERE set_id = ?1")
         let deleteSet = try database.statement("DELETE FROM destination_sets WHERE set_id = ?1")
