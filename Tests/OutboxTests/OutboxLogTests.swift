@@ -93,6 +93,22 @@ import Musl
         }
     }
 
+    /// Accepts PDU `serial` of the room `!r:hs` for `destinations`, in a request of its own.
+    @discardableResult
+    private func accept(_ serial: Int, for destinations: [String], into outbox: Outbox) async throws -> IngestReceipt {
+        try await outbox.accept(IngestBatch(txnID: "t\(serial)", pdus: [pdu(room: "!r:hs", serial: serial, destinations: destinations)]))
+    }
+
+    /// Records that each destination has every PDU up to its mark.
+    private func deliver(_ marks: KeyValuePairs<String, Int64>, in outbox: Outbox) async throws {
+        try await outbox.recordDeliveries(marks.map { Outbox.Delivery(destination: $0.key, upTo: $0.value, eduIDs: []) })
+    }
+
+    /// Commits the open transaction through a write that is not ingest: a backoff for a server in no set.
+    private func commitThroughAnotherWrite(_ outbox: Outbox) async throws {
+        try await outbox.recordFailure(destination: "c.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
+    }
+
     @Test("the log says when it has no spare segment left, and pruning then keeps a delivered log at a few segments")
     func pruningWhenTheLogNeedsASpareKeepsItSmall() async throws {
         try await withTemporaryDirectory { directory in
@@ -126,7 +142,7 @@ import Musl
             limits.progressSaveIntervalMS = 3_000
             let outbox = try openOutbox(in: directory, limits: limits)
             defer { outbox.close() }
-            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: ["a.example"])]))
+            try await accept(1, for: ["a.example"], into: outbox)
             let reader = try OutboxReader(path: outbox.path)
             defer { reader.close() }
             func committedMark() throws -> Int64? {
@@ -153,16 +169,12 @@ import Musl
             let outbox = try openOutbox(in: directory, limits: limits)
             let both = ["a.example", "b.example"]
             // The set {a, b} is new, so this round is committed at once, before anything is delivered.
-            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: both)]))
+            try await accept(1, for: both, into: outbox)
             // Two rounds acknowledged through the log alone; both destinations get PDU 2, only a gets PDU 3.
-            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: both)]))
-            _ = try await outbox.accept(IngestBatch(txnID: "t3", pdus: [pdu(room: "!r:hs", serial: 3, destinations: both)]))
-            try await outbox.recordDeliveries([
-                Outbox.Delivery(destination: "a.example", upTo: 3, eduIDs: []),
-                Outbox.Delivery(destination: "b.example", upTo: 2, eduIDs: []),
-            ])
-            // A write that is not ingest commits the open transaction.
-            try await outbox.recordFailure(destination: "c.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
+            try await accept(2, for: both, into: outbox)
+            try await accept(3, for: both, into: outbox)
+            try await deliver(["a.example": 3, "b.example": 2], in: outbox)
+            try await commitThroughAnotherWrite(outbox)
             // PDU 1 was committed before its delivery and waits for a prune; PDU 2 never reached the file.
             #expect(try await outbox.rowCounts().pdus == 2)
             #expect(try await outbox.accept(IngestBatch(txnID: "t2", pdus: [])).perPDU == [2])
@@ -186,8 +198,8 @@ import Musl
             limits.indexCommitIntervalMS = 60_000
             let outbox = try openOutbox(in: directory, limits: limits)
             defer { outbox.close() }
-            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: ["a.example"])]))
-            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: ["a.example"])]))
+            try await accept(1, for: ["a.example"], into: outbox)
+            try await accept(2, for: ["a.example"], into: outbox)
             try await outbox.recordDeliveries([Outbox.Delivery(destination: "a.example", upTo: 2, eduIDs: [])])
             try await outbox.flush()
             let reader = try OutboxReader(path: outbox.path)
@@ -203,14 +215,10 @@ import Musl
             limits.progressSaveIntervalMS = 60_000
             let outbox = try openOutbox(in: directory, limits: limits)
             let both = ["a.example", "b.example"]
-            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: both)]))
+            try await accept(1, for: both, into: outbox)
             try await outbox.recordFailure(destination: "b.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
-            try await outbox.recordDeliveries([
-                Outbox.Delivery(destination: "a.example", upTo: 1, eduIDs: []),
-                Outbox.Delivery(destination: "b.example", upTo: 1, eduIDs: []),
-            ])
-            // A write that is not ingest commits at once.
-            try await outbox.recordFailure(destination: "c.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
+            try await deliver(["a.example": 1, "b.example": 1], in: outbox)
+            try await commitThroughAnotherWrite(outbox)
             let reader = try OutboxReader(path: outbox.path)
             defer { reader.close() }
             func written(_ name: String) throws -> DestinationRecord? {
@@ -235,14 +243,11 @@ import Musl
             limits.progressSaveIntervalMS = 60_000
             let outbox = try openOutbox(in: directory, limits: limits)
             let both = ["a.example", "b.example"]
-            _ = try await outbox.accept(IngestBatch(txnID: "t1", pdus: [pdu(room: "!r:hs", serial: 1, destinations: both)]))
-            _ = try await outbox.accept(IngestBatch(txnID: "t2", pdus: [pdu(room: "!r:hs", serial: 2, destinations: both)]))
+            try await accept(1, for: both, into: outbox)
+            try await accept(2, for: both, into: outbox)
             // a has both, b only the first; PDU 1 is committed already, PDU 2 is not.
-            try await outbox.recordDeliveries([
-                Outbox.Delivery(destination: "a.example", upTo: 2, eduIDs: []),
-                Outbox.Delivery(destination: "b.example", upTo: 1, eduIDs: []),
-            ])
-            try await outbox.recordFailure(destination: "c.example", retryLastTS: 1_000, retryIntervalMS: 60_000)
+            try await deliver(["a.example": 2, "b.example": 1], in: outbox)
+            try await commitThroughAnotherWrite(outbox)
             try copyAsACrashLeavesThem(directory, to: directory + "/crash")
             outbox.close()
 
