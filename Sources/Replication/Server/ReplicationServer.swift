@@ -220,7 +220,7 @@ public final class ReplicationServer: Sendable {
 
     private func readPage(_ stream: ReplicationStream, after: Int64, upTo: Int64) async throws -> [(token: Int64, row: [UInt8])] {
         // Rows of ingest rounds acknowledged through the PDU log are committed to SQLite, where the reader sees
-        // them, within a second; history that reaches them has them committed now.
+        // them, within two seconds; history that reaches them has them committed now.
         if stream == .federation, upTo > outbox.indexedStreamOrdering {
             try await outbox.flush()
         }
