@@ -241,10 +241,10 @@ extension OutboxStore {
     }
 
     /// Deletes the rows the open transaction added whose PDUs every destination of their set already has. While
-    /// the destinations keep up, a PDU is delivered well within the second its row waits for a commit, so its
-    /// row never reaches the file, and the log's segments go back as soon as they are behind. The delivery
-    /// progress that makes a row deletable commits with its deletion; delivered rows committed earlier wait for
-    /// `pruneDeliveredPDUs`.
+    /// the destinations keep up, a PDU is delivered well within the time its row waits for a commit, so its row
+    /// never reaches the file, and the log's segments go back as soon as they are behind. The marks that allow
+    /// it may still wait to be written (`unsavedProgress`): a crash then sends nothing of such a row again, since
+    /// it is gone and every destination has it. Delivered rows committed earlier wait for `pruneDeliveredPDUs`.
     private func deleteDeliveredUncommittedPDUs() throws(SQLiteError) {
         // Step by step rather than in one statement, whose plan scanned every set's members.
         let sets = try database.statement(

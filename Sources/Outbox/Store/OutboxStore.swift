@@ -125,9 +125,9 @@ final class OutboxStore {
     }
 
     /// The page size of a new Outbox file. Every commit writes each page it touched again, whole, into the WAL,
-    /// and accepting a PDU touches about four (its table leaf, the set index, the txn id and its time index):
-    /// with 1 KiB pages that is about 8 KiB of writes per commit of one PDU against 20–24 KiB with SQLite's
-    /// default 4 KiB (BENCHMARKS.md, `southbridge-benchmark storage-writes`).
+    /// and accepting a PDU touched about four (its table leaf, the set index, the txn id and, before schema v6,
+    /// the txn ids' time index): with 1 KiB pages that was about 8 KiB of writes per commit of one PDU against
+    /// 20–24 KiB with SQLite's default 4 KiB (BENCHMARKS.md, `southbridge-benchmark storage-writes`).
     static let pageSize = 1_024
 
     func close() {
