@@ -118,6 +118,14 @@ public final class HTTPClientConnection: Sendable {
         }
     }
 
+    /// Whether the TLS connection runs on `TLS13RecordLayer`, OpenSSL's object freed (for tests).
+    func usesOwnTLSRecordLayer() async throws -> Bool {
+        let channel = self.channel
+        return try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: OpenSSLHandler.self).usesOwnRecordLayer
+        }.get()
+    }
+
     /// Completes once the connection is closed, by either side.
     public var closeFuture: EventLoopFuture<Void> {
         channel.closeFuture

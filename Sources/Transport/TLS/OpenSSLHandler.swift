@@ -70,6 +70,21 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     private var outputDeferred = false
     /// Whether this client offered TLS 1.2 alone, to resume a session from a TLS 1.2 server.
     private var offeredOnlyTLS12 = false
+    /// TLS 1.3's application traffic secrets as OpenSSL's handshake logged them, kept until the
+    /// connection moves to `recordLayer`.
+    private var clientTrafficSecret: [UInt8]?
+    private var serverTrafficSecret: [UInt8]?
+    /// The records each way since the application keys took over: their sequence numbers.
+    private var inboundRecords: TLSRecordCounter?
+    private var outboundRecords: TLSRecordCounter?
+    /// Whether OpenSSL has given any application data since the handshake; the server's session
+    /// tickets come before its first answer, so by then OpenSSL has made its resumable sessions.
+    private var receivedApplicationData = false
+    /// Whether OpenSSL sent or received a KeyUpdate, which would make the logged secrets stale:
+    /// such a connection stays with OpenSSL.
+    private var keyUpdateSeen = false
+    /// The record layer of an idle TLS 1.3 client connection once the `SSL` is freed.
+    private var recordLayer: TLS13RecordLayer?
 
     /// A client handler that verifies the server as `peer` with `clientContext`'s trust, resuming
     /// a cached session for that peer when there is one.
@@ -128,6 +143,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         if let ssl {
             SSL_free(ssl)
         }
+        forgetTrafficSecrets()
     }
 
     private static func configureVerification(of ssl: OpaquePointer, for peer: TLSPeer) throws(TLSError) {
@@ -156,6 +172,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Whether the connection runs on `TLS13RecordLayer`, its `SSL` freed.
+    var usesOwnRecordLayer: Bool {
+        recordLayer != nil
+    }
+
     /// Called by OpenSSL (through the context's new-session callback) whenever the server hands
     /// out a resumable session, including TLS 1.3 tickets that arrive after the handshake.
     fileprivate func didReceiveSession(_ session: OpaquePointer, on ssl: OpaquePointer) {
@@ -166,6 +187,54 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             SSL_SESSION_get_protocol_version(session) == TLS1_2_VERSION
             && (!offeredOnlyTLS12 || SSL_session_reused(ssl) == 1)
         tlsContext.sessionStore?.insert(session, for: peer.sessionCacheKey, serverLimitedToTLS12: serverLimitedToTLS12)
+    }
+
+    /// Called by OpenSSL (through the client context's keylog callback) with each secret the
+    /// handshake derives, as an NSS key log line; the application traffic secrets are kept.
+    fileprivate func didLogSecret(_ line: UnsafePointer<CChar>) {
+        guard case .client = mode else { return }
+        let fields = String(cString: line).split(separator: " ")
+        guard fields.count == 3, let secret = Self.bytes(fromHex: fields[2]) else { return }
+        switch fields[0] {
+        case "CLIENT_TRAFFIC_SECRET_0": clientTrafficSecret = secret
+        case "SERVER_TRAFFIC_SECRET_0": serverTrafficSecret = secret
+        default: break
+        }
+    }
+
+    /// Called by OpenSSL (through the client context's message callback) for a KeyUpdate either way.
+    fileprivate func didSeeKeyUpdate() {
+        keyUpdateSeen = true
+    }
+
+    private static func bytes(fromHex hex: Substring) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(digits.count / 2)
+        var index = 0
+        while index < digits.count {
+            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    private func forgetTrafficSecrets() {
+        clientTrafficSecret?.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        serverTrafficSecret?.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        clientTrafficSecret = nil
+        serverTrafficSecret = nil
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -185,6 +254,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     /// after everything already queued on the event loop. Every use of `ssl` or the BIOs checks
     /// `state` or `ssl` first.
     private func freeSSL() {
+        recordLayer = nil
+        forgetTrafficSecrets()
         guard let ssl else { return }
         SSL_free(ssl)
         self.ssl = nil
@@ -217,7 +288,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard state != .closed else { return }
         let ciphertext = unwrapInboundIn(data)
+        if let recordLayer {
+            receiveRecords(ciphertext, with: recordLayer, context: context)
+            return
+        }
         ciphertext.withUnsafeReadableBytes { bytes in
+            inboundRecords?.consume(bytes)
             var offset = 0
             while offset < bytes.count {
                 let written = BIO_write(
@@ -279,6 +355,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             SSL_shutdown(ssl)
             ERR_clear_error()
             sendNetworkOutput(context: context, promise: nil)
+        } else if previous == .active, let recordLayer {
+            sendAlert(0, with: recordLayer, context: context)
         }
         freeSSL()
         context.close(mode: mode, promise: promise)
@@ -296,6 +374,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         let result = SSL_do_handshake(ssl)
         if result == 1 {
             state = .active
+            startCountingRecords(ssl)
             // The handshake's last flight (the client's Finished) stays in the output BIO until
             // the tasks queued on this loop have run: a first request written meanwhile, by a
             // caller that runs on this loop and resumes from the event below, leaves with it in
@@ -379,7 +458,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
                 result = SSL_read(ssl, space.baseAddress, Int32(clamping: space.count))
                 return result > 0 ? Int(result) : 0
             }
-            if result > 0 { continue }
+            if result > 0 {
+                receivedApplicationData = true
+                continue
+            }
             let sslError = SSL_get_error(ssl, result)
             switch sslError {
             case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
@@ -404,7 +486,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         case .needMoreInput:
             // The read may have led a handler further on to close the connection, freeing `ssl`.
             guard state == .active, let ssl = self.ssl else { return }
-            releaseIdleBuffers(ssl)
+            if !moveToRecordLayer(ssl) {
+                releaseIdleBuffers(ssl)
+            }
         case .closeNotify:
             answerCloseNotify(context: context)
         case .failed(let error):
@@ -413,12 +497,16 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     }
 
     private func answerCloseNotify(context: ChannelHandlerContext) {
-        guard state == .active, let ssl else { return }
+        guard state == .active else { return }
         state = .closed
-        ERR_clear_error()
-        SSL_shutdown(ssl)
-        ERR_clear_error()
-        sendNetworkOutput(context: context, promise: nil)
+        if let ssl {
+            ERR_clear_error()
+            SSL_shutdown(ssl)
+            ERR_clear_error()
+            sendNetworkOutput(context: context, promise: nil)
+        } else if let recordLayer {
+            sendAlert(0, with: recordLayer, context: context)
+        }
         failPendingWrites(ChannelError.outputClosed)
         freeSSL()
         context.close(promise: nil)
@@ -426,6 +514,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
 
     private func encryptPendingWrites(context: ChannelHandlerContext) {
         flushRequested = false
+        if let recordLayer {
+            sealPendingWrites(with: recordLayer, context: context)
+            return
+        }
         guard let ssl, !pendingWrites.isEmpty else { return }
         // One promise completes when the coalesced ciphertext is written and cascades to the others.
         var combined: EventLoopPromise<Void>?
@@ -473,6 +565,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     /// Moves every record OpenSSL has queued into one buffer and writes and flushes it.
     private func sendNetworkOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         outputDeferred = false
+        // The BIOs went with the `SSL`.
+        guard ssl != nil else {
+            promise?.succeed()
+            return
+        }
         var pending = Int(BIO_ctrl_pending(networkOutput))
         guard pending > 0 else {
             promise?.succeed()
@@ -486,7 +583,121 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             guard read > 0 else { break }
             pending = Int(BIO_ctrl_pending(networkOutput))
         }
+        if outboundRecords != nil {
+            records.withUnsafeReadableBytes { outboundRecords?.consume($0) }
+        }
         context.writeAndFlush(wrapOutboundOut(records), promise: promise)
+    }
+
+    /// At the end of a TLS 1.3 client handshake: from here the records each way are protected
+    /// with the application keys, numbered from 0. What the input holds beyond the handshake is
+    /// the server's first such records; what the output holds is the handshake's last flight.
+    private func startCountingRecords(_ ssl: OpaquePointer) {
+        guard case .client = mode, SSL_version(ssl) == TLS1_3_VERSION, clientTrafficSecret != nil,
+            serverTrafficSecret != nil
+        else {
+            forgetTrafficSecrets()
+            return
+        }
+        var inbound = TLSRecordCounter()
+        var unread: UnsafeMutablePointer<CChar>?
+        let unreadCount = southbridge_BIO_get_mem_data(networkInput, &unread)
+        if let unread, unreadCount > 0 {
+            inbound.consume(UnsafeRawBufferPointer(start: unread, count: unreadCount))
+        }
+        inboundRecords = inbound
+        outboundRecords = TLSRecordCounter(skippingFirst: Int(BIO_ctrl_pending(networkOutput)))
+    }
+
+    /// Frees the `SSL` of an idle TLS 1.3 client connection and carries on with `recordLayer`,
+    /// when nothing is in flight inside OpenSSL: no partial record either way, no plaintext or
+    /// records waiting, no key update pending, and the session tickets taken. OpenSSL's
+    /// connection object and what its handshake left are most of an idle connection's cost
+    /// (BENCHMARKS.md, "Idle TLS connections"); the record layer keeps the keys alone.
+    private func moveToRecordLayer(_ ssl: OpaquePointer) -> Bool {
+        guard receivedApplicationData, !keyUpdateSeen, let clientSecret = clientTrafficSecret,
+            let serverSecret = serverTrafficSecret, let inbound = inboundRecords, inbound.isAtRecordBoundary,
+            let outbound = outboundRecords, outbound.isAtRecordBoundary,
+            pendingWrites.isEmpty, !outputDeferred, BIO_ctrl_pending(networkInput) == 0,
+            BIO_ctrl_pending(networkOutput) == 0, SSL_has_pending(ssl) == 0,
+            SSL_get_key_update_type(ssl) == SSL_KEY_UPDATE_NONE,
+            let cipher = SSL_get_current_cipher(ssl),
+            let suite = TLS13CipherSuite(protocolID: SSL_CIPHER_get_protocol_id(cipher))
+        else { return false }
+        let readKeys: TLS13TrafficKeys
+        let writeKeys: TLS13TrafficKeys
+        do {
+            readKeys = try TLS13TrafficKeys(suite: suite, secret: serverSecret, sequenceNumber: inbound.completeRecords)
+            writeKeys = try TLS13TrafficKeys(
+                suite: suite, secret: clientSecret, sequenceNumber: outbound.completeRecords)
+        } catch {
+            return false
+        }
+        forgetTrafficSecrets()
+        inboundRecords = nil
+        outboundRecords = nil
+        recordLayer = TLS13RecordLayer(readKeys: readKeys, writeKeys: writeKeys)
+        // Freed without a shutdown, OpenSSL would mark the session unresumable; it stays resumable.
+        SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
+        SSL_free(ssl)
+        self.ssl = nil
+        return true
+    }
+
+    private func receiveRecords(_ ciphertext: ByteBuffer, with recordLayer: TLS13RecordLayer, context: ChannelHandlerContext)
+    {
+        let received: TLS13RecordLayer.Received
+        do {
+            received = try recordLayer.receive(ciphertext, allocator: context.channel.allocator)
+        } catch {
+            if let alert = error.alert {
+                sendAlert(alert, with: recordLayer, context: context)
+            }
+            fail(context: context, error: .protocolFailure(peer: peerName, reason: error.reason))
+            return
+        }
+        if let records = received.records {
+            context.writeAndFlush(wrapOutboundOut(records), promise: nil)
+        }
+        if let plaintext = received.applicationData, plaintext.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(plaintext))
+        }
+        if received.closeNotify {
+            answerCloseNotify(context: context)
+        }
+    }
+
+    private func sealPendingWrites(with recordLayer: TLS13RecordLayer, context: ChannelHandlerContext) {
+        guard !pendingWrites.isEmpty else { return }
+        var records = context.channel.allocator.buffer(
+            capacity: pendingWrites.reduce(0) { $0 + $1.data.readableBytes + 2 * (TLS13RecordLayer.headerLength + 1 + TLS13RecordLayer.tagLength) })
+        var combined: EventLoopPromise<Void>?
+        while let write = pendingWrites.popFirst() {
+            do {
+                try recordLayer.sealApplicationData(write.data, into: &records)
+            } catch {
+                let failure = TLSError.protocolFailure(peer: peerName, reason: error.reason)
+                write.promise?.fail(failure)
+                combined?.fail(failure)
+                fail(context: context, error: failure)
+                return
+            }
+            if let promise = write.promise {
+                if let combined {
+                    combined.futureResult.cascade(to: promise)
+                } else {
+                    combined = promise
+                }
+            }
+        }
+        context.writeAndFlush(wrapOutboundOut(records), promise: combined)
+    }
+
+    /// Sends an alert through the record layer (close_notify is 0), best effort: the connection closes after it.
+    private func sendAlert(_ description: UInt8, with recordLayer: TLS13RecordLayer, context: ChannelHandlerContext) {
+        var records = context.channel.allocator.buffer(capacity: 32)
+        guard (try? recordLayer.sealAlert(description, into: &records)) != nil else { return }
+        context.writeAndFlush(wrapOutboundOut(records), promise: nil)
     }
 
     /// Gives back what an idle keep-alive connection does not need: OpenSSL's record buffers
@@ -540,4 +751,21 @@ func openSSLHandlerNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePo
     guard let ssl, let session, let handler = SSL_get_ex_data(ssl, openSSLHandlerExDataIndex) else { return 0 }
     Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue().didReceiveSession(session, on: ssl)
     return 0
+}
+
+/// `SSL_CTX_set_keylog_callback` target: hands each secret line to the handler that owns the connection.
+func openSSLHandlerKeylogCallback(_ ssl: OpaquePointer?, _ line: UnsafePointer<CChar>?) {
+    guard let ssl, let line, let handler = SSL_get_ex_data(ssl, openSSLHandlerExDataIndex) else { return }
+    Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue().didLogSecret(line)
+}
+
+/// `SSL_CTX_set_msg_callback` target: tells the handler when a KeyUpdate passes either way.
+func openSSLHandlerMessageCallback(
+    _ written: Int32, _ version: Int32, _ contentType: Int32, _ message: UnsafeRawPointer?, _ length: Int,
+    _ ssl: OpaquePointer?, _ argument: UnsafeMutableRawPointer?
+) {
+    guard contentType == SSL3_RT_HANDSHAKE, length > 0, message?.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE),
+        let ssl, let handler = SSL_get_ex_data(ssl, openSSLHandlerExDataIndex)
+    else { return }
+    Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue().didSeeKeyUpdate()
 }

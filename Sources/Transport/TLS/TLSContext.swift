@@ -72,6 +72,10 @@ public final class TLSContext: @unchecked Sendable {
         // callback, which also sees TLS 1.3 tickets that arrive after the handshake.
         southbridge_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE))
         SSL_CTX_sess_set_new_cb(ctx, openSSLHandlerNewSessionCallback)
+        // The application traffic secrets let an idle TLS 1.3 connection drop OpenSSL's object
+        // and keep its record layer alone (see `OpenSSLHandler`).
+        SSL_CTX_set_keylog_callback(ctx, openSSLHandlerKeylogCallback)
+        SSL_CTX_set_msg_callback(ctx, openSSLHandlerMessageCallback)
         // Idle keep-alive connections then hold no record buffers, which matters with many peers on a small machine.
         southbridge_SSL_CTX_set_mode(ctx, Int(SSL_MODE_RELEASE_BUFFERS))
         return context

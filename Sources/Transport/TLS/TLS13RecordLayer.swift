@@ -1,0 +1,357 @@
+import COpenSSL
+import NIOCore
+
+/// TLS 1.3's record layer for an established client connection (RFC 8446 §5), with the traffic
+/// keys OpenSSL's handshake made, so that an idle keep-alive connection holds a few hundred
+/// bytes of TLS state instead of OpenSSL's whole connection object (see `OpenSSLHandler`).
+///
+/// It protects application data and close_notify, opens the server's records, answers a
+/// KeyUpdate (RFC 8446 §4.6.3) and skips session tickets, which arrive only after the ones the
+/// handshake's own OpenSSL object already took. Each call sets up its AEAD contexts and frees
+/// them before it returns: between calls nothing but the keys and sequence numbers is kept.
+final class TLS13RecordLayer {
+    /// Why the session cannot go on, with the alert (RFC 8446 §6.2) that tells the peer.
+    struct Failure: Error {
+        /// The alert to send; nil when the peer's own alert ended the session.
+        var alert: UInt8?
+        var reason: String
+
+        static func unexpectedMessage(_ reason: String) -> Failure { Failure(alert: 10, reason: reason) }
+        static func badRecordMAC(_ reason: String) -> Failure { Failure(alert: 20, reason: reason) }
+        static func recordOverflow(_ reason: String) -> Failure { Failure(alert: 22, reason: reason) }
+        static func decodeError(_ reason: String) -> Failure { Failure(alert: 50, reason: reason) }
+        static func internalError(_ reason: String) -> Failure { Failure(alert: 80, reason: reason) }
+    }
+
+    /// What one batch of ciphertext from the peer carried.
+    struct Received {
+        /// The application data, in order; nil when there was none.
+        var applicationData: ByteBuffer?
+        /// Whether the peer sent close_notify (nothing after it is read).
+        var closeNotify = false
+        /// Records to send back (the answer to a KeyUpdate that asked for one).
+        var records: ByteBuffer?
+    }
+
+    private enum ContentType {
+        static let alert: UInt8 = 21
+        static let handshake: UInt8 = 22
+        static let applicationData: UInt8 = 23
+    }
+
+    private enum HandshakeType {
+        static let newSessionTicket: UInt8 = 4
+        static let keyUpdate: UInt8 = 24
+    }
+
+    static let headerLength = 5
+    static let tagLength = 16
+    /// The most plaintext one record carries (RFC 8446 §5.1).
+    static let maximumPlaintextLength = 1 << 14
+    /// The longest record body a peer may send (RFC 8446 §5.2).
+    static let maximumCiphertextLength = maximumPlaintextLength + 256
+    /// The longest post-handshake message taken: a session ticket is at most about 64 KiB.
+    private static let maximumHandshakeMessageLength = 1 << 17
+
+    private var readKeys: TLS13TrafficKeys
+    private var writeKeys: TLS13TrafficKeys
+    /// Ciphertext of a record not yet complete; nil between records, so an idle connection holds no buffer.
+    private var partialRecord: ByteBuffer?
+    /// A post-handshake message split across records.
+    private var partialHandshakeMessage: [UInt8] = []
+
+    init(readKeys: TLS13TrafficKeys, writeKeys: TLS13TrafficKeys) {
+        self.readKeys = readKeys
+        self.writeKeys = writeKeys
+    }
+
+    deinit {
+        readKeys.wipe()
+        writeKeys.wipe()
+    }
+
+    /// Appends `data` to `records` as application-data records of at most 16 KiB each.
+    func sealApplicationData(_ data: ByteBuffer, into records: inout ByteBuffer) throws(Failure) {
+        guard data.readableBytes > 0 else { return }
+        let context = try AEADContext(keys: writeKeys, encrypting: true)
+        let sealed = data.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let end = min(bytes.count, offset + Self.maximumPlaintextLength)
+                guard
+                    seal(
+                        UnsafeRawBufferPointer(rebasing: bytes[offset..<end]), contentType: ContentType.applicationData,
+                        with: context, into: &records)
+                else { return false }
+                offset = end
+            }
+            return true
+        }
+        guard sealed else { throw Self.sealFailure() }
+    }
+
+    /// Appends an alert record: close_notify (0) at warning level, any other description as fatal.
+    func sealAlert(_ description: UInt8, into records: inout ByteBuffer) throws(Failure) {
+        let context = try AEADContext(keys: writeKeys, encrypting: true)
+        let alert: [UInt8] = [description == 0 ? 1 : 2, description]
+        guard alert.withUnsafeBytes({ seal($0, contentType: ContentType.alert, with: context, into: &records) }) else {
+            throw Self.sealFailure()
+        }
+    }
+
+    /// Opens every complete record in `ciphertext`, keeping a trailing partial one for the next call.
+    func receive(_ ciphertext: ByteBuffer, allocator: ByteBufferAllocator) throws(Failure) -> Received {
+        var input: ByteBuffer
+        if var partial = partialRecord {
+            var more = ciphertext
+            partial.writeBuffer(&more)
+            input = partial
+            partialRecord = nil
+        } else {
+            input = ciphertext
+        }
+        var received = Received()
+        var context: AEADContext?
+        while let header = input.getBytes(at: input.readerIndex, length: Self.headerLength) {
+            let length = Int(header[3]) << 8 | Int(header[4])
+            guard header[0] == ContentType.applicationData else {
+                throw .unexpectedMessage("a record of content type \(header[0]) after the handshake")
+            }
+            guard length <= Self.maximumCiphertextLength else {
+                throw .recordOverflow("a record of \(length) bytes, more than TLS 1.3 allows")
+            }
+            guard input.readableBytes >= Self.headerLength + length else { break }
+            guard length >= Self.tagLength + 1 else {
+                throw .decodeError("a protected record of \(length) bytes, too short for its tag")
+            }
+            if context == nil {
+                context = try AEADContext(keys: readKeys, encrypting: false)
+            }
+            input.moveReaderIndex(forwardBy: Self.headerLength)
+            var plaintext = received.applicationData ?? allocator.buffer(capacity: length)
+            let contentType = try input.withUnsafeReadableBytes { body in
+                open(
+                    UnsafeRawBufferPointer(rebasing: body[0..<length]), header: header, with: context!,
+                    appendingTo: &plaintext)
+            }.get()
+            input.moveReaderIndex(forwardBy: length)
+            if contentType.type == ContentType.applicationData {
+                guard partialHandshakeMessage.isEmpty else {
+                    throw .unexpectedMessage("application data inside a split handshake message")
+                }
+                received.applicationData = plaintext
+                continue
+            }
+            // Anything else is taken off the end of the plaintext, after the application data before it.
+            let content = plaintext.getBytes(at: plaintext.writerIndex - contentType.length, length: contentType.length) ?? []
+            plaintext.moveWriterIndex(to: plaintext.writerIndex - contentType.length)
+            if received.applicationData != nil {
+                received.applicationData = plaintext
+            }
+            switch contentType.type {
+            case ContentType.handshake:
+                if try takeHandshakeMessages(content, answers: &received.records, allocator: allocator) {
+                    // The read keys changed; the next record needs a context for them.
+                    context = nil
+                }
+            case ContentType.alert:
+                guard content.count == 2 else { throw .decodeError("an alert of \(content.count) bytes") }
+                if content[1] == 0 {
+                    received.closeNotify = true
+                    return received
+                }
+                // user_canceled is a warning that a close_notify follows.
+                if content[1] == 90, content[0] == 1 { continue }
+                throw Failure(
+                    alert: nil, reason: "the peer sent alert \(content[1])\(Self.alertName(content[1]))")
+            default:
+                throw .unexpectedMessage("a protected record of content type \(contentType.type)")
+            }
+        }
+        if input.readableBytes > 0 {
+            // Only the partial record's own bytes are kept, not the buffer the read came in.
+            var partial = allocator.buffer(capacity: input.readableBytes)
+            partial.writeBuffer(&input)
+            partialRecord = partial
+        }
+        return received
+    }
+
+    /// Handles complete post-handshake messages; returns whether the read keys changed.
+    private func takeHandshakeMessages(
+        _ content: [UInt8], answers: inout ByteBuffer?, allocator: ByteBufferAllocator
+    ) throws(Failure) -> Bool {
+        partialHandshakeMessage += content
+        var readKeysChanged = false
+        while partialHandshakeMessage.count >= 4 {
+            let bytes = partialHandshakeMessage
+            let length = Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3])
+            guard length <= Self.maximumHandshakeMessageLength else {
+                throw .decodeError("a post-handshake message of \(length) bytes")
+            }
+            guard bytes.count >= 4 + length else { return readKeysChanged }
+            switch bytes[0] {
+            case HandshakeType.newSessionTicket:
+                break
+            case HandshakeType.keyUpdate:
+                guard length == 1, bytes[4] <= 1 else { throw .decodeError("a KeyUpdate of \(length) bytes") }
+                // A key change ends its record (RFC 8446 §5.1).
+                guard bytes.count == 5 else { throw .unexpectedMessage("data after a KeyUpdate in its record") }
+                if bytes[4] == 1 {
+                    var records = answers ?? allocator.buffer(capacity: 64)
+                    let context = try AEADContext(keys: writeKeys, encrypting: true)
+                    let keyUpdate: [UInt8] = [HandshakeType.keyUpdate, 0, 0, 1, 0]
+                    guard
+                        keyUpdate.withUnsafeBytes({
+                            seal($0, contentType: ContentType.handshake, with: context, into: &records)
+                        })
+                    else { throw Self.sealFailure() }
+                    answers = records
+                    try updateKeys(&writeKeys)
+                }
+                try updateKeys(&readKeys)
+                readKeysChanged = true
+            default:
+                throw .unexpectedMessage("handshake message \(bytes[0]) after the handshake")
+            }
+            partialHandshakeMessage.removeFirst(4 + length)
+        }
+        return readKeysChanged
+    }
+
+    private func updateKeys(_ keys: inout TLS13TrafficKeys) throws(Failure) {
+        do {
+            try keys.update()
+        } catch {
+            throw .internalError("the next traffic keys: \(error)")
+        }
+    }
+
+    private static func sealFailure() -> Failure {
+        .internalError(OpenSSLErrorQueue.drainedReason(or: "the AEAD failed to seal a record"))
+    }
+
+    /// Appends one protected record of `content`; false if the AEAD failed.
+    private func seal(
+        _ content: UnsafeRawBufferPointer, contentType: UInt8, with context: AEADContext, into records: inout ByteBuffer
+    ) -> Bool {
+        let length = content.count + 1 + Self.tagLength
+        let header: [UInt8] = [ContentType.applicationData, 3, 3, UInt8(length >> 8), UInt8(length & 0xFF)]
+        let nonce = writeKeys.nextNonce()
+        records.writeBytes(header)
+        var sealed = false
+        records.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { output in
+            let out = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var type = contentType
+            var written: Int32 = 0
+            var total = 0
+            guard context.start(nonce: nonce), context.addAuthenticatedData(header) else { return 0 }
+            if content.count > 0 {
+                guard
+                    EVP_CipherUpdate(
+                        context.pointer, out, &written, content.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        Int32(content.count)) == 1
+                else { return 0 }
+                total += Int(written)
+            }
+            guard EVP_CipherUpdate(context.pointer, out + total, &written, &type, 1) == 1 else { return 0 }
+            total += Int(written)
+            guard EVP_CipherFinal_ex(context.pointer, out + total, &written) == 1 else { return 0 }
+            total += Int(written)
+            guard total == length - Self.tagLength,
+                EVP_CIPHER_CTX_ctrl(context.pointer, EVP_CTRL_AEAD_GET_TAG, Int32(Self.tagLength), out + total) == 1
+            else { return 0 }
+            sealed = true
+            return length
+        }
+        return sealed
+    }
+
+    /// Decrypts one record's `body` onto `plaintext` and strips its padding and content type;
+    /// returns the content type and how many of the appended bytes are its content.
+    private func open(
+        _ body: UnsafeRawBufferPointer, header: [UInt8], with context: AEADContext, appendingTo plaintext: inout ByteBuffer
+    ) -> Result<(type: UInt8, length: Int), Failure> {
+        let ciphertextLength = body.count - Self.tagLength
+        guard ciphertextLength <= Self.maximumPlaintextLength + 1 else {
+            return .failure(.recordOverflow("a record of \(ciphertextLength) bytes of plaintext"))
+        }
+        var tag = Array(body[ciphertextLength...])
+        let nonce = readKeys.nextNonce()
+        var opened = false
+        plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: ciphertextLength) { output in
+            let out = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var written: Int32 = 0
+            guard context.start(nonce: nonce), context.addAuthenticatedData(header),
+                EVP_CipherUpdate(
+                    context.pointer, out, &written, body.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    Int32(ciphertextLength)) == 1,
+                Int(written) == ciphertextLength,
+                EVP_CIPHER_CTX_ctrl(context.pointer, EVP_CTRL_AEAD_SET_TAG, Int32(Self.tagLength), &tag) == 1,
+                EVP_CipherFinal_ex(context.pointer, out + Int(written), &written) == 1
+            else { return 0 }
+            opened = true
+            return ciphertextLength
+        }
+        guard opened else {
+            ERR_clear_error()
+            return .failure(
+                .badRecordMAC("a record failed to authenticate (sequence number \(readKeys.sequenceNumber - 1))"))
+        }
+        // The inner plaintext is content, its type, then zeros (RFC 8446 §5.2).
+        var end = plaintext.writerIndex
+        let start = end - ciphertextLength
+        while end > start, plaintext.getInteger(at: end - 1, as: UInt8.self) == 0 {
+            end -= 1
+        }
+        guard end > start, let type = plaintext.getInteger(at: end - 1, as: UInt8.self) else {
+            return .failure(.unexpectedMessage("a record that is all padding"))
+        }
+        plaintext.moveWriterIndex(to: end - 1)
+        return .success((type, end - 1 - start))
+    }
+
+    private static func alertName(_ description: UInt8) -> String {
+        switch description {
+        case 10: return " (unexpected_message)"
+        case 20: return " (bad_record_mac)"
+        case 22: return " (record_overflow)"
+        case 50: return " (decode_error)"
+        case 80: return " (internal_error)"
+        default: return ""
+        }
+    }
+}
+
+/// One batch's AEAD context, keyed once; each record only sets its nonce.
+private final class AEADContext {
+    let pointer: OpaquePointer
+
+    init(keys: TLS13TrafficKeys, encrypting: Bool) throws(TLS13RecordLayer.Failure) {
+        guard let pointer = EVP_CIPHER_CTX_new() else {
+            throw .internalError("EVP_CIPHER_CTX_new: out of memory")
+        }
+        self.pointer = pointer
+        let keyed = keys.key.withUnsafeBufferPointer { key in
+            EVP_CipherInit_ex2(pointer, keys.suite.cipher, key.baseAddress, nil, encrypting ? 1 : 0, nil)
+        }
+        guard keyed == 1 else {
+            throw .internalError(OpenSSLErrorQueue.drainedReason(or: "the AEAD could not be keyed"))
+        }
+    }
+
+    deinit {
+        EVP_CIPHER_CTX_free(pointer)
+    }
+
+    func start(nonce: [UInt8]) -> Bool {
+        nonce.withUnsafeBufferPointer { EVP_CipherInit_ex2(pointer, nil, nil, $0.baseAddress, -1, nil) } == 1
+    }
+
+    func addAuthenticatedData(_ data: [UInt8]) -> Bool {
+        var written: Int32 = 0
+        return data.withUnsafeBufferPointer {
+            EVP_CipherUpdate(pointer, nil, &written, $0.baseAddress, Int32($0.count))
+        } == 1
+    }
+}

@@ -1,0 +1,260 @@
+import COpenSSL
+import NIOCore
+import NIOEmbedded
+import NIOPosix
+import SouthbridgeTestSupport
+import Testing
+
+@testable import Transport
+
+/// An idle TLS 1.3 client connection leaves OpenSSL's object for `TLS13RecordLayer`: against a
+/// real OpenSSL server driven record by record (key updates both ways, records split anywhere,
+/// a tampered record, close_notify), and against nginx over loopback.
+@Suite(.timeLimit(.minutes(1)))
+struct TLS13RecordLayerTests {
+    /// The server end: OpenSSL's own `SSL` over memory BIOs, so the test decides when each byte moves.
+    private final class RawServer {
+        let ssl: OpaquePointer
+        private let input: OpaquePointer
+        private let output: OpaquePointer
+        /// KeyUpdate messages the server has received.
+        private(set) var keyUpdatesReceived = 0
+
+        init(context: TLSContext) throws {
+            ssl = try #require(SSL_new(context.sslContext))
+            input = try #require(BIO_new(BIO_s_mem()))
+            output = try #require(BIO_new(BIO_s_mem()))
+            SSL_set_bio(ssl, input, output)
+            SSL_set_accept_state(ssl)
+            SSL_set_msg_callback(ssl) { written, _, contentType, message, length, _, server in
+                guard written == 0, contentType == SSL3_RT_HANDSHAKE, length > 0,
+                    message?.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE), let server
+                else { return }
+                Unmanaged<RawServer>.fromOpaque(server).takeUnretainedValue().keyUpdatesReceived += 1
+            }
+            SSL_ctrl(ssl, SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, Unmanaged.passUnretained(self).toOpaque())
+        }
+
+        deinit {
+            SSL_free(ssl)
+        }
+
+        func take(_ buffer: ByteBuffer) {
+            buffer.withUnsafeReadableBytes { bytes in
+                _ = BIO_write(input, bytes.baseAddress, Int32(bytes.count))
+            }
+        }
+
+        func drain() -> ByteBuffer {
+            var buffer = ByteBuffer()
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let read = BIO_read(output, &chunk, Int32(chunk.count))
+                guard read > 0 else { return buffer }
+                buffer.writeBytes(chunk[0..<Int(read)])
+            }
+        }
+
+        func write(_ text: String) {
+            let bytes = Array(text.utf8)
+            #expect(SSL_write(ssl, bytes, Int32(bytes.count)) == Int32(bytes.count))
+        }
+
+        /// Everything OpenSSL can decrypt from what it was given, and the last SSL_read's error.
+        func read() -> (text: String, error: Int32) {
+            var text = [UInt8]()
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let read = SSL_read(ssl, &chunk, Int32(chunk.count))
+                guard read > 0 else {
+                    let error = SSL_get_error(ssl, read)
+                    ERR_clear_error()
+                    return (String(decoding: text, as: UTF8.self), error)
+                }
+                text += chunk[0..<Int(read)]
+            }
+        }
+    }
+
+    /// A client `OpenSSLHandler` in an embedded channel, handshaken with `server` and given a first
+    /// answer, after which it has left OpenSSL's object.
+    private static func connectedClient(
+        _ client: TrustedClient, server: RawServer, beforeFirstAnswer: (RawServer) -> Void = { _ in }
+    ) throws -> (channel: EmbeddedChannel, handler: OpenSSLHandler) {
+        let handler = try OpenSSLHandler(clientContext: client.context, peer: .hostname("localhost"))
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8448)).whenFailure { Issue.record($0) }
+        for _ in 0..<4 {
+            try pump(channel, to: server)
+            _ = SSL_do_handshake(server.ssl)
+            try channel.writeInbound(server.drain())
+        }
+        channel.embeddedEventLoop.run()
+        try pump(channel, to: server)
+        #expect(SSL_do_handshake(server.ssl) == 1)
+        #expect(!handler.usesOwnRecordLayer, "OpenSSL still holds the connection until its first answer")
+        beforeFirstAnswer(server)
+        server.write("first answer")
+        try channel.writeInbound(server.drain())
+        #expect(try readText(channel) == "first answer")
+        return (channel, handler)
+    }
+
+    private static func pump(_ channel: EmbeddedChannel, to server: RawServer) throws {
+        while let records = try channel.readOutbound(as: ByteBuffer.self) {
+            server.take(records)
+        }
+    }
+
+    private static func readText(_ channel: EmbeddedChannel) throws -> String {
+        var text = ""
+        while var plaintext = try channel.readInbound(as: ByteBuffer.self) {
+            text += plaintext.readString(length: plaintext.readableBytes) ?? ""
+        }
+        return text
+    }
+
+    private static func tls13ServerContext(_ client: TrustedClient, suite: String) throws -> TLSContext {
+        let context = try client.serverContext(minimumVersion: .tls13)
+        #expect(SSL_CTX_set_ciphersuites(context.sslContext, suite) == 1)
+        return context
+    }
+
+    @Test(arguments: ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"])
+    func recordsKeyUpdatesAndCloseNotifyAgainstOpenSSL(_ suite: String) async throws {
+        try await TrustedClient.with { client in
+                let server = try RawServer(context: try Self.tls13ServerContext(client, suite: suite))
+                let (channel, handler) = try Self.connectedClient(client, server: server)
+                #expect(handler.usesOwnRecordLayer)
+
+                // The first request continues the sequence numbers OpenSSL used.
+                channel.writeAndFlush(ByteBuffer(string: "request 1"), promise: nil)
+                try Self.pump(channel, to: server)
+                #expect(server.read().text == "request 1")
+
+                // The server updates its keys and asks for ours to change too.
+                #expect(SSL_key_update(server.ssl, SSL_KEY_UPDATE_REQUESTED) == 1)
+                server.write("after the update")
+                try channel.writeInbound(server.drain())
+                #expect(try Self.readText(channel) == "after the update")
+                channel.writeAndFlush(ByteBuffer(string: "request 2"), promise: nil)
+                try Self.pump(channel, to: server)
+                #expect(server.read().text == "request 2")
+                #expect(server.keyUpdatesReceived == 1, "the client answered the KeyUpdate with its own")
+
+                // 40 KiB each way: several records, handed over in pieces that split them anywhere.
+                let large = String(repeating: "0123456789abcdef", count: 2560)
+                server.write(large)
+                var records = server.drain()
+                while records.readableBytes > 0 {
+                    try channel.writeInbound(records.readSlice(length: min(777, records.readableBytes))!)
+                }
+                #expect(try Self.readText(channel) == large)
+                channel.writeAndFlush(ByteBuffer(string: large), promise: nil)
+                try Self.pump(channel, to: server)
+                #expect(server.read().text == large)
+
+                // The server's close_notify is answered and closes the channel.
+                #expect(SSL_shutdown(server.ssl) == 0)
+                try channel.writeInbound(server.drain())
+                channel.embeddedEventLoop.run()
+                #expect(!channel.isActive)
+                try Self.pump(channel, to: server)
+                #expect(server.read().error == SSL_ERROR_ZERO_RETURN)
+                _ = try? channel.finish()
+        }
+    }
+
+    @Test func aKeyUpdateWhileOpenSSLHoldsTheConnectionKeepsItThere() async throws {
+        try await TrustedClient.with { client in
+            let server = try RawServer(context: try Self.tls13ServerContext(client, suite: "TLS_AES_128_GCM_SHA256"))
+            let (channel, handler) = try Self.connectedClient(client, server: server) { server in
+                #expect(SSL_key_update(server.ssl, SSL_KEY_UPDATE_REQUESTED) == 1)
+            }
+            #expect(!handler.usesOwnRecordLayer, "the logged secrets are a generation behind")
+            for round in 1...3 {
+                channel.writeAndFlush(ByteBuffer(string: "request \(round)"), promise: nil)
+                try Self.pump(channel, to: server)
+                #expect(server.read().text == "request \(round)")
+                server.write("answer \(round)")
+                try channel.writeInbound(server.drain())
+                #expect(try Self.readText(channel) == "answer \(round)")
+            }
+            #expect(!handler.usesOwnRecordLayer)
+            #expect(server.keyUpdatesReceived == 1)
+            _ = try? channel.finish()
+        }
+    }
+
+    @Test func aTamperedRecordFailsTheConnectionWithBadRecordMAC() async throws {
+        try await TrustedClient.with { client in
+                let server = try RawServer(context: try Self.tls13ServerContext(client, suite: "TLS_AES_128_GCM_SHA256"))
+                let (channel, handler) = try Self.connectedClient(client, server: server)
+                #expect(handler.usesOwnRecordLayer)
+                server.write("answer")
+                var records = server.drain()
+                let last = records.writerIndex - 1
+                records.setInteger(records.getInteger(at: last, as: UInt8.self)! ^ 1, at: last)
+                #expect {
+                    try channel.writeInbound(records)
+                } throws: { error in
+                    guard case TLSError.protocolFailure(_, let reason) = error else { return false }
+                    return reason.contains("failed to authenticate")
+                }
+                channel.embeddedEventLoop.run()
+                #expect(!channel.isActive)
+                // The alert reached the server before the connection closed.
+                try Self.pump(channel, to: server)
+                #expect(server.read().error == SSL_ERROR_SSL)
+                _ = try? channel.finish()
+        }
+    }
+
+    @Test func idleConnectionsToNginxCarryEverySizeOfExchangeAndStillResume() async throws {
+        try await TrustedClient.with { client in
+            let site = NginxServer.Site(
+                name: "records", certificate: try client.authority.issue(dnsNames: ["localhost"]),
+                protocols: ["TLSv1.3"])
+            let nginx = try await NginxServer.start(sites: [site])
+            defer { nginx.stop() }
+            let address = try SocketAddress(ipAddress: "127.0.0.1", port: nginx.port(of: "records"))
+            func connect() async throws -> HTTPClientConnection {
+                try await HTTPClientConnection.connect(
+                    to: address, peer: .hostname("localhost"), tlsContext: client.context,
+                    on: MultiThreadedEventLoopGroup.singleton, connectTimeout: .seconds(5),
+                    handshakeTimeout: .seconds(5))
+            }
+            func get(_ target: String, on connection: HTTPClientConnection, body: ByteBuffer? = nil) async throws
+                -> ByteBuffer
+            {
+                let request = HTTPClientRequest(
+                    method: body == nil ? "GET" : "POST", target: target,
+                    headers: [(name: "Host", value: "localhost")], body: body ?? ByteBuffer())
+                let response = try await connection.execute(request, timeout: .seconds(5), maxResponseBytes: 1 << 20)
+                #expect(response.statusCode == 200)
+                return response.body
+            }
+
+            let connection = try await connect()
+            let first = String(buffer: try await get("/connection", on: connection))
+            #expect(try await connection.usesOwnTLSRecordLayer())
+            let connectionNumber = first.split(separator: " ").first.map(String.init)
+            for round in 1...10 {
+                #expect(String(buffer: try await get("/small", on: connection)) == "hello")
+                #expect(try await get("/large", on: connection).readableBytes == nginx.largeBodyBytes)
+                let posted = ByteBuffer(repeating: UInt8(ascii: "x"), count: 40_000 + round)
+                #expect(String(buffer: try await get("/small", on: connection, body: posted)) == "hello")
+            }
+            let last = String(buffer: try await get("/connection", on: connection))
+            #expect(last == "\(connectionNumber ?? "?") 32", "one connection carried every request")
+            await connection.close()
+
+            // Freeing OpenSSL's object did not spoil the session: the next connection resumes it.
+            let next = try await connect()
+            #expect(next.isTLSSessionReused)
+            #expect(String(buffer: try await get("/session-reused", on: next)) == "r")
+            await next.close()
+        }
+    }
+}
