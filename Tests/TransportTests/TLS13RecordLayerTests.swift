@@ -60,26 +60,28 @@ struct TLS13RecordLayerTests {
             #expect(SSL_write(ssl, bytes, Int32(bytes.count)) == Int32(bytes.count))
         }
 
-        /// Everything OpenSSL can decrypt from what it was given, and the last SSL_read's error.
-        func read() -> (text: String, error: Int32) {
+        /// Everything OpenSSL can decrypt from what it was given, the last SSL_read's error, and
+        /// OpenSSL's reason code for it.
+        func read() -> (text: String, error: Int32, reason: Int32) {
             var text = [UInt8]()
             var chunk = [UInt8](repeating: 0, count: 4096)
             while true {
                 let read = SSL_read(ssl, &chunk, Int32(chunk.count))
                 guard read > 0 else {
                     let error = SSL_get_error(ssl, read)
+                    let reason = ERR_GET_REASON(ERR_peek_error())
                     ERR_clear_error()
-                    return (String(decoding: text, as: UTF8.self), error)
+                    return (String(decoding: text, as: UTF8.self), error, reason)
                 }
                 text += chunk[0..<Int(read)]
             }
         }
     }
 
-    /// A client `OpenSSLHandler` in an embedded channel, handshaken with `server` and given a first
-    /// answer, after which it has left OpenSSL's object.
-    private static func connectedClient(
-        _ client: TrustedClient, server: RawServer, beforeFirstAnswer: (RawServer) -> Void = { _ in }
+    /// A client `OpenSSLHandler` in an embedded channel, handshaken with `server`; its first
+    /// request sent and read, no answer yet.
+    private static func handshakenClient(
+        _ client: TrustedClient, server: RawServer
     ) throws -> (channel: EmbeddedChannel, handler: OpenSSLHandler) {
         let handler = try OpenSSLHandler(clientContext: client.context, peer: .hostname("localhost"))
         let channel = EmbeddedChannel()
@@ -93,7 +95,18 @@ struct TLS13RecordLayerTests {
         channel.embeddedEventLoop.run()
         try pump(channel, to: server)
         #expect(SSL_do_handshake(server.ssl) == 1)
+        channel.writeAndFlush(ByteBuffer(string: "request 0"), promise: nil)
+        try pump(channel, to: server)
+        #expect(server.read().text == "request 0")
         #expect(!handler.usesOwnRecordLayer, "OpenSSL still holds the connection until its first answer")
+        return (channel, handler)
+    }
+
+    /// The same, given a first answer, after which it has left OpenSSL's object.
+    private static func connectedClient(
+        _ client: TrustedClient, server: RawServer, beforeFirstAnswer: (RawServer) -> Void = { _ in }
+    ) throws -> (channel: EmbeddedChannel, handler: OpenSSLHandler) {
+        let (channel, handler) = try handshakenClient(client, server: server)
         beforeFirstAnswer(server)
         server.write("first answer")
         try channel.writeInbound(server.drain())
@@ -143,6 +156,21 @@ struct TLS13RecordLayerTests {
                 #expect(server.read().text == "request 2")
                 #expect(server.keyUpdatesReceived == 1, "the client answered the KeyUpdate with its own")
 
+                // Two requests while the client is silent get one answer; an update that asks
+                // for none gets none.
+                for _ in 0..<2 {
+                    #expect(SSL_key_update(server.ssl, SSL_KEY_UPDATE_REQUESTED) == 1)
+                    server.write("update")
+                }
+                #expect(SSL_key_update(server.ssl, SSL_KEY_UPDATE_NOT_REQUESTED) == 1)
+                server.write("update")
+                try channel.writeInbound(server.drain())
+                #expect(try Self.readText(channel) == "updateupdateupdate")
+                channel.writeAndFlush(ByteBuffer(string: "request 3"), promise: nil)
+                try Self.pump(channel, to: server)
+                #expect(server.read().text == "request 3")
+                #expect(server.keyUpdatesReceived == 2)
+
                 // 40 KiB each way: several records, handed over in pieces that split them anywhere.
                 let large = String(repeating: "0123456789abcdef", count: 2560)
                 server.write(large)
@@ -187,6 +215,71 @@ struct TLS13RecordLayerTests {
         }
     }
 
+    /// The records of `buffer`, each with its header.
+    private static func records(of buffer: ByteBuffer) -> [ByteBuffer] {
+        var rest = buffer
+        var records: [ByteBuffer] = []
+        while let length = rest.getInteger(at: rest.readerIndex + 3, as: UInt16.self) {
+            records.append(rest.readSlice(length: 5 + Int(length))!)
+        }
+        return records
+    }
+
+    /// Sends a session ticket of over 3 KB in records of 512 bytes.
+    private static func sendLargeTicket(from server: RawServer) {
+        #expect(SSL_ctrl(server.ssl, SSL_CTRL_SET_MAX_SEND_FRAGMENT, 512, nil) == 1)
+        #expect(SSL_new_session_ticket(server.ssl) == 1)
+        #expect(SSL_do_handshake(server.ssl) == 1)
+    }
+
+    @Test func aTicketSplitAcrossRecordsKeepsOpenSSLUntilItIsWholeAndLaterOnesAreSkipped() async throws {
+        try await TrustedClient.with { client in
+            let context = try Self.tls13ServerContext(client, suite: "TLS_AES_128_GCM_SHA256")
+            // Application data in every ticket makes it span several records.
+            SSL_CTX_set_session_ticket_cb(
+                context.sslContext,
+                { ssl, _ in
+                    let padding = [UInt8](repeating: 7, count: 3000)
+                    return SSL_SESSION_set1_ticket_appdata(SSL_get_session(ssl), padding, padding.count)
+                }, nil, nil)
+            let server = try RawServer(context: context)
+            let (channel, handler) = try Self.handshakenClient(client, server: server)
+
+            server.write("answer 1")
+            Self.sendLargeTicket(from: server)
+            let records = Self.records(of: server.drain())
+            #expect(records.count > 6)
+            // In one read, so that OpenSSL takes the answer and the ticket's first records together.
+            var allButLast = ByteBuffer()
+            for var record in records.dropLast() {
+                allButLast.writeBuffer(&record)
+            }
+            try channel.writeInbound(allButLast)
+            #expect(try Self.readText(channel) == "answer 1")
+            #expect(!handler.usesOwnRecordLayer, "OpenSSL holds the first part of a ticket")
+            try channel.writeInbound(records.last!)
+            #expect(try Self.readText(channel) == "")
+            #expect(!handler.usesOwnRecordLayer, "the last record was not application data")
+
+            server.write("answer 2")
+            try channel.writeInbound(server.drain())
+            #expect(try Self.readText(channel) == "answer 2")
+            #expect(handler.usesOwnRecordLayer)
+
+            // A ticket after the handover, split the same way, is skipped.
+            Self.sendLargeTicket(from: server)
+            server.write("answer 3")
+            for record in Self.records(of: server.drain()) {
+                try channel.writeInbound(record)
+            }
+            #expect(try Self.readText(channel) == "answer 3")
+            channel.writeAndFlush(ByteBuffer(string: "request 1"), promise: nil)
+            try Self.pump(channel, to: server)
+            #expect(server.read().text == "request 1")
+            _ = try? channel.finish()
+        }
+    }
+
     @Test func aTamperedRecordFailsTheConnectionWithBadRecordMAC() async throws {
         try await TrustedClient.with { client in
                 let server = try RawServer(context: try Self.tls13ServerContext(client, suite: "TLS_AES_128_GCM_SHA256"))
@@ -204,9 +297,11 @@ struct TLS13RecordLayerTests {
                 }
                 channel.embeddedEventLoop.run()
                 #expect(!channel.isActive)
-                // The alert reached the server before the connection closed.
+                // The alert reached the server, under keys it knows, before the connection closed.
                 try Self.pump(channel, to: server)
-                #expect(server.read().error == SSL_ERROR_SSL)
+                let failure = server.read()
+                #expect(failure.error == SSL_ERROR_SSL)
+                #expect(failure.reason == SSL_R_SSLV3_ALERT_BAD_RECORD_MAC)
                 _ = try? channel.finish()
         }
     }

@@ -15,6 +15,13 @@ import NIOCore
 /// reported as `TLSError.uncleanShutdown`. The `SSL` object is freed as soon as the connection
 /// is closed, by either side.
 ///
+/// A TLS 1.3 client connection leaves OpenSSL once it is idle after its first answer: the `SSL`
+/// is freed and `TLS13RecordLayer` carries on with the application traffic secrets OpenSSL
+/// logged and the sequence numbers counted from the records each way. That is most of what an
+/// idle keep-alive connection costs (BENCHMARKS.md, "Idle TLS connections"). A connection that
+/// saw a KeyUpdate while OpenSSL held it, or whose last record was not application data (part
+/// of a session ticket may sit inside OpenSSL), waits; TLS 1.2 connections stay with OpenSSL.
+///
 /// A client resuming a session with a server that answered TLS 1.2 when offered TLS 1.3 offers
 /// TLS 1.2 alone: a TLS 1.3 offer carries an X25519 key share, generated for nothing when the
 /// answer is TLS 1.2, and it is about half of the client's CPU in a resumed handshake (see
@@ -83,6 +90,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     /// Whether OpenSSL sent or received a KeyUpdate, which would make the logged secrets stale:
     /// such a connection stays with OpenSSL.
     private var keyUpdateSeen = false
+    /// The inner content type of the last record OpenSSL opened: a handover waits until it is
+    /// application data, since OpenSSL may hold part of a handshake message no call reports.
+    private var lastOpenedRecordType: UInt8 = 0
     /// The record layer of an idle TLS 1.3 client connection once the `SSL` is freed.
     private var recordLayer: TLS13RecordLayer?
 
@@ -192,31 +202,47 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     /// Called by OpenSSL (through the client context's keylog callback) with each secret the
     /// handshake derives, as an NSS key log line; the application traffic secrets are kept.
     fileprivate func didLogSecret(_ line: UnsafePointer<CChar>) {
-        guard case .client = mode else { return }
-        let fields = String(cString: line).split(separator: " ")
-        guard fields.count == 3, let secret = Self.bytes(fromHex: fields[2]) else { return }
-        switch fields[0] {
-        case "CLIENT_TRAFFIC_SECRET_0": clientTrafficSecret = secret
-        case "SERVER_TRAFFIC_SECRET_0": serverTrafficSecret = secret
-        default: break
+        guard case .client = mode, !keyUpdateSeen else { return }
+        // "LABEL <client random> <secret>", read in place: the line holds secrets and is not copied.
+        let isClient = strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0
+        guard isClient || strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0,
+            let secretHex = strrchr(line, Int32(UInt8(ascii: " "))).map({ $0 + 1 }),
+            let secret = Self.bytes(fromHex: secretHex)
+        else { return }
+        if isClient {
+            clientTrafficSecret = secret
+        } else {
+            serverTrafficSecret = secret
         }
     }
 
     /// Called by OpenSSL (through the client context's message callback) for a KeyUpdate either way.
     fileprivate func didSeeKeyUpdate() {
         keyUpdateSeen = true
+        forgetTrafficSecrets()
+        inboundRecords = nil
+        outboundRecords = nil
     }
 
-    private static func bytes(fromHex hex: Substring) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(digits.count / 2)
-        var index = 0
-        while index < digits.count {
-            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
+    /// Called by OpenSSL (through the client context's message callback) with the content type
+    /// of each record it opens.
+    fileprivate func didOpenRecord(ofType contentType: UInt8) {
+        lastOpenedRecordType = contentType
+    }
+
+    /// The bytes of a NUL-terminated hex string of at most 64 bytes' worth (a SHA-384 secret is 48).
+    private static func bytes(fromHex hex: UnsafePointer<CChar>) -> [UInt8]? {
+        let digitCount = strlen(hex)
+        guard digitCount > 0, digitCount % 2 == 0, digitCount <= 128 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: digitCount / 2)
+        for index in bytes.indices {
+            guard let high = hexValue(UInt8(bitPattern: hex[2 * index])),
+                let low = hexValue(UInt8(bitPattern: hex[2 * index + 1]))
+            else {
+                bytes.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+                return nil
+            }
+            bytes[index] = high << 4 | low
         }
         return bytes
     }
@@ -293,13 +319,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             return
         }
         ciphertext.withUnsafeReadableBytes { bytes in
-            inboundRecords?.consume(bytes)
             var offset = 0
             while offset < bytes.count {
                 let written = BIO_write(
                     networkInput, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
                 // A memory BIO takes everything unless allocation fails.
                 guard written > 0 else { break }
+                inboundRecords?.consume(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + Int(written)]))
                 offset += Int(written)
             }
         }
@@ -385,6 +411,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             if flushRequested {
                 encryptPendingWrites(context: context)
             }
+            // A failed write frees the `SSL`.
+            guard state == .active, let ssl = self.ssl else { return }
             // Application data may have arrived in the same read as the last handshake message.
             if BIO_ctrl_pending(networkInput) > 0 || SSL_has_pending(ssl) == 1 {
                 readPlaintext(context: context)
@@ -615,7 +643,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     /// connection object and what its handshake left are most of an idle connection's cost
     /// (BENCHMARKS.md, "Idle TLS connections"); the record layer keeps the keys alone.
     private func moveToRecordLayer(_ ssl: OpaquePointer) -> Bool {
-        guard receivedApplicationData, !keyUpdateSeen, let clientSecret = clientTrafficSecret,
+        guard receivedApplicationData, !keyUpdateSeen, lastOpenedRecordType == TLS13RecordLayer.ContentType.applicationData,
+            SSL_in_init(ssl) == 0, SSL_get_read_ahead(ssl) == 0, let clientSecret = clientTrafficSecret,
             let serverSecret = serverTrafficSecret, let inbound = inboundRecords, inbound.isAtRecordBoundary,
             let outbound = outboundRecords, outbound.isAtRecordBoundary,
             pendingWrites.isEmpty, !outputDeferred, BIO_ctrl_pending(networkInput) == 0,
@@ -646,23 +675,13 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
 
     private func receiveRecords(_ ciphertext: ByteBuffer, with recordLayer: TLS13RecordLayer, context: ChannelHandlerContext)
     {
-        let received: TLS13RecordLayer.Received
-        do {
-            received = try recordLayer.receive(ciphertext, allocator: context.channel.allocator)
-        } catch {
-            if let alert = error.alert {
-                sendAlert(alert, with: recordLayer, context: context)
-            }
-            fail(context: context, error: .protocolFailure(peer: peerName, reason: error.reason))
-            return
-        }
-        if let records = received.records {
-            context.writeAndFlush(wrapOutboundOut(records), promise: nil)
-        }
+        let received = recordLayer.receive(ciphertext, allocator: context.channel.allocator)
         if let plaintext = received.applicationData, plaintext.readableBytes > 0 {
             context.fireChannelRead(wrapInboundOut(plaintext))
         }
-        if received.closeNotify {
+        if let failure = received.failure {
+            fail(context: context, error: .protocolFailure(peer: peerName, reason: failure.reason), alert: failure.alert)
+        } else if received.closeNotify {
             answerCloseNotify(context: context)
         }
     }
@@ -716,11 +735,22 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         }
     }
 
-    private func fail(context: ChannelHandlerContext, error: TLSError) {
+    /// Ends the connection with `error`; `alert` tells the peer why when the record layer runs it
+    /// (OpenSSL sends its own).
+    private func fail(context: ChannelHandlerContext, error: TLSError, alert: UInt8? = nil) {
         guard state != .closed else { return }
         state = .closed
         failPendingWrites(error)
         context.fireErrorCaught(error)
+        if let recordLayer {
+            if let alert {
+                sendAlert(alert, with: recordLayer, context: context)
+            }
+            // As OpenSSL does for a connection that failed: its session is not offered again.
+            if case .client(let peer) = mode {
+                tlsContext.sessionStore?.removeSession(for: peer.sessionCacheKey)
+            }
+        }
         freeSSL()
         context.close(promise: nil)
     }
@@ -759,13 +789,20 @@ func openSSLHandlerKeylogCallback(_ ssl: OpaquePointer?, _ line: UnsafePointer<C
     Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue().didLogSecret(line)
 }
 
-/// `SSL_CTX_set_msg_callback` target: tells the handler when a KeyUpdate passes either way.
+/// `SSL_CTX_set_msg_callback` target: tells the handler when a KeyUpdate passes either way, and
+/// the content type of each TLS 1.3 record OpenSSL opens.
 func openSSLHandlerMessageCallback(
     _ written: Int32, _ version: Int32, _ contentType: Int32, _ message: UnsafeRawPointer?, _ length: Int,
     _ ssl: OpaquePointer?, _ argument: UnsafeMutableRawPointer?
 ) {
-    guard contentType == SSL3_RT_HANDSHAKE, length > 0, message?.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE),
-        let ssl, let handler = SSL_get_ex_data(ssl, openSSLHandlerExDataIndex)
-    else { return }
-    Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue().didSeeKeyUpdate()
+    guard length > 0, let message, let ssl else { return }
+    let opened = contentType == SSL3_RT_INNER_CONTENT_TYPE && written == 0
+    let keyUpdate = contentType == SSL3_RT_HANDSHAKE && message.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE)
+    guard opened || keyUpdate, let handler = SSL_get_ex_data(ssl, openSSLHandlerExDataIndex) else { return }
+    let openSSLHandler = Unmanaged<OpenSSLHandler>.fromOpaque(handler).takeUnretainedValue()
+    if opened {
+        openSSLHandler.didOpenRecord(ofType: message.load(as: UInt8.self))
+    } else {
+        openSSLHandler.didSeeKeyUpdate()
+    }
 }

@@ -19,6 +19,7 @@ final class TLS13RecordLayer {
         static func unexpectedMessage(_ reason: String) -> Failure { Failure(alert: 10, reason: reason) }
         static func badRecordMAC(_ reason: String) -> Failure { Failure(alert: 20, reason: reason) }
         static func recordOverflow(_ reason: String) -> Failure { Failure(alert: 22, reason: reason) }
+        static func illegalParameter(_ reason: String) -> Failure { Failure(alert: 47, reason: reason) }
         static func decodeError(_ reason: String) -> Failure { Failure(alert: 50, reason: reason) }
         static func internalError(_ reason: String) -> Failure { Failure(alert: 80, reason: reason) }
     }
@@ -29,11 +30,11 @@ final class TLS13RecordLayer {
         var applicationData: ByteBuffer?
         /// Whether the peer sent close_notify (nothing after it is read).
         var closeNotify = false
-        /// Records to send back (the answer to a KeyUpdate that asked for one).
-        var records: ByteBuffer?
+        /// Why the session ends, if a record failed: what came before it is still in `applicationData`.
+        var failure: Failure?
     }
 
-    private enum ContentType {
+    enum ContentType {
         static let alert: UInt8 = 21
         static let handshake: UInt8 = 22
         static let applicationData: UInt8 = 23
@@ -50,8 +51,8 @@ final class TLS13RecordLayer {
     static let maximumPlaintextLength = 1 << 14
     /// The longest record body a peer may send (RFC 8446 §5.2).
     static let maximumCiphertextLength = maximumPlaintextLength + 256
-    /// The longest post-handshake message taken: a session ticket is at most about 64 KiB.
-    private static let maximumHandshakeMessageLength = 1 << 17
+    /// The longest post-handshake message taken; OpenSSL's own limit for a session ticket is 131,338 bytes.
+    private static let maximumHandshakeMessageLength = 1 << 18
 
     private var readKeys: TLS13TrafficKeys
     private var writeKeys: TLS13TrafficKeys
@@ -59,6 +60,9 @@ final class TLS13RecordLayer {
     private var partialRecord: ByteBuffer?
     /// A post-handshake message split across records.
     private var partialHandshakeMessage: [UInt8] = []
+    /// Whether the peer asked for a KeyUpdate that has not been answered yet: the answer goes
+    /// before the next application data, once however many requests came meanwhile (RFC 8446 §4.6.3).
+    private var keyUpdateOwed = false
 
     init(readKeys: TLS13TrafficKeys, writeKeys: TLS13TrafficKeys) {
         self.readKeys = readKeys
@@ -70,37 +74,35 @@ final class TLS13RecordLayer {
         writeKeys.wipe()
     }
 
-    /// Appends `data` to `records` as application-data records of at most 16 KiB each.
+    /// Appends `data` to `records` as application-data records of at most 16 KiB each, after
+    /// the KeyUpdate the peer asked for, if one is owed.
     func sealApplicationData(_ data: ByteBuffer, into records: inout ByteBuffer) throws(Failure) {
         guard data.readableBytes > 0 else { return }
-        let context = try AEADContext(keys: writeKeys, encrypting: true)
-        let sealed = data.withUnsafeReadableBytes { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let end = min(bytes.count, offset + Self.maximumPlaintextLength)
-                guard
-                    seal(
-                        UnsafeRawBufferPointer(rebasing: bytes[offset..<end]), contentType: ContentType.applicationData,
-                        with: context, into: &records)
-                else { return false }
-                offset = end
-            }
-            return true
+        if keyUpdateOwed {
+            try seal([HandshakeType.keyUpdate, 0, 0, 1, 0], contentType: ContentType.handshake, into: &records)
+            keyUpdateOwed = false
+            try updateKeys(&writeKeys)
         }
-        guard sealed else { throw Self.sealFailure() }
+        let context = try AEADContext(keys: writeKeys, encrypting: true)
+        var remaining = data
+        while remaining.readableBytes > 0 {
+            let chunk = remaining.readSlice(length: min(remaining.readableBytes, Self.maximumPlaintextLength))!
+            try chunk.withUnsafeReadableBytes { bytes in
+                Result { () throws(Failure) in
+                    try seal(bytes, contentType: ContentType.applicationData, with: context, into: &records)
+                }
+            }.get()
+        }
     }
 
     /// Appends an alert record: close_notify (0) at warning level, any other description as fatal.
     func sealAlert(_ description: UInt8, into records: inout ByteBuffer) throws(Failure) {
-        let context = try AEADContext(keys: writeKeys, encrypting: true)
-        let alert: [UInt8] = [description == 0 ? 1 : 2, description]
-        guard alert.withUnsafeBytes({ seal($0, contentType: ContentType.alert, with: context, into: &records) }) else {
-            throw Self.sealFailure()
-        }
+        try seal([description == 0 ? 1 : 2, description], contentType: ContentType.alert, into: &records)
     }
 
-    /// Opens every complete record in `ciphertext`, keeping a trailing partial one for the next call.
-    func receive(_ ciphertext: ByteBuffer, allocator: ByteBufferAllocator) throws(Failure) -> Received {
+    /// Opens every complete record in `ciphertext`, keeping a trailing partial one for the next
+    /// call; stops at the first record that fails, or at close_notify.
+    func receive(_ ciphertext: ByteBuffer, allocator: ByteBufferAllocator) -> Received {
         var input: ByteBuffer
         if var partial = partialRecord {
             var more = ciphertext
@@ -111,6 +113,26 @@ final class TLS13RecordLayer {
             input = ciphertext
         }
         var received = Received()
+        do throws(Failure) {
+            received.closeNotify = try openRecords(from: &input, into: &received.applicationData, allocator: allocator)
+        } catch {
+            received.failure = error
+            return received
+        }
+        if input.readableBytes > 0, !received.closeNotify {
+            // Only the partial record's own bytes are kept, not the buffer the read came in.
+            var partial = allocator.buffer(capacity: input.readableBytes)
+            partial.writeBuffer(&input)
+            partialRecord = partial
+        }
+        return received
+    }
+
+    /// Opens the complete records at the front of `input`, appending application data to
+    /// `applicationData`; returns whether close_notify came.
+    private func openRecords(
+        from input: inout ByteBuffer, into applicationData: inout ByteBuffer?, allocator: ByteBufferAllocator
+    ) throws(Failure) -> Bool {
         var context: AEADContext?
         while let header = input.getBytes(at: input.readerIndex, length: Self.headerLength) {
             let length = Int(header[3]) << 8 | Int(header[4])
@@ -120,7 +142,7 @@ final class TLS13RecordLayer {
             guard length <= Self.maximumCiphertextLength else {
                 throw .recordOverflow("a record of \(length) bytes, more than TLS 1.3 allows")
             }
-            guard input.readableBytes >= Self.headerLength + length else { break }
+            guard input.readableBytes >= Self.headerLength + length else { return false }
             guard length >= Self.tagLength + 1 else {
                 throw .decodeError("a protected record of \(length) bytes, too short for its tag")
             }
@@ -128,59 +150,55 @@ final class TLS13RecordLayer {
                 context = try AEADContext(keys: readKeys, encrypting: false)
             }
             input.moveReaderIndex(forwardBy: Self.headerLength)
-            var plaintext = received.applicationData ?? allocator.buffer(capacity: length)
-            let contentType = try input.withUnsafeReadableBytes { body in
+            // Taken out of the optional so that appending to it does not copy what it holds.
+            var plaintext = applicationData.take() ?? allocator.buffer(capacity: length)
+            let opened = input.withUnsafeReadableBytes { body in
                 open(
                     UnsafeRawBufferPointer(rebasing: body[0..<length]), header: header, with: context!,
                     appendingTo: &plaintext)
-            }.get()
+            }
             input.moveReaderIndex(forwardBy: length)
-            if contentType.type == ContentType.applicationData {
+            let contentType = try opened.get()
+            // Anything but application data is taken off the end of the plaintext.
+            var content: [UInt8] = []
+            if contentType.type != ContentType.applicationData {
+                content = plaintext.getBytes(at: plaintext.writerIndex - contentType.length, length: contentType.length)!
+                plaintext.moveWriterIndex(to: plaintext.writerIndex - contentType.length)
+            }
+            if plaintext.readableBytes > 0 {
+                applicationData = plaintext
+            }
+            switch contentType.type {
+            case ContentType.applicationData:
                 guard partialHandshakeMessage.isEmpty else {
                     throw .unexpectedMessage("application data inside a split handshake message")
                 }
-                received.applicationData = plaintext
-                continue
-            }
-            // Anything else is taken off the end of the plaintext, after the application data before it.
-            let content = plaintext.getBytes(at: plaintext.writerIndex - contentType.length, length: contentType.length) ?? []
-            plaintext.moveWriterIndex(to: plaintext.writerIndex - contentType.length)
-            if received.applicationData != nil {
-                received.applicationData = plaintext
-            }
-            switch contentType.type {
             case ContentType.handshake:
-                if try takeHandshakeMessages(content, answers: &received.records, allocator: allocator) {
+                guard !content.isEmpty else { throw .unexpectedMessage("an empty handshake record") }
+                if try takeHandshakeMessages(content) {
                     // The read keys changed; the next record needs a context for them.
                     context = nil
                 }
             case ContentType.alert:
+                guard partialHandshakeMessage.isEmpty else {
+                    throw .unexpectedMessage("an alert inside a split handshake message")
+                }
                 guard content.count == 2 else { throw .decodeError("an alert of \(content.count) bytes") }
                 if content[1] == 0 {
-                    received.closeNotify = true
-                    return received
+                    return true
                 }
                 // user_canceled is a warning that a close_notify follows.
                 if content[1] == 90, content[0] == 1 { continue }
-                throw Failure(
-                    alert: nil, reason: "the peer sent alert \(content[1])\(Self.alertName(content[1]))")
+                throw Failure(alert: nil, reason: "the peer sent alert \(content[1])\(Self.alertName(content[1]))")
             default:
                 throw .unexpectedMessage("a protected record of content type \(contentType.type)")
             }
         }
-        if input.readableBytes > 0 {
-            // Only the partial record's own bytes are kept, not the buffer the read came in.
-            var partial = allocator.buffer(capacity: input.readableBytes)
-            partial.writeBuffer(&input)
-            partialRecord = partial
-        }
-        return received
+        return false
     }
 
     /// Handles complete post-handshake messages; returns whether the read keys changed.
-    private func takeHandshakeMessages(
-        _ content: [UInt8], answers: inout ByteBuffer?, allocator: ByteBufferAllocator
-    ) throws(Failure) -> Bool {
+    private func takeHandshakeMessages(_ content: [UInt8]) throws(Failure) -> Bool {
         partialHandshakeMessage += content
         var readKeysChanged = false
         while partialHandshakeMessage.count >= 4 {
@@ -194,20 +212,12 @@ final class TLS13RecordLayer {
             case HandshakeType.newSessionTicket:
                 break
             case HandshakeType.keyUpdate:
-                guard length == 1, bytes[4] <= 1 else { throw .decodeError("a KeyUpdate of \(length) bytes") }
+                guard length == 1 else { throw .decodeError("a KeyUpdate of \(length) bytes") }
+                guard bytes[4] <= 1 else { throw .illegalParameter("a KeyUpdate with request_update \(bytes[4])") }
                 // A key change ends its record (RFC 8446 §5.1).
                 guard bytes.count == 5 else { throw .unexpectedMessage("data after a KeyUpdate in its record") }
                 if bytes[4] == 1 {
-                    var records = answers ?? allocator.buffer(capacity: 64)
-                    let context = try AEADContext(keys: writeKeys, encrypting: true)
-                    let keyUpdate: [UInt8] = [HandshakeType.keyUpdate, 0, 0, 1, 0]
-                    guard
-                        keyUpdate.withUnsafeBytes({
-                            seal($0, contentType: ContentType.handshake, with: context, into: &records)
-                        })
-                    else { throw Self.sealFailure() }
-                    answers = records
-                    try updateKeys(&writeKeys)
+                    keyUpdateOwed = true
                 }
                 try updateKeys(&readKeys)
                 readKeysChanged = true
@@ -227,19 +237,27 @@ final class TLS13RecordLayer {
         }
     }
 
-    private static func sealFailure() -> Failure {
-        .internalError(OpenSSLErrorQueue.drainedReason(or: "the AEAD failed to seal a record"))
+    /// Appends one protected record of a short `content` with a context of its own.
+    private func seal(_ content: [UInt8], contentType: UInt8, into records: inout ByteBuffer) throws(Failure) {
+        let context = try AEADContext(keys: writeKeys, encrypting: true)
+        try content.withUnsafeBytes { bytes in
+            Result { () throws(Failure) in try seal(bytes, contentType: contentType, with: context, into: &records) }
+        }.get()
     }
 
-    /// Appends one protected record of `content`; false if the AEAD failed.
+    /// Appends one protected record of `content`.
     private func seal(
         _ content: UnsafeRawBufferPointer, contentType: UInt8, with context: AEADContext, into records: inout ByteBuffer
-    ) -> Bool {
+    ) throws(Failure) {
+        guard writeKeys.sequenceNumber < UInt64.max else {
+            throw .internalError("the write sequence numbers are used up")
+        }
         let length = content.count + 1 + Self.tagLength
         let header: [UInt8] = [ContentType.applicationData, 3, 3, UInt8(length >> 8), UInt8(length & 0xFF)]
         let nonce = writeKeys.nextNonce()
-        records.writeBytes(header)
         var sealed = false
+        let start = records.writerIndex
+        records.writeBytes(header)
         records.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { output in
             let out = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
             var type = contentType
@@ -264,7 +282,10 @@ final class TLS13RecordLayer {
             sealed = true
             return length
         }
-        return sealed
+        guard sealed else {
+            records.moveWriterIndex(to: start)
+            throw .internalError(OpenSSLErrorQueue.drainedReason(or: "the AEAD failed to seal a record"))
+        }
     }
 
     /// Decrypts one record's `body` onto `plaintext` and strips its padding and content type;
@@ -275,6 +296,9 @@ final class TLS13RecordLayer {
         let ciphertextLength = body.count - Self.tagLength
         guard ciphertextLength <= Self.maximumPlaintextLength + 1 else {
             return .failure(.recordOverflow("a record of \(ciphertextLength) bytes of plaintext"))
+        }
+        guard readKeys.sequenceNumber < UInt64.max else {
+            return .failure(.internalError("the read sequence numbers are used up"))
         }
         var tag = Array(body[ciphertextLength...])
         let nonce = readKeys.nextNonce()
