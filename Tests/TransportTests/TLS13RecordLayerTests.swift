@@ -85,7 +85,7 @@ struct TLS13RecordLayerTests {
     ) throws -> (channel: EmbeddedChannel, handler: OpenSSLHandler) {
         let handler = try OpenSSLHandler(clientContext: client.context, peer: .hostname("localhost"))
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.pipeline.syncOperations.addHandlers([handler, ClosesOnError()])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8448)).whenFailure { Issue.record($0) }
         for _ in 0..<4 {
             try pump(channel, to: server)
@@ -280,12 +280,30 @@ struct TLS13RecordLayerTests {
         }
     }
 
-    @Test func aTamperedRecordFailsTheConnectionWithBadRecordMAC() async throws {
+    /// Closes the channel on any error, as the HTTP exchange handler does, and passes the error on.
+    private final class ClosesOnError: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            context.close(promise: nil)
+            context.fireErrorCaught(error)
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func aTamperedRecordFailsTheConnectionWithBadRecordMAC(keyUpdateOwed: Bool) async throws {
         try await TrustedClient.with { client in
                 let server = try RawServer(context: try Self.tls13ServerContext(client, suite: "TLS_AES_128_GCM_SHA256"))
                 let (channel, handler) = try Self.connectedClient(client, server: server)
                 #expect(handler.usesOwnRecordLayer)
-                server.write("answer")
+                #expect(client.context.cachedSessionCount == 1)
+                if keyUpdateOwed {
+                    // The answer is owed until the next application data: the alert must not carry it.
+                    #expect(SSL_key_update(server.ssl, SSL_KEY_UPDATE_REQUESTED) == 1)
+                }
+                // Two records in one read; the second is tampered with.
+                server.write("first")
+                server.write("second")
                 var records = server.drain()
                 let last = records.writerIndex - 1
                 records.setInteger(records.getInteger(at: last, as: UInt8.self)! ^ 1, at: last)
@@ -297,6 +315,8 @@ struct TLS13RecordLayerTests {
                 }
                 channel.embeddedEventLoop.run()
                 #expect(!channel.isActive)
+                #expect(try Self.readText(channel) == "first", "what came before the bad record is delivered")
+                #expect(client.context.cachedSessionCount == 0, "the failed connection's session is not offered again")
                 // The alert reached the server, under keys it knows, before the connection closed.
                 try Self.pump(channel, to: server)
                 let failure = server.read()

@@ -653,13 +653,18 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
             let cipher = SSL_get_current_cipher(ssl),
             let suite = TLS13CipherSuite(protocolID: SSL_CIPHER_get_protocol_id(cipher))
         else { return false }
-        let readKeys: TLS13TrafficKeys
+        var readKeys: TLS13TrafficKeys
         let writeKeys: TLS13TrafficKeys
         do {
             readKeys = try TLS13TrafficKeys(suite: suite, secret: serverSecret, sequenceNumber: inbound.completeRecords)
+        } catch {
+            return false
+        }
+        do {
             writeKeys = try TLS13TrafficKeys(
                 suite: suite, secret: clientSecret, sequenceNumber: outbound.completeRecords)
         } catch {
+            readKeys.wipe()
             return false
         }
         forgetTrafficSecrets()
@@ -740,8 +745,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     private func fail(context: ChannelHandlerContext, error: TLSError, alert: UInt8? = nil) {
         guard state != .closed else { return }
         state = .closed
-        failPendingWrites(error)
-        context.fireErrorCaught(error)
+        // Before the error goes on: a handler further on may close the channel when it sees it.
         if let recordLayer {
             if let alert {
                 sendAlert(alert, with: recordLayer, context: context)
@@ -751,6 +755,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
                 tlsContext.sessionStore?.removeSession(for: peer.sessionCacheKey)
             }
         }
+        failPendingWrites(error)
+        context.fireErrorCaught(error)
         freeSSL()
         context.close(promise: nil)
     }

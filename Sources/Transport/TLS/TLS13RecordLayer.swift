@@ -6,8 +6,9 @@ import NIOCore
 /// bytes of TLS state instead of OpenSSL's whole connection object (see `OpenSSLHandler`).
 ///
 /// It protects application data and close_notify, opens the server's records, answers a
-/// KeyUpdate (RFC 8446 §4.6.3) and skips session tickets, which arrive only after the ones the
-/// handshake's own OpenSSL object already took. Each call sets up its AEAD contexts and frees
+/// KeyUpdate (RFC 8446 §4.6.3) and skips session tickets: those a server sends with its first
+/// answer were taken by OpenSSL before the handover, and a server that sends its tickets only
+/// later is not resumed. Each call sets up its AEAD contexts and frees
 /// them before it returns: between calls nothing but the keys and sequence numbers is kept.
 final class TLS13RecordLayer {
     /// Why the session cannot go on, with the alert (RFC 8446 §6.2) that tells the peer.
@@ -104,11 +105,10 @@ final class TLS13RecordLayer {
     /// call; stops at the first record that fails, or at close_notify.
     func receive(_ ciphertext: ByteBuffer, allocator: ByteBufferAllocator) -> Received {
         var input: ByteBuffer
-        if var partial = partialRecord {
+        if var partial = partialRecord.take() {
             var more = ciphertext
             partial.writeBuffer(&more)
             input = partial
-            partialRecord = nil
         } else {
             input = ciphertext
         }
@@ -152,21 +152,35 @@ final class TLS13RecordLayer {
             input.moveReaderIndex(forwardBy: Self.headerLength)
             // Taken out of the optional so that appending to it does not copy what it holds.
             var plaintext = applicationData.take() ?? allocator.buffer(capacity: length)
+            let delivered = plaintext.writerIndex
             let opened = input.withUnsafeReadableBytes { body in
                 open(
                     UnsafeRawBufferPointer(rebasing: body[0..<length]), header: header, with: context!,
                     appendingTo: &plaintext)
             }
             input.moveReaderIndex(forwardBy: length)
-            let contentType = try opened.get()
-            // Anything but application data is taken off the end of the plaintext.
+            // Anything but application data is taken off the end of the plaintext; so is this
+            // record's application data if it may not be delivered.
             var content: [UInt8] = []
-            if contentType.type != ContentType.applicationData {
-                content = plaintext.getBytes(at: plaintext.writerIndex - contentType.length, length: contentType.length)!
-                plaintext.moveWriterIndex(to: plaintext.writerIndex - contentType.length)
+            let contentType: (type: UInt8, length: Int)
+            switch opened {
+            case .success(let opened) where opened.type == ContentType.applicationData
+                && partialHandshakeMessage.isEmpty:
+                contentType = opened
+            case .success(let opened):
+                contentType = opened
+                content = plaintext.getBytes(at: plaintext.writerIndex - opened.length, length: opened.length)!
+                plaintext.moveWriterIndex(to: delivered)
+            case .failure:
+                plaintext.moveWriterIndex(to: delivered)
+                contentType = (0, 0)
             }
+            // What came before this record stays, even when this one fails.
             if plaintext.readableBytes > 0 {
                 applicationData = plaintext
+            }
+            if case .failure(let failure) = opened {
+                throw failure
             }
             switch contentType.type {
             case ContentType.applicationData:
