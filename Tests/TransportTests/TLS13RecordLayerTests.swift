@@ -17,8 +17,9 @@ struct TLS13RecordLayerTests {
         let ssl: OpaquePointer
         private let input: OpaquePointer
         private let output: OpaquePointer
-        /// KeyUpdate messages the server has received.
+        /// KeyUpdate messages the server has received and sent.
         private(set) var keyUpdatesReceived = 0
+        private(set) var keyUpdatesSent = 0
 
         init(context: TLSContext) throws {
             ssl = try #require(SSL_new(context.sslContext))
@@ -27,10 +28,15 @@ struct TLS13RecordLayerTests {
             SSL_set_bio(ssl, input, output)
             SSL_set_accept_state(ssl)
             SSL_set_msg_callback(ssl) { written, _, contentType, message, length, _, server in
-                guard written == 0, contentType == SSL3_RT_HANDSHAKE, length > 0,
+                guard contentType == SSL3_RT_HANDSHAKE, length > 0,
                     message?.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE), let server
                 else { return }
-                Unmanaged<RawServer>.fromOpaque(server).takeUnretainedValue().keyUpdatesReceived += 1
+                let rawServer = Unmanaged<RawServer>.fromOpaque(server).takeUnretainedValue()
+                if written == 0 {
+                    rawServer.keyUpdatesReceived += 1
+                } else {
+                    rawServer.keyUpdatesSent += 1
+                }
             }
             SSL_ctrl(ssl, SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, Unmanaged.passUnretained(self).toOpaque())
         }
@@ -81,9 +87,10 @@ struct TLS13RecordLayerTests {
     /// A client `OpenSSLHandler` in an embedded channel, handshaken with `server`; its first
     /// request sent and read, no answer yet.
     private static func handshakenClient(
-        _ client: TrustedClient, server: RawServer
+        _ client: TrustedClient, server: RawServer, recordsPerKey: UInt64 = 1 << 24
     ) throws -> (channel: EmbeddedChannel, handler: OpenSSLHandler) {
         let handler = try OpenSSLHandler(clientContext: client.context, peer: .hostname("localhost"))
+        handler.recordsPerKey = recordsPerKey
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers([handler, ClosesOnError()])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8448)).whenFailure { Issue.record($0) }
@@ -104,9 +111,10 @@ struct TLS13RecordLayerTests {
 
     /// The same, given a first answer, after which it has left OpenSSL's object.
     private static func connectedClient(
-        _ client: TrustedClient, server: RawServer, beforeFirstAnswer: (RawServer) -> Void = { _ in }
+        _ client: TrustedClient, server: RawServer, recordsPerKey: UInt64 = 1 << 24,
+        beforeFirstAnswer: (RawServer) -> Void = { _ in }
     ) throws -> (channel: EmbeddedChannel, handler: OpenSSLHandler) {
-        let (channel, handler) = try handshakenClient(client, server: server)
+        let (channel, handler) = try handshakenClient(client, server: server, recordsPerKey: recordsPerKey)
         beforeFirstAnswer(server)
         server.write("first answer")
         try channel.writeInbound(server.drain())
@@ -191,6 +199,30 @@ struct TLS13RecordLayerTests {
                 try Self.pump(channel, to: server)
                 #expect(server.read().error == SSL_ERROR_ZERO_RETURN)
                 _ = try? channel.finish()
+        }
+    }
+
+    @Test func theClientUpdatesItsKeysAfterRecordsPerKeyAndTheServerFollows() async throws {
+        try await TrustedClient.with { client in
+            let server = try RawServer(context: try Self.tls13ServerContext(client, suite: "TLS_AES_256_GCM_SHA384"))
+            let (channel, handler) = try Self.connectedClient(client, server: server, recordsPerKey: 4)
+            #expect(handler.usesOwnRecordLayer)
+            // "request 0" went out under OpenSSL: record 0 of the first key.
+            for round in 1...3 {
+                for request in 1...5 {
+                    channel.writeAndFlush(ByteBuffer(string: "request \(round).\(request) "), promise: nil)
+                }
+                try Self.pump(channel, to: server)
+                #expect(server.read().text == (1...5).map { "request \(round).\($0) " }.joined())
+                // The server answers each request for new keys before its next data.
+                server.write("answer \(round)")
+                try channel.writeInbound(server.drain())
+                #expect(try Self.readText(channel) == "answer \(round)")
+            }
+            // Records 0-3 under the first key, then 4 under each: 16 records need 3 KeyUpdates.
+            #expect(server.keyUpdatesReceived == 3)
+            #expect(server.keyUpdatesSent == 3, "each asked the server to update its keys too")
+            _ = try? channel.finish()
         }
     }
 

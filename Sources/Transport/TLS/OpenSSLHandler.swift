@@ -95,6 +95,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
     private var lastOpenedRecordType: UInt8 = 0
     /// The record layer of an idle TLS 1.3 client connection once the `SSL` is freed.
     private var recordLayer: TLS13RecordLayer?
+    /// How many records the record layer seals under one key (`TLS13RecordLayer.recordsPerKey`);
+    /// tests lower it.
+    var recordsPerKey: UInt64 = 1 << 24
 
     /// A client handler that verifies the server as `peer` with `clientContext`'s trust, resuming
     /// a cached session for that peer when there is one.
@@ -670,7 +673,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         forgetTrafficSecrets()
         inboundRecords = nil
         outboundRecords = nil
-        recordLayer = TLS13RecordLayer(readKeys: readKeys, writeKeys: writeKeys)
+        recordLayer = TLS13RecordLayer(readKeys: readKeys, writeKeys: writeKeys, recordsPerKey: recordsPerKey)
         // Freed without a shutdown, OpenSSL would mark the session unresumable; it stays resumable.
         SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
         SSL_free(ssl)

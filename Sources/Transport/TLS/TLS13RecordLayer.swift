@@ -6,10 +6,11 @@ import NIOCore
 /// bytes of TLS state instead of OpenSSL's whole connection object (see `OpenSSLHandler`).
 ///
 /// It protects application data and close_notify, opens the server's records, answers a
-/// KeyUpdate (RFC 8446 §4.6.3) and skips session tickets: those a server sends with its first
-/// answer were taken by OpenSSL before the handover, and a server that sends its tickets only
-/// later is not resumed. Each call sets up its AEAD contexts and frees
-/// them before it returns: between calls nothing but the keys and sequence numbers is kept.
+/// KeyUpdate (RFC 8446 §4.6.3), updates its own keys every `recordsPerKey` records, and skips
+/// session tickets: those a server sends with its first answer were taken by OpenSSL before the
+/// handover, and a server that sends its tickets only later is not resumed. Each call sets up
+/// its AEAD contexts and frees them before it returns: between calls nothing but the keys and
+/// sequence numbers is kept.
 final class TLS13RecordLayer {
     /// Why the session cannot go on, with the alert (RFC 8446 §6.2) that tells the peer.
     struct Failure: Error {
@@ -64,10 +65,15 @@ final class TLS13RecordLayer {
     /// Whether the peer asked for a KeyUpdate that has not been answered yet: the answer goes
     /// before the next application data, once however many requests came meanwhile (RFC 8446 §4.6.3).
     private var keyUpdateOwed = false
+    /// How many records this side seals under one key before it updates its keys and asks the
+    /// peer to update theirs: RFC 8446 §5.5 allows AES-GCM about 2^24.5 full-size records a key.
+    let recordsPerKey: UInt64
 
-    init(readKeys: TLS13TrafficKeys, writeKeys: TLS13TrafficKeys) {
+    init(readKeys: TLS13TrafficKeys, writeKeys: TLS13TrafficKeys, recordsPerKey: UInt64 = 1 << 24) {
+        precondition(recordsPerKey > 0, "a key must protect at least one record")
         self.readKeys = readKeys
         self.writeKeys = writeKeys
+        self.recordsPerKey = recordsPerKey
     }
 
     deinit {
@@ -80,13 +86,15 @@ final class TLS13RecordLayer {
     func sealApplicationData(_ data: ByteBuffer, into records: inout ByteBuffer) throws(Failure) {
         guard data.readableBytes > 0 else { return }
         if keyUpdateOwed {
-            try seal([HandshakeType.keyUpdate, 0, 0, 1, 0], contentType: ContentType.handshake, into: &records)
-            keyUpdateOwed = false
-            try updateKeys(&writeKeys)
+            try sealKeyUpdate(requestingOne: false, into: &records)
         }
-        let context = try AEADContext(keys: writeKeys, encrypting: true)
+        var context = try AEADContext(keys: writeKeys, encrypting: true)
         var remaining = data
         while remaining.readableBytes > 0 {
+            if writeKeys.sequenceNumber >= recordsPerKey {
+                try sealKeyUpdate(requestingOne: true, into: &records)
+                context = try AEADContext(keys: writeKeys, encrypting: true)
+            }
             let chunk = remaining.readSlice(length: min(remaining.readableBytes, Self.maximumPlaintextLength))!
             try chunk.withUnsafeReadableBytes { bytes in
                 Result { () throws(Failure) in
@@ -94,6 +102,15 @@ final class TLS13RecordLayer {
                 }
             }.get()
         }
+    }
+
+    /// Appends a KeyUpdate under the current write keys and moves them on: an answer to the
+    /// peer's request, or a request of this side's own, which the peer answers in kind.
+    private func sealKeyUpdate(requestingOne: Bool, into records: inout ByteBuffer) throws(Failure) {
+        try seal(
+            [HandshakeType.keyUpdate, 0, 0, 1, requestingOne ? 1 : 0], contentType: ContentType.handshake, into: &records)
+        keyUpdateOwed = false
+        try updateKeys(&writeKeys)
     }
 
     /// Appends an alert record: close_notify (0) at warning level, any other description as fatal.
