@@ -11,6 +11,6 @@ func lastOpenSSLErrorMessage() -> String {
 }
 
 /// Overwrites secret bytes in a way the optimiser may not remove.
-func wipe(_ bytes: inout [UInt8]) {
+package func wipe(_ bytes: inout [UInt8]) {
     bytes.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
 }

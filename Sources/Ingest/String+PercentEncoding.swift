@@ -1,3 +1,5 @@
+import Federation
+
 extension String {
     /// `%XX` escapes decoded (and `+` left alone, as in paths); a `%` not followed by two hex
     /// digits is kept as it is.
@@ -9,7 +11,7 @@ extension String {
         var index = 0
         while index < input.count {
             if input[index] == UInt8(ascii: "%"), index + 2 < input.count,
-               let high = Self.hexDigitValue(input[index + 1]), let low = Self.hexDigitValue(input[index + 2]) {
+               let high = input[index + 1].hexDigitValue, let low = input[index + 2].hexDigitValue {
                 bytes.append(high << 4 | low)
                 index += 3
             } else {
@@ -18,14 +20,5 @@ extension String {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    private static func hexDigitValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -1,3 +1,5 @@
+import Federation
+
 /// A CIDR block of IPv4 or IPv6 addresses, such as `10.0.0.0/8` or `fe80::/10`.
 ///
 /// The network address never has host bits set, so two ranges are equal exactly when they
@@ -193,7 +195,7 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
         }
         while index < end {
             let start = index
-            while index < end, hexValue(text[index]) != nil { index += 1 }
+            while index < end, text[index].hexDigitValue != nil { index += 1 }
             if index < end, text[index] == UInt8(ascii: ".") {
                 guard let ipv4 = parseIPv4(text[start..<end]) else { return nil }
                 append(UInt16(ipv4[0]) << 8 | UInt16(ipv4[1]))
@@ -202,7 +204,7 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
                 break
             }
             guard (1...4).contains(index - start) else { return nil }
-            append(text[start..<index].reduce(0) { $0 << 4 | UInt16(hexValue($1)!) })
+            append(text[start..<index].reduce(0) { $0 << 4 | UInt16($1.hexDigitValue!) })
             if index == end { break }
             guard text[index] == UInt8(ascii: ":") else { return nil }
             index += 1
@@ -222,15 +224,6 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
         }
         let groups = head + Array(repeating: 0, count: 8 - count) + tail
         return groups.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
-    }
-
-    private static func hexValue(_ character: UInt8) -> UInt8? {
-        switch character {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return character - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return character - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return character - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     private static func ipv6Description(_ address: [UInt8]) -> String {

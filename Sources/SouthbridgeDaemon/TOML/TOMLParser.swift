@@ -1,3 +1,5 @@
+import Federation
+
 /// A strict parser for the part of TOML 1.0 that a configuration file needs.
 ///
 /// Supported: comments, `[table]` and `[a.b]` headers, bare, quoted and dotted keys, basic
@@ -203,7 +205,7 @@ struct TOMLParser {
         let letter = digits == 4 ? "u" : "U"
         var value: UInt32 = 0
         for _ in 0..<digits {
-            guard let byte = peek(), let digit = Byte.hexValue(byte) else {
+            guard let byte = peek(), let digit = byte.hexDigitValue else {
                 throw error("\\\(letter) must be followed by \(digits) hex digits")
             }
             value = value << 4 | UInt32(digit)
@@ -286,7 +288,7 @@ struct TOMLParser {
         var value = 0
         for byte in digits where byte != Byte.underscore {
             let (shifted, overflowShift) = value.multipliedReportingOverflow(by: radix)
-            let (sum, overflowAdd) = shifted.addingReportingOverflow(Int(Byte.hexValue(byte)!))
+            let (sum, overflowAdd) = shifted.addingReportingOverflow(Int(byte.hexDigitValue!))
             guard !overflowShift, !overflowAdd else {
                 throw error("integer \(token) does not fit in 64 bits")
             }
@@ -556,15 +558,6 @@ private enum Byte {
         return "U+" + String(repeating: "0", count: 4 - hex.count) + hex
     }
 
-    static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case zero...UInt8(ascii: "9"): byte - zero
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
-
     /// Digits of the radix, optionally separated by single underscores between digits.
     static func areDigits(_ digits: ArraySlice<UInt8>, radix: Int) -> Bool {
         guard let first = digits.first, let last = digits.last,
@@ -576,7 +569,7 @@ private enum Byte {
                 if previousWasUnderscore { return false }
                 previousWasUnderscore = true
             } else {
-                guard let value = hexValue(byte), Int(value) < radix else { return false }
+                guard let value = byte.hexDigitValue, Int(value) < radix else { return false }
                 previousWasUnderscore = false
             }
         }

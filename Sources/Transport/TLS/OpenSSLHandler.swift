@@ -1,4 +1,5 @@
 import COpenSSL
+import Federation
 import NIOCore
 
 /// A SwiftNIO channel handler that runs TLS over the channel with the system OpenSSL.
@@ -239,10 +240,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         guard digitCount > 0, digitCount % 2 == 0, digitCount <= 128 else { return nil }
         var bytes = [UInt8](repeating: 0, count: digitCount / 2)
         for index in bytes.indices {
-            guard let high = hexValue(UInt8(bitPattern: hex[2 * index])),
-                let low = hexValue(UInt8(bitPattern: hex[2 * index + 1]))
+            guard let high = UInt8(bitPattern: hex[2 * index]).hexDigitValue,
+                let low = UInt8(bitPattern: hex[2 * index + 1]).hexDigitValue
             else {
-                bytes.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+                wipe(&bytes)
                 return nil
             }
             bytes[index] = high << 4 | low
@@ -250,18 +251,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         return bytes
     }
 
-    private static func hexValue(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-
     private func forgetTrafficSecrets() {
-        clientTrafficSecret?.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
-        serverTrafficSecret?.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        if clientTrafficSecret != nil { wipe(&clientTrafficSecret!) }
+        if serverTrafficSecret != nil { wipe(&serverTrafficSecret!) }
         clientTrafficSecret = nil
         serverTrafficSecret = nil
     }
@@ -545,30 +537,19 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
 
     private func encryptPendingWrites(context: ChannelHandlerContext) {
         flushRequested = false
-        if let recordLayer {
-            sealPendingWrites(with: recordLayer, context: context)
-            return
+        guard !pendingWrites.isEmpty, ssl != nil || recordLayer != nil else { return }
+        // With the record layer, the records go straight into one buffer; OpenSSL's go to its BIO.
+        var records: ByteBuffer? = recordLayer.map { _ in
+            context.channel.allocator.buffer(capacity: pendingWrites.reduce(64) { $0 + $1.data.readableBytes + 32 })
         }
-        guard let ssl, !pendingWrites.isEmpty else { return }
         // One promise completes when the coalesced ciphertext is written and cascades to the others.
         var combined: EventLoopPromise<Void>?
         while let write = pendingWrites.popFirst() {
-            var data = write.data
-            while data.readableBytes > 0 {
-                ERR_clear_error()
-                let written = data.withUnsafeReadableBytes { bytes in
-                    SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
-                }
-                guard written > 0 else {
-                    let error = TLSError.protocolFailure(
-                        peer: peerName,
-                        reason: OpenSSLErrorQueue.drainedReason(or: Self.describe(SSL_get_error(ssl, written))))
-                    write.promise?.fail(error)
-                    combined?.fail(error)
-                    fail(context: context, error: error)
-                    return
-                }
-                data.moveReaderIndex(forwardBy: Int(written))
+            if let error = encrypt(write.data, into: &records) {
+                write.promise?.fail(error)
+                combined?.fail(error)
+                fail(context: context, error: error)
+                return
             }
             if let promise = write.promise {
                 if let combined {
@@ -578,7 +559,39 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
                 }
             }
         }
-        sendNetworkOutput(context: context, promise: combined)
+        if let records {
+            context.writeAndFlush(wrapOutboundOut(records), promise: combined)
+        } else {
+            sendNetworkOutput(context: context, promise: combined)
+        }
+    }
+
+    /// Encrypts `data` with the record layer into `records`, or with OpenSSL into its output BIO;
+    /// returns why it could not.
+    private func encrypt(_ data: ByteBuffer, into records: inout ByteBuffer?) -> TLSError? {
+        if let recordLayer, records != nil {
+            do {
+                try recordLayer.sealApplicationData(data, into: &records!)
+                return nil
+            } catch {
+                return .protocolFailure(peer: peerName, reason: error.reason)
+            }
+        }
+        guard let ssl else { return .protocolFailure(peer: peerName, reason: "the connection is closed") }
+        var data = data
+        while data.readableBytes > 0 {
+            ERR_clear_error()
+            let written = data.withUnsafeReadableBytes { bytes in
+                SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
+            }
+            guard written > 0 else {
+                return .protocolFailure(
+                    peer: peerName,
+                    reason: OpenSSLErrorQueue.drainedReason(or: Self.describe(SSL_get_error(ssl, written))))
+            }
+            data.moveReaderIndex(forwardBy: Int(written))
+        }
+        return nil
     }
 
     /// Sends the deferred records once the tasks already queued on the loop have run, unless
@@ -692,32 +705,6 @@ public final class OpenSSLHandler: ChannelDuplexHandler {
         } else if received.closeNotify {
             answerCloseNotify(context: context)
         }
-    }
-
-    private func sealPendingWrites(with recordLayer: TLS13RecordLayer, context: ChannelHandlerContext) {
-        guard !pendingWrites.isEmpty else { return }
-        var records = context.channel.allocator.buffer(
-            capacity: pendingWrites.reduce(0) { $0 + $1.data.readableBytes + 2 * (TLS13RecordLayer.headerLength + 1 + TLS13RecordLayer.tagLength) })
-        var combined: EventLoopPromise<Void>?
-        while let write = pendingWrites.popFirst() {
-            do {
-                try recordLayer.sealApplicationData(write.data, into: &records)
-            } catch {
-                let failure = TLSError.protocolFailure(peer: peerName, reason: error.reason)
-                write.promise?.fail(failure)
-                combined?.fail(failure)
-                fail(context: context, error: failure)
-                return
-            }
-            if let promise = write.promise {
-                if let combined {
-                    combined.futureResult.cascade(to: promise)
-                } else {
-                    combined = promise
-                }
-            }
-        }
-        context.writeAndFlush(wrapOutboundOut(records), promise: combined)
     }
 
     /// Sends an alert through the record layer (close_notify is 0), best effort: the connection closes after it.

@@ -1,4 +1,5 @@
 import COpenSSL
+import Federation
 
 /// The TLS 1.3 cipher suites (RFC 8446 §B.4) whose records `TLS13RecordLayer` protects itself.
 enum TLS13CipherSuite: Sendable {
@@ -81,9 +82,9 @@ struct TLS13TrafficKeys {
 
     /// Forgets the secrets; the value is not used after this.
     mutating func wipe() {
-        secret.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
-        key.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
-        iv.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        Federation.wipe(&secret)
+        Federation.wipe(&key)
+        Federation.wipe(&iv)
     }
 
     /// The keys after a KeyUpdate (RFC 8446 §7.2): the next generation's secret, its key and IV,
@@ -135,7 +136,7 @@ struct TLS13TrafficKeys {
             throw .setupFailed(operation: "HKDF-Expand-Label", reason: OpenSSLErrorQueue.drainedReason(or: "HMAC failed"))
         }
         let expanded = Array(block.prefix(length))
-        block.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        Federation.wipe(&block)
         return expanded
     }
 }
