@@ -91,7 +91,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic",
+                                          "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
 
         .executableTarget(name: "southbridge-benchmark", dependencies: [
             "SouthbridgeSwarm", "SouthbridgeTestSupport", "SouthbridgeDaemon", "Replication", "Resolver", "Transport",
