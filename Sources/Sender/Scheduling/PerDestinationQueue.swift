@@ -45,31 +45,45 @@ public struct PerDestinationQueue: Sendable {
         case build(pdus: [StoredPDU])
     }
 
+    // Stored properties are laid out in the order they are declared: the words first, the
+    // flags last, so that none is padded. A fan-out holds thousands of these in the scheduler's
+    // dictionary, which keeps room for a third more than it holds.
     public let budget: Int
     public let catchUpAfterMS: Int64
-    public private(set) var phase: Phase = .unloaded
     public private(set) var lastSuccessfulStreamOrdering: Int64 = 0
     /// When the backoff ends, in monotonic ms; meaningful while `retryIntervalMS > 0`.
     public private(set) var retryDueMS: Int64 = 0
     public private(set) var retryIntervalMS: Int64 = 0
-    public private(set) var inFlight: OutgoingTransaction?
     /// Not before this time (ms): set when southbridge's own limits held a transaction back.
     /// Unlike a backoff it is kept in memory only and says nothing against the destination.
     public private(set) var deferredUntilMS: Int64 = 0
     /// The most units the next transaction may hold; halved after the receiver refuses a body.
     public private(set) var unitLimit = Int.max
+    private var catchUpLastSkipped: Int64 = 0
+    private var queued = FrontConsumedQueue<StoredPDU>()
+    /// Boxed: a reference in every queue instead of the transaction's fields, most of the time nil.
+    private var inFlightBox: InFlightTransaction?
+    public private(set) var phase: Phase = .unloaded
     /// Persistent EDUs may be waiting in the Outbox. False from the start for a destination
     /// that owed nothing when the sender started: every EDU accepted since then comes with a
     /// commit, which sets it, so a new destination of a fan-out costs no reads of the EDU tables.
     public var persistentEDUsMayBePending: Bool
-    private var queued = FrontConsumedQueue<StoredPDU>()
-    private var catchUpLastSkipped: Int64 = 0
     private var spillWhenLoaded = false
-
     /// Whether `load` must read the PDUs owed from the Outbox: false for a destination that
     /// owed nothing when the sender started, since everything committed for it since then
     /// comes through `pduCommitted` (so a new destination costs no copy of any PDU).
     public let needsBacklogRead: Bool
+
+    /// The transaction sent and not yet answered.
+    public private(set) var inFlight: OutgoingTransaction? {
+        get { inFlightBox?.transaction }
+        set { inFlightBox = newValue.map(InFlightTransaction.init) }
+    }
+
+    private final class InFlightTransaction: Sendable {
+        let transaction: OutgoingTransaction
+        init(_ transaction: OutgoingTransaction) { self.transaction = transaction }
+    }
 
     /// - Parameter backlogKnownEmpty: the destination owed no PDU and no persistent EDU when
     ///   the sender started following commits; it is then loaded from its record alone, PDUs

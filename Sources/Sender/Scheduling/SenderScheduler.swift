@@ -119,6 +119,7 @@ public struct SenderScheduler: Sendable {
         case idle, ready, sending
     }
 
+    /// The flags come right after the queue, in the end of its last word (see `PerDestinationQueue`).
     private struct Destination {
         var queue: PerDestinationQueue
         var activity = Activity.idle
