@@ -224,7 +224,9 @@ struct PerDestinationQueueTests {
         queue.delivered(queue.inFlight!)
         #expect(queue.isQuiet)
         #expect(queue.pduReferenceCount == 0)
-        #expect(MemoryLayout<PerDestinationQueue>.size <= 256)
+        // Thousands are held inline in the scheduler's dictionary: words first, flags last, the
+        // transaction in flight boxed (92 bytes; 154 with padding and the transaction inline).
+        #expect(MemoryLayout<PerDestinationQueue>.size <= 96, "\(MemoryLayout<PerDestinationQueue>.size) bytes")
     }
 }
 
