@@ -321,14 +321,15 @@ final class OutboxWriter: @unchecked Sendable {
         }
         logger.debug("outbox group committed", metadata: [
             "writes": "\(writes.count)", "stream_ordering": "\(store.allocatedStreamOrdering)",
-            "indexed": "\(needsIndexCommit)",
+            "indexed": "\(needsIndexCommit ? "before answering" : indexCommitIsDue ? "after answering" : "later")",
         ])
         for entry in completions {
             entry.completion()
         }
-        // Rows acknowledged through the log whose interval is up: the answers above needed only the record on
-        // the device, so they do not wait for this commit (for a room of 5,000 servers, milliseconds of SQLite).
-        // Under a steady stream of rounds the queue is never empty, so this is where they are committed.
+        // The open transaction's interval is up (rows of rounds acknowledged through the log, this one's among
+        // them, and any marks due): the answers above needed only the record on the device, so they do not wait
+        // for this commit (for a room of 5,000 servers, milliseconds of SQLite). Under a steady stream of rounds
+        // the queue is never empty, so this is where they are committed.
         if !needsIndexCommit && indexCommitIsDue {
             commitIndex(store: store)
         }
@@ -350,6 +351,8 @@ final class OutboxWriter: @unchecked Sendable {
             uncommittedSinceNS = nil
             indexedStreamOrdering.store(store.allocatedStreamOrdering, ordering: .releasing)
             if let used = try? store.usedBytes() { usedBytes.store(used, ordering: .relaxed) }
+            // Deleting delivered rows may have freed a segment the log can reuse.
+            logNeedsSpare.store(store.log.wantsSpare, ordering: .relaxed)
         } catch {
             _ = noteFailure(error, writes: 0)
             recoverAfterRollback(store: store, allocatedBefore: store.allocatedStreamOrdering)

@@ -1,8 +1,10 @@
 /// One request for the writer thread: the SQL work to do and how to answer the caller.
 ///
 /// `perform` runs on the writer thread. A write runs inside the current group's transaction under its own
-/// savepoint; the completion it returns is called only after COMMIT, so a caller is answered once its write is
-/// durable. Exactly one of the completion or `fail` is called for every job.
+/// savepoint; the completion it returns is called after COMMIT, so a caller is answered once its write is
+/// durable. Two kinds are answered sooner: an ingest batch (`isIngest`) once the round's log record is on the
+/// device, which makes it durable, and a write a crash may lose (`commitMayWait`) once it is in the open
+/// transaction. Exactly one of the completion or `fail` is called for every job.
 struct WriterJob: Sendable {
     enum Kind: Sendable, Equatable {
         /// Runs outside any transaction, after the round's group commit.
